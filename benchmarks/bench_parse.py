@@ -1,0 +1,171 @@
+"""Frame + CRC + parse cost per telegram, ours against dsmr-parser, on the same bytes.
+
+Run: ``.venv/bin/pip install -e '.[bench]' && .venv/bin/python benchmarks/bench_parse.py``
+(``--quick`` for a shorter run). Prints a table and the memory check.
+
+Columns:
+- cold: every line decoded from scratch (line memo off), the worst case;
+- stream: a real-paced DSMR 5 stream from the simulator (1 s apart, so some lines change
+  and some repeat), the case the exporter lives in;
+- same: the same telegram again and again (memo fully warm);
+- dsmr-parser: ``TelegramParser(spec).parse(text)`` with its CRC check on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = HERE.parent / "tests" / "fixtures"
+sys.path.insert(0, str(HERE.parent))
+
+from p1_exporter import TelegramStream  # noqa: E402
+from p1_exporter.crc import crc16_arc, crc16_arc_python  # noqa: E402
+
+
+def per_call_us(func: Callable[[], object], seconds: float) -> float:
+    """Best-of-5 mean time per call, in microseconds."""
+    calls = 1
+    while True:  # calibrate to ~seconds/5 per round
+        start = time.perf_counter()
+        for _ in range(calls):
+            func()
+        if time.perf_counter() - start > seconds / 5 / 4:
+            break
+        calls *= 2
+    calls *= 4
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(calls):
+            func()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best * 1e6
+
+
+def rss_kib() -> int:
+    """Current resident set size in KiB (Linux)."""
+    with open(f"/proc/{os.getpid()}/statm") as handle:
+        return int(handle.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+
+
+def ours(data: bytes, memo: bool) -> Callable[[], object]:
+    stream = TelegramStream(memo_size=2048 if memo else 0)
+
+    def run() -> object:
+        (outcome,) = stream.feed(data)
+        assert outcome.telegram is not None
+        return outcome
+
+    return run
+
+
+def with_crc(body: bytes) -> bytes:
+    """Append a correct CRC line to a telegram that ends with '!'."""
+    return body + f"{crc16_arc(body):04X}\r\n".encode()
+
+
+def sim_stream(count: int) -> list[bytes]:
+    """Consecutive DSMR 5 telegrams from the simulator, one second apart."""
+    from p1_exporter.sim.meter import SimulatedMeter
+
+    meter = SimulatedMeter(dialect="dsmr5", seed=7, start=1_700_000_000.0)
+    return [meter.telegram_at(1_700_000_000.0 + i) for i in range(count)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter run (CI smoke)")
+    parser.add_argument("--parses", type=int, default=1_000_000,
+                        help="parses in the memory check (default 1,000,000)")
+    args = parser.parse_args()
+    seconds = 1.0 if args.quick else 4.0
+
+    from dsmr_parser import telegram_specifications
+    from dsmr_parser.parsers import TelegramParser
+
+    cases = [
+        ("DSMR 5 (v5.txt)", "v5.txt", telegram_specifications.V5),
+        ("Belgian (fluvius_v171.txt)", "fluvius_v171.txt", telegram_specifications.BELGIUM_FLUVIUS),
+        ("Hungarian (v5_eon_hu.txt)", "v5_eon_hu.txt", telegram_specifications.EON_HUNGARY),
+    ]
+    print(f"python {sys.version.split()[0]}, CRC: compiled "
+          f"{per_call_us(lambda: crc16_arc(FIXTURES.joinpath('v5.txt').read_bytes()), 0.5):.2f} us "
+          "incl. file read;")
+    v5 = FIXTURES.joinpath("v5.txt").read_bytes()
+    body = v5[: v5.rindex(b"!") + 1]
+    print(f"CRC-16/ARC of the v5 telegram: compiled {per_call_us(lambda: crc16_arc(body), 0.5):.2f}"
+          f" us, pure Python {per_call_us(lambda: crc16_arc_python(body), 0.5):.1f} us\n")
+    header = (f"{'telegram':<28} {'cold us':>8} {'same us':>8} {'dsmr-parser us':>15}"
+              f" {'ratio cold':>10} {'ratio same':>10}")
+    print(header)
+    print("-" * len(header))
+    for title, name, spec in cases:
+        data = FIXTURES.joinpath(name).read_bytes()
+        text = data.decode("ascii", errors="replace")
+        theirs = TelegramParser(spec, apply_checksum_validation=True)
+        theirs.parse(text, throw_ex=True)
+        t_cold = per_call_us(ours(data, memo=False), seconds)
+        t_same = per_call_us(ours(data, memo=True), seconds)
+        t_theirs = per_call_us(lambda: theirs.parse(text, throw_ex=True), seconds)
+        print(f"{title:<28} {t_cold:8.1f} {t_same:8.1f} {t_theirs:15.1f}"
+              f" {t_theirs / t_cold:9.1f}x {t_theirs / t_same:9.1f}x")
+
+    telegrams = sim_stream(2000 if args.quick else 20000)
+    stream = TelegramStream()
+    theirs = TelegramParser(telegram_specifications.V5, apply_checksum_validation=True)
+    start = time.perf_counter()
+    for data in telegrams:
+        stream.feed(data)
+    t_stream = (time.perf_counter() - start) / len(telegrams) * 1e6
+    sample = telegrams[: max(200, len(telegrams) // 20)]
+    start = time.perf_counter()
+    for data in sample:
+        theirs.parse(data.decode("ascii"), throw_ex=True)
+    t_theirs = (time.perf_counter() - start) / len(sample) * 1e6
+    print(f"{'DSMR 5 simulated stream':<28} {'stream':>8} {t_stream:8.1f} {t_theirs:15.1f}"
+          f" {'':>10} {t_theirs / t_stream:9.1f}x   ({len(telegrams)} distinct telegrams, 1 s apart)")
+
+    # Memory: a telegram with a 10-event power-failure log, parsed many times.
+    events = b"".join(b"(%s)(%010d*s)" % (b"2301%02d120000W" % (i + 1), 100 + i) for i in range(10))
+    log_line = b"1-0:99.97.0(10)(0-0:96.7.19)" + events + b"\r\n"
+    failure_v5 = with_crc(body.replace(b"1-0:99.97.0(0)(0-0:96.7.19)\r\n", log_line)[:-1] + b"!")
+    run = ours(failure_v5, memo=True)
+    parses = 100_000 if args.quick else args.parses
+    gc.collect()
+    for _ in range(10_000):
+        run()
+    before = rss_kib()
+    start = time.perf_counter()
+    for _ in range(parses):
+        run()
+    elapsed = time.perf_counter() - start
+    gc.collect()
+    after = rss_kib()
+    print(f"\nmemory, ours: {parses:,} parses of a telegram with a 10-event failure log in "
+          f"{elapsed:.1f} s: RSS {before} KiB -> {after} KiB ({after - before:+d} KiB)")
+    theirs_parses = 5_000 if args.quick else 50_000
+    theirs = TelegramParser(telegram_specifications.V5, apply_checksum_validation=True)
+    text = failure_v5.decode("ascii")
+    for _ in range(500):
+        theirs.parse(text, throw_ex=True)
+    gc.collect()
+    before = rss_kib()
+    for _ in range(theirs_parses):
+        theirs.parse(text, throw_ex=True)
+    gc.collect()
+    after = rss_kib()
+    print(f"memory, dsmr-parser: {theirs_parses:,} parses: RSS {before} KiB -> {after} KiB "
+          f"({after - before:+d} KiB)")
+    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} KiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""p1-exporter: a Prometheus exporter for DSMR / P1 smart meters.
+
+The telegram core is usable as a library::
+
+    from p1_exporter import parse
+    telegram = parse(open("telegram.txt", "rb").read())
+    telegram.value("1-0:1.8.1")  # joules
+"""
+
+from __future__ import annotations
+
+from .core import Outcome, TelegramStream, decode_frame, iter_telegrams, parse
+from .errors import CRCError, FramingError, P1Error, ParseError, TelegramTooLarge
+from .telegram import (
+    LineIssue,
+    MBusDevice,
+    MonthPeak,
+    ObisLine,
+    PowerFailure,
+    Register,
+    Telegram,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CRCError",
+    "FramingError",
+    "LineIssue",
+    "MBusDevice",
+    "MonthPeak",
+    "ObisLine",
+    "Outcome",
+    "P1Error",
+    "ParseError",
+    "PowerFailure",
+    "Register",
+    "Telegram",
+    "TelegramStream",
+    "TelegramTooLarge",
+    "__version__",
+    "decode_frame",
+    "iter_telegrams",
+    "parse",
+]

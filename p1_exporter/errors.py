@@ -1,0 +1,38 @@
+"""The one error family raised by the telegram core.
+
+Every error carries ``result``: the outcome label the reader counts it under
+(``crc_error``, ``malformed``, ``too_large``, ``rejected``), so callers can count
+and show a refusal without inspecting exception types.
+"""
+
+from __future__ import annotations
+
+
+class P1Error(Exception):
+    """Base class: a telegram (or the bytes meant to be one) was refused."""
+
+    result = "rejected"
+
+
+class FramingError(P1Error):
+    """The bytes do not form one complete telegram (torn, no start, no end)."""
+
+    result = "malformed"
+
+
+class TelegramTooLarge(FramingError):
+    """A telegram grew past the framer's size cap before it ended."""
+
+    result = "too_large"
+
+
+class CRCError(P1Error):
+    """The CRC is wrong, not hexadecimal, or missing where the dialect needs one."""
+
+    result = "crc_error"
+
+
+class ParseError(P1Error):
+    """The telegram passed its CRC but its content cannot be read at all."""
+
+    result = "malformed"

@@ -1,0 +1,72 @@
+"""Meter clock: DSMR ``YYMMDDhhmmss`` plus ``S``/``W``, to and from UTC epochs.
+
+DSMR meters keep Central European time. The suffix says whether summer time
+(``S``, UTC+2) or winter time (``W``, UTC+1) is in force; a time sent without a
+suffix (DSMR 2.2/3) is placed by the EU rule: summer time runs from the last
+Sunday of March to the last Sunday of October, 01:00 UTC each.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+
+_SUMMER = 7200
+_WINTER = 3600
+#: Readings dated before this are placeholders (meters send 1970/2000 dates for "none").
+EARLIEST_VALID = calendar.timegm((2000, 1, 2, 0, 0, 0, 0, 0, 0))
+
+
+def _last_sunday_0100_utc(year: int, month: int) -> int:
+    last_day = calendar.monthrange(year, month)[1]
+    weekday = calendar.weekday(year, month, last_day)  # Monday is 0
+    day = last_day - (weekday + 1) % 7
+    return calendar.timegm((year, month, day, 1, 0, 0, 0, 0, 0))
+
+
+def is_eu_summer_time(epoch: float) -> bool:
+    """True when Central European Summer Time is in force at ``epoch``."""
+    year = time.gmtime(epoch).tm_year
+    return _last_sunday_0100_utc(year, 3) <= epoch < _last_sunday_0100_utc(year, 10)
+
+
+def parse_meter_time(text: str) -> float | None:
+    """``YYMMDDhhmmss[S|W]`` to a UTC epoch, or None when it is not a real time."""
+    suffix = text[12:]
+    if len(text) < 12 or suffix not in ("", "S", "W", "s", "w") or not text[:12].isdigit():
+        return None
+    year = 2000 + int(text[0:2])
+    month, day = int(text[2:4]), int(text[4:6])
+    hour, minute, second = int(text[6:8]), int(text[8:10]), int(text[10:12])
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+        return None
+    if hour > 23 or minute > 59 or second > 60:
+        return None
+    local = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    if suffix in ("S", "s"):
+        offset = _SUMMER
+    elif suffix in ("W", "w"):
+        offset = _WINTER
+    else:
+        offset = _SUMMER if is_eu_summer_time(local - _WINTER) else _WINTER
+    epoch = float(local - offset)
+    # DSMR's "no value" dates (2000-01-01, and 70-01-01 read as 2070 or 1970).
+    if epoch < EARLIEST_VALID or year >= 2070:
+        return None
+    return epoch
+
+
+def format_meter_time(epoch: float, *, suffix: bool = True) -> str:
+    """A UTC epoch as the meter would print it, in Central European time."""
+    summer = is_eu_summer_time(epoch)
+    local = time.gmtime(int(epoch) + (_SUMMER if summer else _WINTER))
+    text = time.strftime("%y%m%d%H%M%S", local)
+    if suffix:
+        text += "S" if summer else "W"
+    return text
+
+
+def meter_local_hour(epoch: float) -> float:
+    """Hour of day (fractional) on the meter's Central European clock."""
+    offset = _SUMMER if is_eu_summer_time(epoch) else _WINTER
+    return ((epoch + offset) % 86400) / 3600.0
