@@ -10,7 +10,7 @@ The telegram core is usable as a library::
 from __future__ import annotations
 
 from .core import Outcome, TelegramStream, decode_frame, iter_telegrams, parse
-from .errors import CRCError, FramingError, P1Error, ParseError, TelegramTooLarge
+from .errors import CRCError, FramingError, P1Error, ParseError, TelegramTooLarge, TornTelegram
 from .telegram import (
     LineIssue,
     MBusDevice,
@@ -38,6 +38,7 @@ __all__ = [
     "Telegram",
     "TelegramStream",
     "TelegramTooLarge",
+    "TornTelegram",
     "__version__",
     "decode_frame",
     "iter_telegrams",

@@ -11,8 +11,6 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-
 #: name -> (module, one-line summary)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("p1_exporter.decode_cmd",
@@ -36,17 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in SUBCOMMANDS:
         return run_subcommand(args[0], args[1:])
-    parser = argparse.ArgumentParser(
-        prog="p1-exporter",
-        description="Prometheus exporter for DSMR / P1 smart meters.",
-        epilog="subcommands:\n"
-        + "\n".join(f"  {name:<10} {summary}" for name, (_, summary) in SUBCOMMANDS.items()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"p1-exporter {__version__}")
-    parser.parse_args(args)
-    parser.print_help()
-    return 2
+    from .exporter import run
+
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,9 @@ from collections.abc import Callable
 from typing import TextIO
 
 from .core import iter_telegrams
+from .render_json import format_json
+from .render_text import format_telegram
 from .telegram import Telegram
-
-#: Extra output formats other modules register (name -> renderer).
-FORMATTERS: dict[str, Callable[[Telegram], str]] = {}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,12 +50,15 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     except OSError as exc:
         print(f"p1-exporter decode: cannot read {args.file}: {exc.strerror}", file=err)
         return 2
+    render: Callable[[Telegram], str]
     if args.format == "text":
-        from .render_text import format_telegram as render
+        render = format_telegram
     elif args.format == "json":
-        from .render_json import format_json as render
+        render = format_json
     else:
-        render = FORMATTERS["metrics"]
+        from .collector import telegram_exposition
+
+        render = telegram_exposition
     accepted = refused = 0
     for index, outcome in enumerate(iter_telegrams(data, check_crc=not args.ignore_crc), 1):
         if outcome.telegram is None:

@@ -20,6 +20,10 @@ class FramingError(P1Error):
     result = "malformed"
 
 
+class TornTelegram(FramingError):
+    """A telegram broke off: a new one started (or the stream ended) before its ``!``."""
+
+
 class TelegramTooLarge(FramingError):
     """A telegram grew past the framer's size cap before it ended."""
 

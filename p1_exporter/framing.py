@@ -7,7 +7,7 @@ bounded: the framer never holds more than ``max_size`` bytes.
 
 from __future__ import annotations
 
-from .errors import FramingError, TelegramTooLarge
+from .errors import FramingError, TelegramTooLarge, TornTelegram
 
 #: Largest telegram accepted. Real telegrams are 0.5-2 KiB; 16 KiB leaves room for
 #: long text messages and power-failure logs without letting noise grow the buffer.
@@ -54,7 +54,7 @@ class Framer:
         if self._bang >= 0:
             events.append(self._take(len(self._buf)))
         elif self._buf:
-            events.append(FramingError(f"stream ended inside a telegram ({len(self._buf)} bytes)"))
+            events.append(TornTelegram(f"stream ended inside a telegram ({len(self._buf)} bytes)"))
             self._reset(len(self._buf))
         return events
 
@@ -94,7 +94,9 @@ class Framer:
                 limit = len(buf) if end < 0 else end
                 restart = buf.find(b"/", max(scan_from, 1), limit)
                 if restart >= 0:
-                    events.append(FramingError(f"torn telegram: new start after {restart} bytes"))
+                    events.append(
+                        TornTelegram(f"torn telegram: a new one started after {restart} bytes")
+                    )
                     self._reset(restart)
                     continue
                 if end < 0:
@@ -119,5 +121,11 @@ class Framer:
                 events.append(self._take(newline + 1))
             elif len(buf) - bang > _MAX_CRC_LINE:
                 events.append(self._take(bang + 1 + _MAX_CRC_LINE))
+            elif len(buf) > self.max_size:  # its CRC line would take it past the cap
+                events.append(
+                    TelegramTooLarge(f"telegram exceeds {self.max_size} bytes with its CRC line")
+                )
+                self._reset(len(buf))
+                return
             else:
                 return

@@ -63,7 +63,8 @@ def format_telegram(telegram: Telegram, index: int | None = None) -> str:
     if telegram.power_failure_log:
         out.append(f"  power-failure log ({len(telegram.power_failure_log)} events):")
         for event in telegram.power_failure_log:
-            out.append(f"    ended {format_time(event.end_time)}, lasted {event.duration_seconds} s")
+            ended = format_time(event.end_time)
+            out.append(f"    ended {ended}, lasted {event.duration_seconds} s")
     for line in telegram.extra:
         out.append(f"  {line.obis} {DESCRIPTIONS.get(line.obis, '')}: {line.raw}")
     for line in telegram.unknown:

@@ -1,0 +1,140 @@
+"""Plain-words diagnosis of a meter link that delivers bytes but few or no telegrams.
+
+Sans-I/O: fed the bytes read and the outcome of every telegram, it returns at
+most one message per condition (wrong speed or parity, signal not inverted,
+a shared port, many CRC errors). A condition is reported again only after it
+has cleared, so a broken link gives one clear line, not a flood.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import NamedTuple
+
+#: Bytes without any telegram before the link is diagnosed.
+NO_TELEGRAM_BYTES = 3000
+#: Outcomes in the CRC-error window, and the error share that raises / clears the alarm.
+CRC_WINDOW = 100
+CRC_MIN_SEEN = 20
+CRC_ALARM = 0.03
+CRC_CLEAR = 0.01
+
+_PRINTABLE = frozenset(range(0x20, 0x7F)) | {0x0D, 0x0A}
+
+
+class Finding(NamedTuple):
+    """A diagnosis: ``key`` names the condition, ``level`` is a logging level name."""
+
+    key: str
+    level: str
+    message: str
+
+
+def classify_noise(sample: bytes) -> Finding:
+    """Name the likeliest cause of bytes that never contain a telegram."""
+    total = max(1, len(sample))
+    high = sum(1 for b in sample if b & 0x80) / total
+    extremes = sum(1 for b in sample if b in (0x00, 0xFF)) / total
+    printable = sum(1 for b in sample if b in _PRINTABLE) / total
+    printable_7bit = sum(1 for b in sample if (b & 0x7F) in _PRINTABLE) / total
+    if printable_7bit >= 0.9 and 0.15 <= high <= 0.85:
+        return Finding(
+            "parity", "warning",
+            "bytes look like 7-bit text with a parity bit: the meter probably speaks DSMR 2.2/3 "
+            "at 9600 7E1 (let auto-detection run, or pass --baudrate 9600 --bytesize 7 "
+            "--parity E)",
+        )
+    if printable >= 0.9:
+        return Finding(
+            "shared_port", "warning",
+            "text arrives but never a whole telegram: is another program (a second exporter, "
+            "ModemManager, a serial console) reading the same port and taking part of the bytes?",
+        )
+    if extremes >= 0.5:
+        return Finding(
+            "not_inverted", "warning",
+            "bytes are mostly 0x00/0xFF: the signal is probably not inverted. P1 is an inverted, "
+            "open-collector output: use an inverting cable (FTDI with RXD inverted in FT_Prog) "
+            "and a pull-up resistor",
+        )
+    return Finding(
+        "wrong_speed", "warning",
+        "bytes arrive but they are noise, never a telegram: the serial speed is probably wrong "
+        "(DSMR 4/5: 115200 8N1; DSMR 2.2/3: 9600 7E1), or the signal is not inverted",
+    )
+
+
+class Diagnostics:
+    """Watches one meter link and returns Findings worth one log line each."""
+
+    def __init__(self, source: str = "the meter") -> None:
+        self.source = source
+        self._noise = bytearray()
+        self._noise_bytes = 0
+        self._outcomes: deque[str] = deque(maxlen=CRC_WINDOW)
+        self._active: set[str] = set()
+
+    def _raise(self, finding: Finding) -> list[Finding]:
+        if finding.key in self._active:
+            return []
+        self._active.add(finding.key)
+        return [finding]
+
+    def _clear(self, *keys: str) -> list[Finding]:
+        cleared = self._active.intersection(keys)
+        self._active.difference_update(cleared)
+        if not cleared:
+            return []
+        return [Finding("recovered", "info", f"{self.source}: valid telegrams arrive again")]
+
+    def bytes_read(self, data: bytes, telegrams_framed: int) -> list[Finding]:
+        """Bytes just read, and how many frames (good or bad) they completed."""
+        if telegrams_framed:
+            self._noise.clear()
+            self._noise_bytes = 0
+            return []
+        self._noise_bytes += len(data)
+        room = 4096 - len(self._noise)
+        if room > 0:
+            self._noise += data[:room]
+        if self._noise_bytes < NO_TELEGRAM_BYTES:
+            return []
+        finding = classify_noise(bytes(self._noise))
+        message = (f"{self.source}: {self._noise_bytes} bytes read without one telegram; "
+                   f"{finding.message}")
+        self._noise.clear()
+        self._noise_bytes = 0
+        return self._raise(finding._replace(message=message))
+
+    def outcome(self, result: str, torn: bool = False) -> list[Finding]:
+        """One telegram outcome (``ok``, ``crc_error``, ...); ``torn`` for torn frames."""
+        self._outcomes.append("torn" if torn else result)
+        findings: list[Finding] = []
+        if result == "ok":
+            findings += self._clear("parity", "shared_port", "not_inverted", "wrong_speed")
+        seen = len(self._outcomes)
+        if seen < CRC_MIN_SEEN:
+            return findings
+        crc_errors = self._outcomes.count("crc_error")
+        torn_count = self._outcomes.count("torn")
+        share = crc_errors / seen
+        if share > CRC_ALARM:
+            findings += self._raise(Finding(
+                "crc", "warning",
+                f"{self.source}: CRC errors in {crc_errors} of the last {seen} telegrams "
+                f"({share:.0%}): check the wiring and connectors, the pull-up resistor, the cable "
+                "length, and that no other program reads the same port",
+            ))
+        elif share < CRC_CLEAR and "crc" in self._active:
+            self._active.discard("crc")
+            findings.append(Finding("crc_ok", "info",
+                                    f"{self.source}: CRC errors back below {CRC_CLEAR:.0%}"))
+        if torn_count / seen > 0.2:
+            findings += self._raise(Finding(
+                "torn", "warning",
+                f"{self.source}: {torn_count} of the last {seen} telegrams arrived torn: is "
+                "another program reading the same port?",
+            ))
+        elif torn_count == 0:
+            self._active.discard("torn")
+        return findings
