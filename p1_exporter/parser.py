@@ -186,12 +186,12 @@ def _decode_number_line(line: str) -> Effect | None:
     if KINDS.get(code) is not _NUMBER or rest[-1:] != ")":
         return None
     body = rest[:-1]
-    number, _, unit = body.partition("*")
+    number, star, unit = body.partition("*")
     whole, dot, fraction = number.partition(".")
     digits = whole + fraction if dot else whole
-    if not digits.isdecimal() or len(fraction) > 18:
+    if not digits.isdecimal() or len(digits) > 18:
         return None
-    if unit:
+    if star:
         spec = UNITS.get(unit)
         if spec is None:
             return None
@@ -210,15 +210,12 @@ class LineMemo:
         self.limit = limit
         self.effects: dict[str, Effect] = {}
 
-    def decode(self, line: str) -> Effect:
-        effect = self.effects.get(line)
-        if effect is None:
-            effect = _decode_number_line(line) or decode_line(line)
-            if self.limit and effect[0] != _LEGACY:
-                if len(self.effects) >= self.limit:
-                    self.effects.clear()
-                self.effects[line] = effect
-        return effect
+    def remember(self, line: str, effect: Effect) -> None:
+        """Keep a context-free line's effect; empty the memo when it is full."""
+        if self.limit and effect[0] != _LEGACY:
+            if len(self.effects) >= self.limit:
+                self.effects.clear()
+            self.effects[line] = effect
 
 
 _NO_MEMO = LineMemo(limit=0)
@@ -261,7 +258,9 @@ def parse_content(
     header = lines[0][1:].strip()
     if not header:
         raise ParseError("telegram has no identification header after '/'")
-    decode = (memo or _NO_MEMO).decode
+    memo = memo or _NO_MEMO
+    recall = memo.effects.get
+    remember = memo.remember
     registers: dict[str, Register] = {}
     texts: dict[str, str] = {}
     mbus: dict[int, dict[str, object]] = {}
@@ -295,7 +294,11 @@ def parse_content(
         if line[0] == "(":
             malformed.append(LineIssue(line, "value line without a preceding 24.3.0 line"))
             continue
-        target, key, result = decode(line)
+        effect = recall(line)
+        if effect is None:
+            effect = _decode_number_line(line) or decode_line(line)
+            remember(line, effect)
+        target, key, result = effect
         if target == _REGISTER:
             registers[key] = result  # type: ignore[index,assignment]
         elif target == _MBUS:

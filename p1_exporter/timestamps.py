@@ -30,30 +30,53 @@ def is_eu_summer_time(epoch: float) -> bool:
     return _last_sunday_0100_utc(year, 3) <= epoch < _last_sunday_0100_utc(year, 10)
 
 
-def parse_meter_time(text: str) -> float | None:
-    """``YYMMDDhhmmss[S|W]`` to a UTC epoch, or None when it is not a real time."""
+#: Minute -> epoch of that minute (or None); a meter's clock changes every second but its
+#: minute only every 60 telegrams, so most look-ups skip the calendar arithmetic.
+_MINUTES: dict[str, float | None] = {}
+_MINUTES_LIMIT = 4096
+
+
+def _minute_epoch(text: str) -> float | None:
     suffix = text[12:]
-    if len(text) < 12 or suffix not in ("", "S", "W", "s", "w") or not text[:12].isdigit():
+    if suffix not in ("", "S", "W", "s", "w") or not text[:10].isdigit():
         return None
     year = 2000 + int(text[0:2])
     month, day = int(text[2:4]), int(text[4:6])
-    hour, minute, second = int(text[6:8]), int(text[8:10]), int(text[10:12])
+    hour, minute = int(text[6:8]), int(text[8:10])
     if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
         return None
-    if hour > 23 or minute > 59 or second > 60:
+    if hour > 23 or minute > 59 or year >= 2070:
         return None
-    local = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    local = calendar.timegm((year, month, day, hour, minute, 0, 0, 0, 0))
     if suffix in ("S", "s"):
         offset = _SUMMER
     elif suffix in ("W", "w"):
         offset = _WINTER
     else:
         offset = _SUMMER if is_eu_summer_time(local - _WINTER) else _WINTER
-    epoch = float(local - offset)
-    # DSMR's "no value" dates (2000-01-01, and 70-01-01 read as 2070 or 1970).
-    if epoch < EARLIEST_VALID or year >= 2070:
+    return float(local - offset)
+
+
+def parse_meter_time(text: str) -> float | None:
+    """``YYMMDDhhmmss[S|W]`` to a UTC epoch, or None when it is not a real time.
+
+    DSMR's "no value" dates (2000-01-01, and 70-01-01 read as 2070) give None too.
+    """
+    if len(text) < 12 or len(text) > 13:
         return None
-    return epoch
+    key = text[:10] + text[12:]
+    if key in _MINUTES:
+        base = _MINUTES[key]
+    else:
+        base = _minute_epoch(text)
+        if len(_MINUTES) >= _MINUTES_LIMIT:
+            _MINUTES.clear()
+        _MINUTES[key] = base
+    seconds = text[10:12]
+    if base is None or not seconds.isdigit() or seconds > "60":
+        return None
+    epoch = base + int(seconds)
+    return epoch if epoch >= EARLIEST_VALID else None
 
 
 def format_meter_time(epoch: float, *, suffix: bool = True) -> str:

@@ -1,0 +1,154 @@
+"""/metrics latency under concurrent scrapers, and the running exporter's peak RSS.
+
+Run: ``.venv/bin/python benchmarks/bench_scrape.py`` (``--seconds``, ``--scrapers``).
+
+Starts the real exporter as a child process on 127.0.0.1 with a simulated meter sending
+10 telegrams per second, then runs two phases with ``--scrapers`` client threads, each on
+its own keep-alive connection:
+- paced: every scraper scrapes once per ``--period`` seconds (default 0.5 s, i.e. 40
+  scrapes/s from 20 scrapers: far beyond any real Prometheus set-up), at random offsets;
+- flat out: every scraper scrapes back to back, which measures throughput and queueing.
+It prints p50/p99/max latency, errors, throughput, whether the reader kept up (telegrams
+counted vs. expected), and the exporter's peak RSS (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import random
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def scrape(conn: http.client.HTTPConnection) -> bytes:
+    conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+    response = conn.getresponse()
+    body = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"HTTP {response.status}")
+    return body
+
+
+def run_phase(port: int, scrapers: int, seconds: float, period: float | None) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def worker() -> None:
+        nonlocal errors
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        mine: list[float] = []
+        failed = 0
+        next_at = time.monotonic() + (random.uniform(0, period) if period else 0.0)
+        while True:
+            if period:
+                pause = next_at - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                next_at += period
+            if time.monotonic() >= deadline:
+                break
+            start = time.perf_counter()
+            try:
+                scrape(conn)
+            except (OSError, RuntimeError, http.client.HTTPException):
+                failed += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                continue
+            mine.append(time.perf_counter() - start)
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            errors += failed
+
+    threads = [threading.Thread(target=worker) for _ in range(scrapers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    latencies.sort()
+    count = len(latencies)
+    return {
+        "scrapes": count,
+        "errors": errors,
+        "p50_ms": statistics.median(latencies) * 1000 if count else float("nan"),
+        "p99_ms": latencies[min(count - 1, int(count * 0.99))] * 1000 if count else float("nan"),
+        "max_ms": latencies[-1] * 1000 if count else float("nan"),
+        "per_second": count / seconds,
+    }
+
+
+def vm_hwm_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(match[1]) if match else -1
+
+
+def ok_telegrams(port: int) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    match = re.search(r'p1_telegrams_total\{meter="main",result="ok"\} (\S+)', text)
+    return int(float(match[1])) if match else -1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scrapers", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--period", type=float, default=0.5,
+                        help="seconds between one scraper's scrapes in the paced phase")
+    args = parser.parse_args()
+    port = free_port()
+    exe = [sys.executable, "-m", "p1_exporter", "--device", "sim://?interval=0.1&seed=3",
+           "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"]
+    proc = subprocess.Popen(exe, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        time.sleep(1.0)
+        print(f"exporter pid {proc.pid}: 1 simulated meter at 10 telegrams/s; "
+              f"{args.scrapers} scrapers, {args.seconds:g} s per phase")
+        print(f"{'phase':<24} {'scrapes':>8} {'/s':>7} {'errors':>6} {'p50 ms':>7} "
+              f"{'p99 ms':>7} {'max ms':>7} {'telegrams ok':>13}")
+        for name, period in ((f"paced (1 per {args.period:g} s)", args.period),
+                             ("flat out", None)):
+            before, started = ok_telegrams(port), time.monotonic()
+            result = run_phase(port, args.scrapers, args.seconds, period)
+            got = ok_telegrams(port) - before
+            expected = (time.monotonic() - started) * 10
+            print(f"{name:<24} {result['scrapes']:>8.0f} {result['per_second']:>7.1f} "
+                  f"{result['errors']:>6.0f} {result['p50_ms']:>7.2f} {result['p99_ms']:>7.2f} "
+                  f"{result['max_ms']:>7.2f} {got:>6d}/{expected:<6.0f}")
+        print(f"exporter peak RSS (VmHWM): {vm_hwm_kib(proc.pid) / 1024:.1f} MiB")
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+if __name__ == "__main__":
+    main()
