@@ -108,13 +108,16 @@ def iter_panels(board: Dashboard) -> Iterator[Panel]:
         yield from panel.get("panels", [])
 
 
-def variable_values(board: Dashboard) -> dict[str, str]:
+def variable_values(
+    board: Dashboard, selector_values: dict[str, str] | None = None
+) -> dict[str, str]:
     """What each variable of ``board`` stands for in the substituted queries."""
+    selected = {**SELECTOR_VALUES, **(selector_values or {})}
     values = dict(BUILTIN_VALUES)
     for var in board.get("templating", {}).get("list", []):
         name = var["name"]
-        if name in SELECTOR_VALUES:
-            values[name] = SELECTOR_VALUES[name]
+        if name in selected:
+            values[name] = selected[name]
         elif var["type"] in ("textbox", "constant", "custom"):
             current = var.get("current") or {}
             value = current.get("value", var.get("query", ""))
@@ -139,7 +142,9 @@ def substitute(expr: str, values: dict[str, str]) -> str:
     return _VARIABLE.sub(repl, expr)
 
 
-def iter_dashboard_queries() -> Iterator[tuple[str, str, str]]:
+def iter_dashboard_queries(
+    selector_values: dict[str, str] | None = None,
+) -> Iterator[tuple[str, str, str]]:
     """(dashboard title, panel title, PromQL with variables substituted) for every target.
 
     The per-day and per-hour bar panels use ``offset -1d`` / ``offset -1h`` so that each bar
@@ -149,7 +154,7 @@ def iter_dashboard_queries() -> Iterator[tuple[str, str, str]]:
     """
     for path in dashboard_files():
         board = load_dashboard(path)
-        values = variable_values(board)
+        values = variable_values(board, selector_values)
         for panel in iter_panels(board):
             for target in panel.get("targets", []):
                 yield board["title"], panel.get("title", ""), substitute(target["expr"], values)

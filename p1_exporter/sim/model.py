@@ -292,6 +292,12 @@ class HouseholdModel:
             peak_at = begin + QUARTER * init.randrange(1, int((end - begin) // QUARTER))
             watts = round(init.uniform(2000, 6000))
             self._history.append(MonthPeak(end, peak_at, watts))
+        # A meter switched on mid-month already has a peak for the month so far.
+        month_begin = local_month_start(*self._month)
+        quarters_so_far = int((start - month_begin) // QUARTER)
+        if quarters_so_far >= 1:
+            peak_at = month_begin + QUARTER * init.randrange(1, quarters_so_far + 1)
+            self._peak = Capture(peak_at, round(init.uniform(1500, 4500)))
         self._time = start
         self._gas_5min = Capture(start - start % GAS_CAPTURE_DSMR5, self._gas)
         self._gas_hourly = Capture(start - start % GAS_CAPTURE_HOURLY, self._gas)

@@ -225,7 +225,7 @@ def _belgian(state: MeterState, clock: float) -> list[str]:
         *_currents(state, "{:06.2f}"),
         "0-0:96.3.10(1)",
         "0-0:17.0.0(999.9*kW)",
-        "1-0:31.4.0(999*A)",
+        "1-0:31.4.0(040*A)",
         "0-0:96.13.0()",
         "0-1:24.1.0(003)",
         f"0-1:96.1.1({_hex(state.gas_serial)})",
