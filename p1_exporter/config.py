@@ -155,14 +155,19 @@ def _apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, st
             if action.dest == "device":
                 value: Any = [part for part in re.split(r"[\s,]+", raw) if part]
             elif action.dest == "demo":
-                value = raw.strip().lower() in ("1", "true", "yes", "on")
+                flag = raw.strip().lower()
+                if flag not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+                    raise ValueError("use true or false")
+                value = flag in ("1", "true", "yes", "on")
             else:
                 value = action.type(raw) if callable(action.type) else raw
                 if action.choices is not None and value not in action.choices:
                     raise ValueError(f"choose from {', '.join(map(str, action.choices))}")
         except ValueError as exc:
             raise ConfigError(f"environment variable {name}={raw!r}: {exc}") from None
-        defaults[action.dest] = value
+        # --device appends to its default, so keep the variable's meters apart: a --device
+        # flag replaces them instead of adding to them (flag beats environment).
+        defaults["device_env" if action.dest == "device" else action.dest] = value
     parser.set_defaults(**defaults)
 
 
@@ -266,7 +271,7 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ExporterConf
     if args.baudrate or args.bytesize or args.parity:
         overrides["settings"] = SerialSettings(args.baudrate or 115200, args.bytesize or 8,
                                                args.parity or "N")
-    devices = list(args.device or [])
+    devices = list(args.device or getattr(args, "device_env", None) or [])
     if args.demo:
         devices.append(DEMO_URL)
     for text in devices:

@@ -31,10 +31,17 @@ class Finding(NamedTuple):
 
 
 def classify_noise(sample: bytes) -> Finding:
-    """Name the likeliest cause of bytes that never contain a telegram."""
+    """Name the likeliest cause of bytes that never contain a telegram.
+
+    The patterns are those a Linux UART delivers (see ``p1_exporter.sim.uart``):
+    a line read much too fast, or with parity checking at the wrong speed, gives
+    mostly 0x00 (breaks and framing errors); a line that is not inverted, read at
+    the right speed, gives bytes with the top bit set, because the next
+    character's inverted start bit lands where the last data bit is sampled.
+    """
     total = max(1, len(sample))
     high = sum(1 for b in sample if b & 0x80) / total
-    extremes = sum(1 for b in sample if b in (0x00, 0xFF)) / total
+    zeros = sample.count(0) / total
     printable = sum(1 for b in sample if b in _PRINTABLE) / total
     printable_7bit = sum(1 for b in sample if (b & 0x7F) in _PRINTABLE) / total
     if printable_7bit >= 0.9 and 0.15 <= high <= 0.85:
@@ -50,12 +57,18 @@ def classify_noise(sample: bytes) -> Finding:
             "text arrives but never a whole telegram: is another program (a second exporter, "
             "ModemManager, a serial console) reading the same port and taking part of the bytes?",
         )
-    if extremes >= 0.5:
+    if high >= 0.8:
         return Finding(
             "not_inverted", "warning",
-            "bytes are mostly 0x00/0xFF: the signal is probably not inverted. P1 is an inverted, "
-            "open-collector output: use an inverting cable (FTDI with RXD inverted in FT_Prog) "
-            "and a pull-up resistor",
+            "most bytes have their top bit set: the signal is probably not inverted. P1 is an "
+            "inverted, open-collector output: use an inverting cable (FTDI with RXD inverted in "
+            "FT_Prog) and a pull-up resistor",
+        )
+    if zeros >= 0.5:
+        return Finding(
+            "wrong_speed", "warning",
+            "bytes are mostly 0x00 (breaks and framing errors): the serial speed is probably "
+            "wrong (DSMR 4/5: 115200 8N1; DSMR 2.2/3: 9600 7E1)",
         )
     return Finding(
         "wrong_speed", "warning",
@@ -129,7 +142,9 @@ class Diagnostics:
             self._active.discard("crc")
             findings.append(Finding("crc_ok", "info",
                                     f"{self.source}: CRC errors back below {CRC_CLEAR:.0%}"))
-        if torn_count / seen > 0.2:
+        # Torn among whole ones means a shared port; only torn fragments is noise,
+        # which bytes_read() diagnoses.
+        if torn_count / seen > 0.2 and torn_count < seen:
             findings += self._raise(Finding(
                 "torn", "warning",
                 f"{self.source}: {torn_count} of the last {seen} telegrams arrived torn: is "

@@ -112,8 +112,9 @@ class Framer:
                     return
                 self._bang = end + 1
             bang = self._bang
-            newline = buf.find(b"\n", bang + 1)
-            limit = len(buf) if newline < 0 else newline
+            # Look no further than the CRC line may reach, as a byte-by-byte feed would.
+            newline = buf.find(b"\n", bang + 1, bang + 1 + _MAX_CRC_LINE)
+            limit = bang + 1 + _MAX_CRC_LINE if newline < 0 else newline
             restart = buf.find(b"/", bang + 1, limit)
             if restart >= 0:
                 events.append(self._take(restart))

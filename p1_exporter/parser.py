@@ -180,16 +180,20 @@ def decode_line(raw: str) -> Effect:
         return (_BAD, None, LineIssue(raw, str(exc) or type(exc).__name__))
 
 
-def _decode_number_line(line: str) -> Effect | None:
+def _decode_number_line(line: str, values: dict[str, Register] | None) -> Effect | None:
     """The short path for ``code(digits[.digits][*unit])``; None sends the line the long way."""
     code, _, rest = line.partition("(")
     if KINDS.get(code) is not _NUMBER or rest[-1:] != ")":
         return None
     body = rest[:-1]
+    if values is not None:
+        register = values.get(body)
+        if register is not None:
+            return (_REGISTER, code, register)
     number, star, unit = body.partition("*")
     whole, dot, fraction = number.partition(".")
     digits = whole + fraction if dot else whole
-    if not digits.isdecimal() or len(digits) > 18:
+    if not digits.isdecimal() or len(digits) > 18 or not whole or (dot and not fraction):
         return None
     if star:
         spec = UNITS.get(unit)
@@ -197,18 +201,30 @@ def _decode_number_line(line: str) -> Effect | None:
             return None
         numerator, denominator, base = spec
         value = int(digits) * numerator / (_POW10[len(fraction)] * denominator)
-        return (_REGISTER, code, _new(Register, (value, base, body)))
-    return (_REGISTER, code, _new(Register, (int(digits) / _POW10[len(fraction)], "", body)))
+        register = _new(Register, (value, base, body))
+    else:
+        register = _new(Register, (int(digits) / _POW10[len(fraction)], "", body))
+    if values is not None:
+        if len(values) >= MEMO_SIZE:
+            values.clear()
+        values[body] = register
+    return (_REGISTER, code, register)
 
 
 class LineMemo:
-    """A bounded memo of decoded lines, shared by the telegrams of one stream."""
+    """Bounded memos shared by the telegrams of one stream (``limit`` 0 turns them off).
 
-    __slots__ = ("effects", "limit")
+    ``effects`` maps whole lines to what they set; ``values`` maps value texts to
+    registers, since values recur across lines (00.095*kW on one phase now, on another
+    later), so even a changed line often needs no arithmetic.
+    """
+
+    __slots__ = ("effects", "limit", "values")
 
     def __init__(self, limit: int = MEMO_SIZE) -> None:
         self.limit = limit
         self.effects: dict[str, Effect] = {}
+        self.values: dict[str, Register] | None = {} if limit else None
 
     def remember(self, line: str, effect: Effect) -> None:
         """Keep a context-free line's effect; empty the memo when it is full."""
@@ -260,6 +276,7 @@ def parse_content(
         raise ParseError("telegram has no identification header after '/'")
     memo = memo or _NO_MEMO
     recall = memo.effects.get
+    values = memo.values
     remember = memo.remember
     registers: dict[str, Register] = {}
     texts: dict[str, str] = {}
@@ -296,7 +313,7 @@ def parse_content(
             continue
         effect = recall(line)
         if effect is None:
-            effect = _decode_number_line(line) or decode_line(line)
+            effect = _decode_number_line(line, values) or decode_line(line)
             remember(line, effect)
         target, key, result = effect
         if target == _REGISTER:

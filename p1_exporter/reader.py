@@ -30,6 +30,11 @@ log = logging.getLogger("p1_exporter.reader")
 
 #: How long one read may block; bounds how quickly the thread notices a stop.
 READ_TIMEOUT = 0.2
+#: Log keys of source failures; re-armed only by a valid telegram, so a link that
+#: connects and fails again (silent dongle, HTTP 500, flapping cable) logs once.
+_FAILURE_KEYS = tuple(f"source:{kind}" for kind in (
+    "not_found", "permission", "busy", "refused", "open_failed", "disconnected", "silent",
+    "http", "internal", "closed"))
 
 
 @dataclass(frozen=True)
@@ -159,12 +164,8 @@ class MeterReader:
         self.source.open()
         self._connects += 1
         self._connected = True
-        was_failing = [k for k in ("not_found", "permission", "busy", "refused", "open_failed",
-                                   "disconnected", "silent", "http", "internal")
-                       if self._limiter.active(f"source:{k}")]
-        if was_failing or self._connects == 1:
-            log.info("meter %s: connected to %s", config.name, self.source.description)
-        self._limiter.forget(*(f"source:{k}" for k in was_failing))
+        log.log(logging.INFO if self._connects == 1 else logging.DEBUG,
+                "meter %s: connected to %s", config.name, self.source.description)
         self._publish()
         stream = TelegramStream(check_crc=config.check_crc, max_size=config.max_telegram_size)
         now = time.monotonic()
@@ -176,7 +177,8 @@ class MeterReader:
                 last_bytes = now
                 self._bytes += len(data)
                 outcomes = stream.feed(data)
-                self._report(self._diagnostics.bytes_read(data, len(outcomes)))
+                frames = sum(1 for outcome in outcomes if outcome.raw)  # not torn bits
+                self._report(self._diagnostics.bytes_read(data, frames))
                 for outcome in outcomes:
                     if outcome.telegram is not None:
                         last_detect = now
@@ -215,6 +217,10 @@ class MeterReader:
             self._settings_locked = True
             log.info("meter %s: detected %s", name, self.source.settings)  # type: ignore[attr-defined]
         self._backoff.reset()
+        failing = [key for key in _FAILURE_KEYS if self._limiter.active(key)]
+        if failing:
+            self._limiter.forget(*failing)
+            log.info("meter %s: valid telegrams from %s again", name, self.source.description)
         telegram, glitches, note = self._guard.filter(outcome.telegram)
         if note:
             log.warning("meter %s: %s", name, note)

@@ -86,8 +86,10 @@ MBUS_METRICS: dict[int, tuple[str, str]] = {
 }
 
 
-def _month_label(epoch: float) -> str:
-    text = format_meter_time(epoch, suffix=False)
+def _month_label(archived: float) -> str:
+    """The month a history entry covers: its timestamp is the month's end (the next
+    month's first moment, e.g. ``230901000000S`` holds August's peak), so step back 1 s."""
+    text = format_meter_time(archived - 1, suffix=False)
     return f"20{text[0:2]}-{text[2:4]}"
 
 

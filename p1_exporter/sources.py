@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import re
+import termios
 import time
 import urllib.error
 import urllib.parse
@@ -132,9 +133,17 @@ class SerialSource:
             port.open()
         except serial.SerialException as exc:
             raise _open_error(self.url, exc) from exc
-        except (OSError, ValueError) as exc:
+        except (termios.error, ValueError) as exc:
+            raise self._refused(settings, exc) from exc
+        except OSError as exc:
             raise SourceError("open_failed", f"cannot open {self.description}: {exc}") from exc
         self._port = port
+
+    def _refused(self, settings: SerialSettings, exc: Exception) -> SourceError:
+        """The port (its driver, or a pty) rejects ``settings``: auto-detection moves on."""
+        if self.autodetect:
+            self._index = (self.candidates.index(settings) + 1) % len(self.candidates)
+        return SourceError("open_failed", f"{self.description} does not accept {settings}: {exc}")
 
     def next_settings(self) -> SerialSettings:
         """Switch to the next candidate line settings (on the open port, if any)."""
@@ -146,6 +155,8 @@ class SerialSource:
                 self._port.bytesize = settings.bytesize
                 self._port.parity = settings.parity
                 self._port.reset_input_buffer()
+            except (termios.error, ValueError) as exc:
+                raise self._refused(settings, exc) from exc
             except (serial.SerialException, OSError) as exc:
                 raise SourceError("disconnected", f"{self.description}: {exc}") from exc
         return settings
@@ -155,13 +166,19 @@ class SerialSource:
         if port is None:
             raise SourceError("closed", f"{self.description} is not open")
         try:
-            port.timeout = timeout
+            if port.timeout != timeout:  # setting it re-applies every setting (rfc2217: remotely)
+                port.timeout = timeout
             data: bytes = port.read(1)
-            if data:
+            if data and self.url.startswith("socket://"):
+                port.timeout = 0  # in_waiting is only 0 or 1 here: take what one recv gives
+                data += port.read(65536)
+            elif data:
                 waiting = port.in_waiting
                 if waiting:
                     data += port.read(waiting)
             return data
+        except termios.error as exc:  # setting the timeout re-applies refused line settings
+            raise self._refused(self.settings, exc) from exc
         except (serial.SerialException, OSError) as exc:
             raise SourceError("disconnected", f"{self.description} disconnected: {exc}") from exc
 
@@ -184,8 +201,9 @@ class HttpSource:
         self._last_body = b""
 
     def open(self) -> None:
+        # _last_body survives reconnects: a device that keeps serving one old telegram
+        # must not have it counted (and made fresh) again after every silence timeout.
         self._next_poll = 0.0
-        self._last_body = b""
 
     def read(self, timeout: float) -> bytes:
         now = time.monotonic()
@@ -211,7 +229,7 @@ class HttpSource:
         return body
 
     def close(self) -> None:
-        self._last_body = b""
+        """Nothing to release: every poll is its own request."""
 
 
 _CLOCK = re.compile(rb"0-0:1\.0\.0\((\d{12}[SW]?)\)")

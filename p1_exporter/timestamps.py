@@ -34,11 +34,12 @@ def is_eu_summer_time(epoch: float) -> bool:
 #: minute only every 60 telegrams, so most look-ups skip the calendar arithmetic.
 _MINUTES: dict[str, float | None] = {}
 _MINUTES_LIMIT = 4096
+_UNKNOWN = -1.0  # not a valid epoch: marks a minute not in the cache
 
 
 def _minute_epoch(text: str) -> float | None:
     suffix = text[12:]
-    if suffix not in ("", "S", "W", "s", "w") or not text[:10].isdigit():
+    if suffix not in ("", "S", "W", "s", "w") or not text[:10].isdecimal():
         return None
     year = 2000 + int(text[0:2])
     month, day = int(text[2:4]), int(text[4:6])
@@ -65,15 +66,14 @@ def parse_meter_time(text: str) -> float | None:
     if len(text) < 12 or len(text) > 13:
         return None
     key = text[:10] + text[12:]
-    if key in _MINUTES:
-        base = _MINUTES[key]
-    else:
+    base = _MINUTES.get(key, _UNKNOWN)  # one look-up: another thread may clear the cache
+    if base is _UNKNOWN:
         base = _minute_epoch(text)
         if len(_MINUTES) >= _MINUTES_LIMIT:
             _MINUTES.clear()
         _MINUTES[key] = base
     seconds = text[10:12]
-    if base is None or not seconds.isdigit() or seconds > "60":
+    if base is None or not seconds.isdecimal() or seconds > "60":
         return None
     epoch = base + int(seconds)
     return epoch if epoch >= EARLIEST_VALID else None

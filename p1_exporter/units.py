@@ -55,18 +55,23 @@ def to_register(text: str) -> Register:
     if match is None:
         raise UnitError(f"not a number: {text!r}")
     sign, whole, fraction, unit = match.groups()
-    if fraction:
-        mantissa = int(whole + fraction)
-        scale = _POW10[len(fraction)] if len(fraction) < 40 else 10 ** len(fraction)
-    else:
-        mantissa = int(whole)
-        scale = 1
-    if sign:
-        mantissa = -mantissa
-    if unit is None:
-        return Register(mantissa / scale, "", text)
-    spec = UNITS.get(unit) or _UNITS_FOLDED.get(unit.lower())
-    if spec is None:
-        raise UnitError(f"unknown unit {unit!r} in {text!r}")
-    numerator, denominator, base = spec
-    return Register(mantissa * numerator / (scale * denominator), base, text)
+    try:  # int() refuses over 4300 digits; the division overflows past 1e308
+        if fraction:
+            mantissa = int(whole + fraction)
+            scale = _POW10[len(fraction)] if len(fraction) < 40 else 10 ** len(fraction)
+        else:
+            mantissa = int(whole)
+            scale = 1
+        if sign:
+            mantissa = -mantissa
+        if unit is None:
+            return Register(mantissa / scale, "", text)
+        spec = UNITS.get(unit) or _UNITS_FOLDED.get(unit.lower())
+        if spec is None:
+            raise UnitError(f"unknown unit {unit!r} in {text!r}")
+        numerator, denominator, base = spec
+        return Register(mantissa * numerator / (scale * denominator), base, text)
+    except UnitError:
+        raise
+    except (ValueError, OverflowError) as exc:
+        raise UnitError(f"number out of range in {text[:40]!r}") from exc

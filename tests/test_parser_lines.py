@@ -1,0 +1,397 @@
+"""Line-level decoding: malformed, unknown and unusual lines, DSMR 2.2 gas, the line memo."""
+
+from __future__ import annotations
+
+import pytest
+
+from p1_exporter import (
+    LineIssue,
+    MBusDevice,
+    MonthPeak,
+    ObisLine,
+    ParseError,
+    PowerFailure,
+    Register,
+    Telegram,
+    TelegramStream,
+    decode_frame,
+    parse,
+)
+from p1_exporter.parser import MEMO_SIZE, LineMemo
+from tests.test_crc import FIXTURE_NAMES, load, seal
+from tests.test_parser_fixtures import summer, winter
+
+GOOD_BEFORE = "1-0:1.8.1(000001.500*kWh)"
+GOOD_AFTER = "1-0:32.7.0(230.1*V)"
+
+
+def build(*lines: str, header: str = "TST5\\2LINES") -> bytes:
+    """A telegram of ``lines`` with a correct CRC."""
+    body = f"/{header}\r\n\r\n" + "".join(line + "\r\n" for line in lines) + "!"
+    return seal(body.encode("latin-1"))
+
+
+def decode(*lines: str) -> Telegram:
+    return parse(build(*lines))
+
+
+def check_neighbours_parsed(telegram: Telegram) -> None:
+    assert telegram.registers["1-0:1.8.1"] == Register(5_400_000.0, "J", "000001.500*kWh")
+    assert telegram.registers["1-0:32.7.0"] == Register(230.1, "V", "230.1*V")
+
+
+# --- malformed lines ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("1-0:1.8.1(000001.000*kWh", "no value in parentheses"),
+        ("1-0:2.8.1", "no value in parentheses"),
+        ("1-0:2.8.1000001.000*kWh)", "no value in parentheses"),
+        ("1-0:2.8.1(00x1.000*kWh)", "not a number"),
+        ("1-0:2.8.1(1.2.3*kWh)", "not a number"),
+        ("1-0:2.8.1()", "not a number"),
+        ("1-0:2.8.1(5*)", "not a number"),
+        ("1-0:2.8.1(000001.000*kWx)", "unknown unit"),
+        ("1-0:2.8.1(000001.000*)", "not a number"),
+        ("1-0:2.8.1(1)(2)", "expected one value"),
+        ("1-0:2.8.1(" + "9" * 400 + "*kWh)", "out of range"),
+        ("1-0:2.8.1(-" + "9" * 400 + ".5*kWh)", "out of range"),
+        ("1-0:2.8.1(" + "1" * 5000 + ")", "out of range"),
+        ("hello(1)", "not an OBIS code"),
+        ("1-0:1.8(1)", "not an OBIS code"),
+        ("0-0:1.0.0(172501000000W)", "not a valid meter time"),
+        ("0-0:1.0.0(\u00b270102192002W)", "not a valid meter time"),
+        ("0-0:96.14.0(two)", "not a number"),
+        ("0-1:24.1.0(gas)", "invalid literal"),
+        ("0-1:24.4.0()", "invalid literal"),
+        ("0-0:96.1.1(a)(b)", "expected one value"),
+        (
+            "1-0:99.97.0(2)(0-0:96.7.19)(190326095015W)(0000002014*s)",
+            "announces 2 events but holds 1",
+        ),
+        ("1-0:99.97.0(1)(0-0:96.7.19)(190326095015W)(0000002014)", "duration without seconds"),
+        ("1-0:99.97.0(x)(0-0:96.7.19)", "invalid literal"),
+        ("1-0:1.6.0(02.589*kW)", "expected a time and a value"),
+        ("1-0:1.6.0(200509134558S)(02.589*kX)", "unknown unit"),
+        (
+            "0-0:98.1.0(2)(1-0:1.6.0)(1-0:1.6.0)(200501000000S)(200423192538S)(03.695*kW)",
+            "announces 2 months but holds 1",
+        ),
+        ("0-1:24.3.0(090212160000)(00)(60)(1)(m3)", "expected 6 values"),
+        ("0-1:24.2.1(170102161005W)(00000.107*m4)", "unknown unit"),
+    ],
+)
+def test_malformed_line_is_reported_and_the_rest_parses(line: str, reason: str) -> None:
+    telegram = decode(GOOD_BEFORE, line, GOOD_AFTER)
+    assert len(telegram.malformed) == 1
+    issue = telegram.malformed[0]
+    assert issue.line == line
+    assert reason in issue.reason
+    check_neighbours_parsed(telegram)
+    assert telegram.unknown == ()
+    assert "1-0:2.8.1" not in telegram.registers
+
+
+def test_several_malformed_lines_keep_their_order() -> None:
+    telegram = decode("1-0:1.7.0(x*kW)", GOOD_BEFORE, "garbage", GOOD_AFTER, "1-0:2.7.0(1*kQ)")
+    assert [issue.line for issue in telegram.malformed] == [
+        "1-0:1.7.0(x*kW)",
+        "garbage",
+        "1-0:2.7.0(1*kQ)",
+    ]
+    check_neighbours_parsed(telegram)
+
+
+def test_empty_header_is_a_parse_error() -> None:
+    for header in ("", "   "):
+        with pytest.raises(ParseError) as caught:
+            parse(build(GOOD_BEFORE, header=header))
+        assert caught.value.result == "malformed"
+
+
+# --- unknown codes -----------------------------------------------------------
+
+
+def test_unknown_obis_codes_are_kept_with_their_raw_value() -> None:
+    telegram = decode(
+        GOOD_BEFORE,
+        "1-0:99.99.9(12345*kWh)",
+        "0-0:96.50.68(ON)",
+        "1-0:0.9.1(123456)(789)",
+        "1-0:2.8.1*255(000001.000*kWh)",
+        GOOD_AFTER,
+    )
+    assert telegram.unknown == (
+        ObisLine("1-0:99.99.9", "(12345*kWh)"),
+        ObisLine("0-0:96.50.68", "(ON)"),
+        ObisLine("1-0:0.9.1", "(123456)(789)"),
+    )
+    assert "1-0:99.99.9" not in telegram.registers
+    assert telegram.registers["1-0:2.8.1"].value == 3_600_000  # *255 suffix stripped
+    assert telegram.malformed == ()
+    check_neighbours_parsed(telegram)
+
+
+# --- number and unit forms ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "expected"),
+    [
+        # Exactness on both the fast and the general path (lower-case unit).
+        ("1-0:1.8.1(000687.138*kWh)", "1-0:1.8.1", Register(2473696800.0, "J", "000687.138*kWh")),
+        ("1-0:1.8.1(000687.138*kwh)", "1-0:1.8.1", Register(2473696800.0, "J", "000687.138*kwh")),
+        ("1-0:1.8.1*255(000687.138*kWh)", "1-0:1.8.1",
+         Register(2473696800.0, "J", "000687.138*kWh")),
+        ("1.8.1(000687.138*kWh)", "1-0:1.8.1", Register(2473696800.0, "J", "000687.138*kWh")),
+        ("1-0:1.7.0(-00.100*kW)", "1-0:1.7.0", Register(-100.0, "W", "-00.100*kW")),
+        ("1-0:1.8.1(006545766*Wh)", "1-0:1.8.1", Register(23_564_757_600.0, "J", "006545766*Wh")),
+        ("1-0:1.8.1(0.001*MWh)", "1-0:1.8.1", Register(3_600_000.0, "J", "0.001*MWh")),
+        ("1-0:31.7.0(999*A)", "1-0:31.7.0", Register(999.0, "A", "999*A")),
+        ("1-0:14.7.0(49.98*Hz)", "1-0:14.7.0", Register(49.98, "Hz", "49.98*Hz")),
+        ("1-0:3.7.0(01.250*kvar)", "1-0:3.7.0", Register(1250.0, "var", "01.250*kvar")),
+        ("1-0:3.8.0(000001.250*kvarh)", "1-0:3.8.0", Register(1250.0, "varh", "000001.250*kvarh")),
+        ("1-0:13.7.0(0.987)", "1-0:13.7.0", Register(0.987, "", "0.987")),
+        ("0-0:96.7.21(00013)", "0-0:96.7.21", Register(13.0, "", "00013")),
+        ("1-0:1.8.1(" + "0" * 30 + "1.5*kWh)", "1-0:1.8.1",
+         Register(5_400_000.0, "J", "0" * 30 + "1.5*kWh")),
+        ("1-0:1.8.1(1." + "0" * 25 + "*kWh)", "1-0:1.8.1",
+         Register(3_600_000.0, "J", "1." + "0" * 25 + "*kWh")),
+        ("1-0:1.8.1(000001.500*kWh)   ", "1-0:1.8.1", Register(5_400_000.0, "J", "000001.500*kWh")),
+    ],
+)
+def test_number_forms(line: str, code: str, expected: Register) -> None:
+    telegram = decode(line)
+    assert telegram.malformed == ()
+    assert telegram.registers[code] == expected
+    assert type(telegram.registers[code].value) is float
+
+
+def test_easymeter_suffix_on_text_codes() -> None:
+    telegram = decode("0-0:96.1.255*255(1ESY1336001560)", "1-0:96.5.5*255(80)")
+    assert telegram.equipment_id == "1ESY1336001560"
+    assert dict(telegram.texts) == {"0-0:96.1.255": "1ESY1336001560", "1-0:96.5.5": "80"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("48656C6C6F", "Hello"),
+        ("48656c6c6f", "Hello"),
+        ("", ""),
+        ("0A0B", "0A0B"),  # control characters: kept as sent
+        ("C3A9", "C3A9"),  # not ASCII: kept as sent
+        ("486", "486"),  # odd length
+        ("Hello", "Hello"),  # not hex at all
+    ],
+)
+def test_hex_text_messages(value: str, expected: str) -> None:
+    telegram = decode(f"0-0:96.13.0({value})")
+    assert telegram.texts["0-0:96.13.0"] == expected
+
+
+def test_blank_lines_are_ignored() -> None:
+    telegram = decode("", GOOD_BEFORE, "", "", GOOD_AFTER, "")
+    assert telegram.malformed == ()
+    check_neighbours_parsed(telegram)
+
+
+# --- power-failure log -------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["()", "(0)()", "(0)(0-0:96.7.19)", "(00)(0-0:96.7.19)"])
+def test_empty_power_failure_log_forms(value: str) -> None:
+    telegram = decode(GOOD_BEFORE, "1-0:99.97.0" + value, GOOD_AFTER)
+    assert telegram.power_failure_log == ()
+    assert telegram.malformed == ()
+    check_neighbours_parsed(telegram)
+
+
+def test_power_failure_log_with_events() -> None:
+    telegram = decode(
+        "1-0:99.97.0(2)(0-0:96.7.19)(190326095015W)(0000002014*s)"
+        "(200601120000S)(0000000060*s)"
+    )
+    assert telegram.power_failure_log == (
+        PowerFailure(winter(2019, 3, 26, 9, 50, 15), 2014),
+        PowerFailure(summer(2020, 6, 1, 12, 0, 0), 60),
+    )
+
+
+# --- Belgian peaks -----------------------------------------------------------
+
+
+def test_month_peak_both_layouts_and_bad_time() -> None:
+    first = decode("1-0:1.6.0(200509134558S)(02.589*kW)")
+    second = decode("1-0:1.6.0(02.589*kW)(200509134558S)")
+    for telegram in (first, second):
+        assert telegram.month_peak == Register(2589.0, "W", "02.589*kW")
+        assert telegram.month_peak_time == summer(2020, 5, 9, 13, 45, 58)
+    undated = decode("1-0:1.6.0(632525252525W)(00.000*kW)")
+    assert undated.month_peak == Register(0.0, "W", "00.000*kW")
+    assert undated.month_peak_time is None
+
+
+def test_empty_peak_history() -> None:
+    telegram = decode("0-0:98.1.0(0)(1-0:1.6.0)(1-0:1.6.0)")
+    assert telegram.peak_history == ()
+    assert telegram.malformed == () and telegram.extra == ()
+
+
+def test_peak_history_one_month() -> None:
+    telegram = decode(
+        "0-0:98.1.0(1)(1-0:1.6.0)(1-0:1.6.0)(200501000000S)(200423192538S)(03.695*kW)"
+    )
+    assert telegram.peak_history == (
+        MonthPeak(summer(2020, 5, 1, 0, 0, 0), summer(2020, 4, 23, 19, 25, 38), 3695.0),
+    )
+
+
+# --- M-Bus -------------------------------------------------------------------
+
+
+def test_mbus_channels_and_placeholders() -> None:
+    telegram = decode(
+        "0-1:24.1.0(003)",
+        "0-1:96.1.0(3232323241424344313233343536373839)",
+        "0-1:24.2.1(170102161005W)(00000.107*m3)",
+        "0-1:24.4.0(1)",
+        "0-2:24.1.0(007)",
+        "0-2:24.2.1(700101010000W)(00000000)",  # 1970 placeholder
+        "0-3:24.1.0(004)",
+        "0-3:24.2.1(170102161005W)(00000.107)",  # no unit: not a reading
+        "0-4:24.1.0(003)",
+        "0-4:24.2.3(000101000000W)(00012.000*m3)",  # year-2000 placeholder
+    )
+    assert dict(telegram.mbus) == {
+        1: MBusDevice(
+            1,
+            3,
+            "2222ABCD123456789",
+            Register(0.107, "m3", "00000.107*m3"),
+            winter(2017, 1, 2, 16, 10, 5),
+            1,
+        ),
+        2: MBusDevice(2, 7, None, None, None, None),
+        3: MBusDevice(3, 4, None, None, None, None),
+        4: MBusDevice(4, 3, None, None, None, None),
+    }
+    assert telegram.malformed == ()
+
+
+# --- DSMR 2.2 / 3 gas on the next line ---------------------------------------
+
+LEGACY = "0-1:24.3.0(161107190000)(00)(60)(1)(0-1:24.2.1)(m3)"
+
+
+def test_legacy_gas_value_on_the_next_line() -> None:
+    telegram = decode("0-1:24.1.0(3)", LEGACY, "(00001.001)", "0-1:24.4.0(1)", GOOD_AFTER)
+    assert telegram.mbus[1] == MBusDevice(
+        1, 3, None, Register(1.001, "m3", "00001.001*m3"), winter(2016, 11, 7, 19, 0, 0), 1
+    )
+    assert telegram.malformed == ()
+    assert telegram.registers["1-0:32.7.0"].value == 230.1
+
+
+def test_legacy_gas_value_line_missing() -> None:
+    telegram = decode(LEGACY, GOOD_AFTER)
+    assert telegram.malformed == (LineIssue("0-1:24.3.0", "its value line is missing"),)
+    assert telegram.mbus[1].reading is None
+    assert telegram.registers["1-0:32.7.0"].value == 230.1  # the next line is still read
+
+
+def test_legacy_gas_value_line_missing_at_the_end() -> None:
+    telegram = decode(GOOD_BEFORE, LEGACY)
+    assert telegram.malformed == (LineIssue("0-1:24.3.0", "its value line is missing"),)
+    assert telegram.mbus[1] == MBusDevice(1, None, None, None, None, None)
+
+
+def test_legacy_gas_bad_value_and_placeholders() -> None:
+    bad_unit = decode("0-2:24.3.0(161107190000)(00)(60)(1)(0-2:24.2.1)(m4)", "(00001.001)")
+    assert [issue.reason for issue in bad_unit.malformed] == ["unknown unit 'm4' in '00001.001*m4'"]
+    assert bad_unit.mbus[2].reading is None
+    no_unit = decode("0-1:24.3.0(161107190000)(00)(60)(1)(0-1:24.2.1)()", "(00001.001)")
+    assert no_unit.mbus[1].reading is None and no_unit.malformed == ()
+    no_time = decode("0-1:24.3.0(000000000000)(00)(60)(1)(0-1:24.2.1)(m3)", "(00001.001)")
+    assert no_time.mbus[1].reading is None and no_time.malformed == ()
+    odd_time = decode("0-1:24.3.0(\u00b261107190000)(00)(60)(1)(0-1:24.2.1)(m3)", "(00001.001)")
+    assert odd_time.mbus[1].reading is None
+    huge = decode(LEGACY, "(" + "1" * 5000 + ")")
+    assert huge.mbus[1].reading is None and len(huge.malformed) == 1
+
+
+def test_value_line_without_a_24_3_0_line() -> None:
+    telegram = decode(GOOD_BEFORE, "(00001.001)", GOOD_AFTER)
+    assert telegram.malformed == (
+        LineIssue("(00001.001)", "value line without a preceding 24.3.0 line"),
+    )
+    check_neighbours_parsed(telegram)
+
+
+def test_legacy_value_line_that_is_not_a_value() -> None:
+    telegram = decode(LEGACY, "1-0:1.8.1(000001.500*kWh)", GOOD_AFTER)
+    assert telegram.malformed == (LineIssue("0-1:24.3.0", "its value line is missing"),)
+    check_neighbours_parsed(telegram)
+
+
+# --- the line memo -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_memo_gives_equal_telegrams(name: str) -> None:
+    frame = parse(load(name)).raw
+    plain = decode_frame(frame)
+    memo = LineMemo()
+    first = decode_frame(frame, memo=memo)
+    again = decode_frame(frame, memo=memo)  # now from the memo
+    assert first == plain
+    assert again == plain
+    assert memo.effects  # lines were remembered
+    assert not any(line.startswith("0-1:24.3.0") for line in memo.effects)
+
+
+def test_memo_shared_between_fixtures_and_small_limit() -> None:
+    frames = [parse(load(name)).raw for name in FIXTURE_NAMES]
+    expected = [decode_frame(frame) for frame in frames]
+    for limit in (1, 3, 10, 50, MEMO_SIZE):
+        memo = LineMemo(limit=limit)
+        for _ in range(3):
+            for frame, want in zip(frames, expected, strict=True):
+                assert decode_frame(frame, memo=memo) == want
+                assert len(memo.effects) <= limit
+
+
+def test_memo_limit_zero_remembers_nothing() -> None:
+    memo = LineMemo(limit=0)
+    decode_frame(parse(load("v5.txt")).raw, memo=memo)
+    assert memo.effects == {}
+
+
+def test_stream_memo_stays_bounded() -> None:
+    stream = TelegramStream()
+    lines_per_telegram = 200
+    telegrams = (MEMO_SIZE * 2) // lines_per_telegram + 2
+    for index in range(telegrams):
+        lines = [
+            f"1-0:1.8.1({index * lines_per_telegram + n:010d}*Wh)"
+            for n in range(lines_per_telegram)
+        ]
+        outcomes = stream.feed(build(*lines))
+        assert [outcome.result for outcome in outcomes] == ["ok"]
+        telegram = outcomes[0].telegram
+        assert telegram is not None
+        assert telegram.value("1-0:1.8.1") == 3600.0 * (index * lines_per_telegram + 199)
+        assert len(stream.memo.effects) <= MEMO_SIZE
+    assert stream.memo.limit == MEMO_SIZE
+
+
+def test_memo_with_malformed_and_unknown_lines() -> None:
+    frame = build(GOOD_BEFORE, "garbage", "1-0:99.99.9(1)", LEGACY, "(00001.001)", GOOD_AFTER)
+    plain = parse(frame)
+    memo = LineMemo()
+    assert decode_frame(plain.raw, memo=memo) == plain
+    assert decode_frame(plain.raw, memo=memo) == plain
+    assert len(plain.malformed) == 1 and len(plain.unknown) == 1
+    assert plain.mbus[1].reading is not None
