@@ -49,22 +49,28 @@ class ExporterConfig:
 
 
 def _positive(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
     if not math.isfinite(value) or value <= 0:
-        raise ValueError("must be a positive number of seconds")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
     return value
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value <= 0:
-        raise ValueError("must be a positive whole number")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return value
 
 
 def _path(text: str) -> str:
     if not text.startswith("/"):
-        raise ValueError("must start with /")
+        raise argparse.ArgumentTypeError(f"{text!r} must start with /")
     return text
 
 
@@ -163,7 +169,7 @@ def _apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, st
                 value = action.type(raw) if callable(action.type) else raw
                 if action.choices is not None and value not in action.choices:
                     raise ValueError(f"choose from {', '.join(map(str, action.choices))}")
-        except ValueError as exc:
+        except (ValueError, argparse.ArgumentTypeError) as exc:
             raise ConfigError(f"environment variable {name}={raw!r}: {exc}") from None
         # --device appends to its default, so keep the variable's meters apart: a --device
         # flag replaces them instead of adding to them (flag beats environment).

@@ -1,0 +1,399 @@
+"""The ``p1-exporter`` command as a real process: help, start and stop on signals,
+environment variables, flag > environment > YAML precedence, configuration errors
+(exit 2, naming the culprit) and JSON logs.
+
+The helpers at the top (:class:`ExporterProcess`, :func:`http_get`, :func:`series`) are
+shared by test_app.py and test_exporter_tls.py, which also start real exporter processes.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from email.message import Message
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NamedTuple
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from p1_exporter import __version__, parse
+from p1_exporter.collector import telegram_exposition
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+LISTENING = re.compile(r"listening on (https?)://(\S+?):(\d+)/")
+START_TIMEOUT = 15.0
+
+# -- helpers shared by the exporter tests -----------------------------------------------
+
+
+def exporter_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without P1_EXPORTER_* (the host's settings stay out)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P1_EXPORTER_")}
+    env.update(extra or {})
+    return env
+
+
+def run_exporter(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 20.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m p1_exporter ARGS`` to completion (for commands that exit)."""
+    return subprocess.run(
+        [sys.executable, "-m", "p1_exporter", *args], env=exporter_env(env), cwd=ROOT,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+class ExporterProcess:
+    """A running ``python -m p1_exporter``; stderr (the log) is collected line by line.
+
+    :meth:`wait_listening` takes the real scheme and port from the exporter's
+    "listening on" log line, so tests can pass ``--web.listen-address 127.0.0.1:0``.
+    """
+
+    def __init__(self, args: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+        self.args = list(args)
+        self.lines: list[str] = []
+        self.scheme = "http"
+        self.port = 0
+        self._listening = threading.Event()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "p1_exporter", *self.args], env=exporter_env(env), cwd=ROOT,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        self._collector = threading.Thread(target=self._collect, daemon=True)
+        self._collector.start()
+
+    def _collect(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+            match = LISTENING.search(line)
+            if match and not self._listening.is_set():
+                self.scheme, self.port = match[1], int(match[3])
+                self._listening.set()
+
+    @property
+    def log(self) -> str:
+        """Everything the process wrote to stderr so far."""
+        return "\n".join(self.lines)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def wait_listening(self, timeout: float = START_TIMEOUT) -> ExporterProcess:
+        """Block until the "listening on" line; fail with the log if the process dies."""
+        deadline = time.monotonic() + timeout
+        while not self._listening.wait(0.05):
+            if self.proc.poll() is not None:
+                self._collector.join(2)
+                raise AssertionError(f"exporter exited with {self.proc.returncode}:\n{self.log}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"exporter not listening after {timeout} s:\n{self.log}")
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 2.0) -> tuple[int, float]:
+        """Send ``sig``; return (exit code, seconds until exit). Fails after ``timeout``."""
+        started = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"exporter still running {timeout} s after {sig}:\n{self.log}"
+            ) from None
+        elapsed = time.monotonic() - started
+        self._collector.join(2)
+        return code, elapsed
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def __enter__(self) -> ExporterProcess:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self.kill()
+
+
+class Reply(NamedTuple):
+    status: int
+    headers: Message
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http_get(
+    url: str,
+    path: str = "/metrics",
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
+    timeout: float = 5.0,
+) -> Reply:
+    """One request with http.client: no redirects, no decompression, 4xx/5xx returned."""
+    scheme, _, hostport = url.partition("://")
+    host, _, port = hostport.rpartition(":")
+    conn: http.client.HTTPConnection
+    if scheme == "https":
+        conn = http.client.HTTPSConnection(host, int(port), timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request(method, path, headers=dict(headers or {}))
+        response = conn.getresponse()
+        return Reply(response.status, response.msg, response.read())
+    finally:
+        conn.close()
+
+
+LabelKey = frozenset[tuple[str, str]]
+
+
+def series(text: str) -> dict[str, dict[LabelKey, float]]:
+    """Exposition text -> {sample name: {frozenset of labels: value}} (strict parser)."""
+    found: dict[str, dict[LabelKey, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = frozenset(sample.labels.items())
+            assert key not in found.get(sample.name, {}), f"duplicate series {sample}"
+            found.setdefault(sample.name, {})[key] = sample.value
+    return found
+
+
+def value(found: Mapping[str, Mapping[LabelKey, float]], name: str, **labels: str) -> float | None:
+    """One series' value, or None when the series is absent."""
+    return found.get(name, {}).get(frozenset(labels.items()))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """Poll ``condition`` every 50 ms until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        time.sleep(0.05)
+
+
+def scrape(url: str, path: str = "/metrics") -> dict[str, dict[LabelKey, float]]:
+    """GET a metrics page and parse it; fails unless the status is 200."""
+    reply = http_get(url, path)
+    assert reply.status == 200, reply
+    return series(reply.body.decode())
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for programs that need one)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# -- --help and --version ---------------------------------------------------------------
+
+
+def test_help_lists_grouped_options() -> None:
+    script = Path(sys.executable).with_name("p1-exporter")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "p1_exporter"]
+    result = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=20,
+                            env=exporter_env(), check=False)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    groups = ["meters:", "serial ports", "links:", "web:", "logging:"]
+    positions = [text.index("\n" + group) for group in groups]
+    assert positions == sorted(positions)
+    sections = dict(zip(groups, re.split(r"\n(?=meters:|serial ports|links:|web:|logging:)",
+                                         text)[1:], strict=True))
+    expected = {
+        "meters:": ["--device", "--config", "--demo", "--stale-after"],
+        "serial ports": ["--baudrate", "--bytesize", "--parity", "--detect-timeout"],
+        "links:": ["--silence-timeout", "--poll-interval"],
+        "web:": ["--web.listen-address", "--web.telemetry-path", "--web.config.file",
+                 "--web.request-timeout", "--web.max-connections"],
+        "logging:": ["--log.level", "--log.format"],
+    }
+    for group, flags in expected.items():
+        for flag in flags:
+            assert f"  {flag}" in sections[group], (group, flag)
+    assert "P1_EXPORTER_WEB_LISTEN_ADDRESS" in text
+    assert "decode" in text and "simulate" in text  # the subcommands are announced
+
+
+def test_version() -> None:
+    result = run_exporter("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"p1-exporter {__version__}"
+
+
+# -- start, serve, stop -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_demo_serves_and_stops_on_signal(sig: int) -> None:
+    with ExporterProcess(["--demo", "--web.listen-address", "127.0.0.1:0"]) as exporter:
+        exporter.wait_listening()
+        assert exporter.port != 0
+        wait_for(lambda: value(scrape(exporter.url), "p1_up", meter="main") == 1.0,
+                 what="the demo meter to be up")
+        found = scrape(exporter.url)
+        assert (value(found, "p1_telegrams_total", meter="main", result="ok") or 0) >= 1
+        assert found["p1_power_import_watts"]
+        code, elapsed = exporter.stop(sig)
+    assert code == 0, exporter.log
+    assert elapsed < 2.0
+    assert "shutting down" in exporter.log and exporter.lines[-1].endswith("msg=stopped")
+
+
+def test_flags_from_environment_variables() -> None:
+    env = {
+        "P1_EXPORTER_WEB_LISTEN_ADDRESS": "127.0.0.1:0",
+        "P1_EXPORTER_DEVICE": "home=sim://?seed=1&interval=1 shed=sim://?dialect=belgian&seed=2",
+        "P1_EXPORTER_LOG_LEVEL": "debug",
+    }
+    with ExporterProcess([], env=env) as exporter:
+        exporter.wait_listening()
+        wait_for(lambda: {value(scrape(exporter.url), "p1_up", meter=m) for m in ("home", "shed")}
+                 == {1.0}, what="both meters up")
+        found = scrape(exporter.url)
+        assert value(found, "p1_demand_average_watts", meter="shed") is not None  # Belgian
+        assert value(found, "p1_demand_average_watts", meter="home") is None  # Dutch
+        code, _ = exporter.stop()
+    assert code == 0
+    assert "level=debug" in exporter.log  # P1_EXPORTER_LOG_LEVEL took effect
+
+
+def test_flag_beats_environment_beats_yaml(tmp_path: Path) -> None:
+    config = tmp_path / "p1.yml"
+    config.write_text(
+        f"web:\n  listen_address: 127.0.0.1:{free_port()}\n"
+        "log:\n  level: error\n"
+        "meters:\n  - name: yard\n    device: sim://?seed=3\n    stale_after: 5\n"
+    )
+    env = {"P1_EXPORTER_WEB_LISTEN_ADDRESS": "127.0.0.1:0", "P1_EXPORTER_STALE_AFTER": "7",
+           "P1_EXPORTER_LOG_LEVEL": "warn"}
+    with ExporterProcess(["--config", str(config), "--stale-after", "9", "--log.level", "info"],
+                         env=env) as exporter:
+        # The "listening" line is info: the flag beat warn (env) and error (YAML). Its port is
+        # the one port 0 (env) picked, not the YAML one.
+        exporter.wait_listening()
+        found = scrape(exporter.url)
+        assert value(found, "p1_stale_after_seconds", meter="yard") == 9.0
+        assert exporter.stop()[0] == 0
+
+
+def test_json_log_format() -> None:
+    with ExporterProcess(["--demo", "--web.listen-address", "127.0.0.1:0",
+                          "--log.format", "json"]) as exporter:
+        exporter.wait_listening()
+        assert exporter.stop()[0] == 0
+    entries = [json.loads(line) for line in exporter.lines]
+    assert entries, "no log lines"
+    for entry in entries:
+        assert set(entry) >= {"ts", "level", "logger", "msg"}
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["ts"])
+    assert any("listening on http://127.0.0.1:" in entry["msg"] for entry in entries)
+    assert entries[-1]["msg"] == "stopped"
+
+
+def test_port_in_use_exits_one() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_exporter("--demo", "--web.listen-address", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+# -- invalid configuration: exit 2, and the message names what is wrong ------------------
+
+WEB_CONFIG_UNKNOWN_KEY = "basic_auth_users: {}\ntls_server_confg:\n  cert_file: x\n"
+YAML_UNKNOWN_KEY = "meters:\n  - name: home\n    device: sim://\n    baudrat: 115200\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "files", "culprit"),
+    [
+        (["--config", "{tmp}/p1.yml"], {}, {"p1.yml": YAML_UNKNOWN_KEY}, "meters[0].baudrat"),
+        (["--config", "{tmp}/p1.yml"], {}, {"p1.yml": "meters: [\n"}, "not valid YAML"),
+        (["--config", "{tmp}/p1.yml"], {}, {"p1.yml": "metres: []\n"}, "metres: unknown key"),
+        (["--config", "{tmp}/missing.yml"], {}, {}, "--config {tmp}/missing.yml"),
+        (["--config", "{tmp}"], {}, {}, "--config {tmp}: Is a directory"),
+        (["--demo", "--stale-after", "-1"], {}, {}, "argument --stale-after"),
+        (["--demo", "--stale-after", "soon"], {}, {}, "argument --stale-after"),
+        (["--demo"], {"P1_EXPORTER_STALE_AFTER": "soon"}, {}, "P1_EXPORTER_STALE_AFTER='soon'"),
+        (["--demo"], {"P1_EXPORTER_LOG_LEVEL": "loud"}, {}, "P1_EXPORTER_LOG_LEVEL='loud'"),
+        (["--demo"], {"P1_EXPORTER_WEB_MAX_CONNECTIONS": "0"}, {},
+         "P1_EXPORTER_WEB_MAX_CONNECTIONS='0'"),
+        (["--device", "a=sim://", "--device", "a=sim://?seed=2"], {}, {},
+         "meter name 'a' is used twice"),
+        (["--device", "sim://", "--demo"], {}, {}, "meter name 'main' is used twice"),
+        (["--device", "sim://?dialect=dsmr9"], {}, {}, "unknown dialect 'dsmr9'"),
+        (["--device", "x=sim://?colour=red"], {}, {}, "meter x (sim://?colour=red): unknown sim"),
+        (["--demo", "--web.config.file", "{tmp}/web.yml"], {}, {"web.yml": WEB_CONFIG_UNKNOWN_KEY},
+         "tls_server_confg"),
+        (["--demo", "--web.config.file", "{tmp}/nope.yml"], {}, {}, "--web.config.file"),
+        (["--demo", "--web.listen-address", "localhost"], {}, {}, "--web.listen-address"),
+        (["--demo", "--web.telemetry-path", "metrics"], {}, {}, "argument --web.telemetry-path"),
+        ([], {}, {}, "no meter configured"),
+    ],
+    ids=[
+        "yaml-unknown-meter-key", "yaml-syntax", "yaml-unknown-top-key", "config-missing",
+        "config-unreadable", "stale-after-negative", "stale-after-text", "env-stale-after",
+        "env-log-level", "env-max-connections", "duplicate-names", "duplicate-default-name",
+        "sim-dialect", "sim-option", "web-config-unknown-key", "web-config-missing",
+        "listen-address", "telemetry-path", "no-meter",
+    ],
+)
+def test_invalid_configuration_exits_two(
+    tmp_path: Path, args: list[str], env: dict[str, str], files: dict[str, str], culprit: str
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    result = run_exporter(*(a.replace("{tmp}", str(tmp_path)) for a in args), env=env)
+    assert result.returncode == 2, result.stderr
+    assert culprit.replace("{tmp}", str(tmp_path)) in result.stderr
+    assert "listening" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_config_without_read_permission_exits_two(tmp_path: Path) -> None:
+    config = tmp_path / "p1.yml"
+    config.write_text("meters: []\n")
+    config.chmod(0)
+    result = run_exporter("--config", str(config))
+    assert result.returncode == 2
+    assert f"--config {config}: Permission denied" in result.stderr
+
+
+def test_decode_metrics_subcommand_matches_library() -> None:
+    path = FIXTURES / "fluvius_v171.txt"
+    result = run_exporter("decode", "--format", "metrics", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == telegram_exposition(parse(path.read_bytes())) + "\n"
+
