@@ -34,17 +34,20 @@ def classify_noise(sample: bytes) -> Finding:
     """Name the likeliest cause of bytes that never contain a telegram.
 
     The patterns are those a Linux UART delivers (see ``p1_exporter.sim.uart``):
-    a line read much too fast, or with parity checking at the wrong speed, gives
-    mostly 0x00 (breaks and framing errors); a line that is not inverted, read at
-    the right speed, gives bytes with the top bit set, because the next
-    character's inverted start bit lands where the last data bit is sampled.
+    7E1 read as 8N1 is 7-bit text whose top bit is a parity bit; a line read much
+    too fast, or with parity checking at the wrong speed, gives mostly 0x00
+    (breaks and framing errors); a line that is not inverted, read at the right
+    speed, gives bytes with the top bit set, because the next character's
+    inverted start bit lands where the last data bit is sampled.
     """
     total = max(1, len(sample))
     high = sum(1 for b in sample if b & 0x80) / total
     zeros = sample.count(0) / total
     printable = sum(1 for b in sample if b in _PRINTABLE) / total
     printable_7bit = sum(1 for b in sample if (b & 0x7F) in _PRINTABLE) / total
-    if printable_7bit >= 0.9 and 0.15 <= high <= 0.85:
+    # 7E1 read as 8N1: the top bit is the parity bit, so every byte has even parity.
+    even = sum(1 for b in sample if not bin(b).count("1") & 1) / total
+    if printable_7bit >= 0.9 and 0.15 <= high <= 0.85 and max(even, 1 - even) >= 0.9:
         return Finding(
             "parity", "warning",
             "bytes look like 7-bit text with a parity bit: the meter probably speaks DSMR 2.2/3 "

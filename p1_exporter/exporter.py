@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from types import FrameType
 
@@ -79,8 +80,13 @@ def run(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
              ", ".join(f"{r.config.name}={r.source.description}" for r in readers))
     while not stop.wait(0.5):
         pass
-    server.shutdown()
     for reader in readers:
-        reader.stop(timeout=1.0)
+        reader.request_stop()
+    server.shutdown()
+    # One shared deadline: the reader threads are daemons, so one stuck in a slow read
+    # (an HTTP device that never answers) cannot hold the process past it.
+    deadline = time.monotonic() + 1.0
+    for reader in readers:
+        reader.stop(timeout=max(0.0, deadline - time.monotonic()))
     log.info("stopped")
     return 0

@@ -96,6 +96,10 @@ class MeterReader:
         )
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the thread to stop, without waiting (stop many readers at once)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 1.5) -> None:
         """Ask the thread to stop and wait for it (at most ``timeout`` seconds)."""
         self._stop.set()
@@ -167,7 +171,8 @@ class MeterReader:
         log.log(logging.INFO if self._connects == 1 else logging.DEBUG,
                 "meter %s: connected to %s", config.name, self.source.description)
         self._publish()
-        stream = TelegramStream(check_crc=config.check_crc, max_size=config.max_telegram_size)
+        stream = TelegramStream(check_crc=config.check_crc, max_size=config.max_telegram_size,
+                                sticky_crc=True)
         now = time.monotonic()
         last_bytes = last_detect = now
         while not self._stop.is_set():
@@ -199,7 +204,7 @@ class MeterReader:
                 log.info("meter %s: no valid telegram in %g s; trying %s", config.name,
                          config.detect_timeout, settings)
                 stream = TelegramStream(check_crc=config.check_crc,
-                                        max_size=config.max_telegram_size)
+                                        max_size=config.max_telegram_size, sticky_crc=True)
                 last_detect = now
                 self._publish()
 

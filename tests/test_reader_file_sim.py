@@ -1,0 +1,231 @@
+"""The meter reader on replayed captures (``file:``), the simulator (``sim://``) and a
+source that fails in ways nobody planned for."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from p1_exporter.sim.meter import SimulatedMeter
+from p1_exporter.sources import open_source
+from p1_exporter.telegram import Telegram
+from tests.readerutil import (
+    V5,
+    counts,
+    fast_config,
+    messages,
+    ok_count,
+    replace_line,
+    running,
+    wait_until,
+)
+
+NOTHING = {"ok": 0, "crc_error": 0, "malformed": 0, "too_large": 0, "rejected": 0}
+START = 1_700_000_000.0
+#: Registers that only ever rise.
+CUMULATIVE = ("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2")
+
+
+@pytest.fixture
+def caplog_reader(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="p1_exporter.reader")
+    return caplog
+
+
+def capture(count: int, step: float = 1.0, seed: int = 11) -> list[bytes]:
+    """``count`` telegrams of one simulated DSMR 5 meter, ``step`` seconds apart."""
+    meter = SimulatedMeter("dsmr5", seed=seed, start=START)
+    return [meter.telegram_at(START + i * step) for i in range(count)]
+
+
+# -- file: --------------------------------------------------------------------------------
+
+
+def test_fast_replay_counts_everything_then_goes_stale(
+    tmp_path: Path, caplog_reader: pytest.LogCaptureFixture
+) -> None:
+    telegrams = capture(5, step=10.0)
+    cut = telegrams[0][:120]  # the capture ends inside a telegram
+    path = tmp_path / "capture.txt"
+    path.write_bytes(b"".join(telegrams) + cut)
+    config = fast_config(f"file:{path}?pace=fast", stale_after=0.5)
+    with running(config) as reader:
+        assert wait_until(lambda: reader.snapshot.last_error is not None)
+        snap = reader.snapshot
+        assert counts(snap) == {**NOTHING, "ok": 5, "malformed": 1}  # the cut one: torn
+        assert snap.bytes_read == path.stat().st_size
+        assert snap.telegram is not None and snap.telegram.raw == telegrams[-1]
+        assert snap.telegram.meter_time == pytest.approx(START + 40.0, abs=1.0)
+        assert (snap.connects, snap.glitches) == (1, 0)
+        assert snap.source_errors == 1 and "replay finished" in (snap.last_error or "")
+        assert not snap.connected and snap.source == f"file:{path}"
+        assert wait_until(lambda: not reader.snapshot.fresh(), timeout=2)
+        assert reader.snapshot.current_telegram() is None
+        time.sleep(0.3)
+        assert reader.alive  # finished, waiting to be stopped: no reconnect loop
+        assert reader.snapshot.connects == 1 and reader.snapshot.source_errors == 1
+        assert len(messages(caplog_reader, "replay finished", logging.INFO)) == 2  # end, done
+
+
+def test_recorded_pace_follows_the_meter_clock(tmp_path: Path) -> None:
+    telegrams = capture(3, step=1.0)
+    path = tmp_path / "three.txt"
+    path.write_bytes(b"".join(telegrams))
+    arrivals: list[float] = []
+    with running(fast_config(f"file:{path}?pace=recorded", stale_after=5.0)) as reader:
+        began = time.monotonic()
+        for n in (1, 2, 3):
+            assert wait_until(lambda: ok_count(reader) >= n, timeout=3)  # noqa: B023
+            arrivals.append(time.monotonic() - began)
+        snap = reader.snapshot
+        assert counts(snap) == {**NOTHING, "ok": 3}
+        assert snap.bytes_read == len(b"".join(telegrams))
+        assert snap.telegram is not None and snap.telegram.raw == telegrams[2]
+    assert arrivals[0] < 0.5
+    assert 0.8 <= arrivals[1] - arrivals[0] <= 1.4
+    assert 1.8 <= arrivals[2] <= 2.6
+
+
+def test_looped_replay_keeps_going(tmp_path: Path) -> None:
+    telegrams = capture(3, step=10.0)
+    path = tmp_path / "loop.txt"
+    path.write_bytes(b"".join(telegrams))
+    with running(fast_config(f"file:{path}?pace=fast&loop=1")) as reader:
+        assert wait_until(lambda: ok_count(reader) >= 12)
+        snap = reader.snapshot
+        assert reader.alive and snap.connected and snap.source_errors == 0
+        assert snap.telegrams["crc_error"] == snap.telegrams["malformed"] == 0
+        assert snap.telegram is not None and snap.telegram.raw in telegrams
+        # Each wrap-around makes the registers go back: the guard withholds them.
+        assert snap.glitches > 0
+
+
+def test_missing_capture_file_is_a_source_error(tmp_path: Path) -> None:
+    path = tmp_path / "nope.txt"
+    with running(fast_config(f"file:{path}?pace=fast")) as reader:
+        assert wait_until(lambda: reader.snapshot.source_errors >= 2)
+        snap = reader.snapshot
+        assert reader.alive and snap.connects == 0 and counts(snap) == NOTHING
+        assert snap.last_error is not None and str(path) in snap.last_error
+
+
+def test_unknown_file_option_is_refused() -> None:
+    with pytest.raises(ValueError, match="speed"):
+        open_source("file:/tmp/x.txt?speed=2")
+
+
+# -- sim:// -------------------------------------------------------------------------------
+
+
+def test_simulated_meter_registers_only_rise() -> None:
+    seen: list[Telegram] = []
+    with running(fast_config("sim://?seed=1&interval=0.2")) as reader:
+
+        def collect() -> bool:
+            telegram = reader.snapshot.telegram
+            if telegram is not None and (not seen or telegram is not seen[-1]):
+                seen.append(telegram)
+            return len(seen) >= 5
+
+        assert wait_until(collect, timeout=4, interval=0.02)
+        snap = reader.snapshot
+        assert snap.telegrams["ok"] >= 5 and counts(snap) == {**NOTHING, "ok": snap.telegrams["ok"]}
+        assert snap.bytes_read >= sum(len(t.raw) for t in seen)
+        assert (snap.connects, snap.source_errors, snap.glitches) == (1, 0, 0)
+        assert snap.source == "sim://?seed=1&interval=0.2" and snap.settings is None
+    for before, after in itertools.pairwise(seen):
+        assert after.meter_time is not None and before.meter_time is not None
+        assert after.meter_time >= before.meter_time
+        for code in CUMULATIVE:
+            assert after.value(code) is not None, code
+            assert after.value(code) >= before.value(code)  # type: ignore[operator]
+        gas_before, gas_after = before.mbus[1].reading, after.mbus[1].reading
+        assert gas_before is not None and gas_after is not None
+        assert gas_after.value >= gas_before.value
+    assert all(t.crc_verified and t.equipment_id == seen[0].equipment_id for t in seen)
+
+
+def test_simulated_crc_errors_are_counted_and_diagnosed_once(
+    caplog_reader: pytest.LogCaptureFixture,
+) -> None:
+    url = "sim://?crc_error_rate=0.5&seed=2&interval=0.05"
+    with running(fast_config(url)) as reader:
+
+        def seen() -> int:
+            snap = reader.snapshot
+            return snap.telegrams["ok"] + snap.telegrams["crc_error"]
+
+        assert wait_until(lambda: seen() >= 30, timeout=6)
+        snap = reader.snapshot
+        total = snap.telegrams["ok"] + snap.telegrams["crc_error"]
+        assert 0.2 <= snap.telegrams["crc_error"] / total <= 0.8
+        assert snap.telegrams["malformed"] == snap.telegrams["rejected"] == 0
+        assert snap.telegram is not None and snap.telegram.crc_verified
+        assert snap.source_errors == 0 and snap.glitches == 0
+        (alarm,) = messages(caplog_reader, "CRC errors in", logging.WARNING)
+        assert "check the wiring" in alarm
+        assert len(messages(caplog_reader, "refused (crc_error)", logging.WARNING)) == 1
+
+
+# -- sources that fail unexpectedly --------------------------------------------------------
+
+
+class Faulty:
+    """A source that serves telegrams in order, but raises RuntimeError where told to."""
+
+    description = "faulty://"
+
+    def __init__(self, script: list[bytes | Exception], fail_opens: int = 0) -> None:
+        self.script = list(script)
+        self.fail_opens = fail_opens
+        self.opens = 0
+
+    def open(self) -> None:
+        self.opens += 1
+        if self.opens <= self.fail_opens:
+            raise RuntimeError("driver bug in open")
+
+    def read(self, timeout: float) -> bytes:
+        if not self.script:
+            time.sleep(timeout)
+            return b""
+        item = self.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def close(self) -> None:
+        pass
+
+
+def v5_at(kwh: str) -> bytes:
+    return replace_line(V5, b"1-0:1.8.1(000004.426*kWh)", b"1-0:1.8.1(%s*kWh)" % kwh.encode())
+
+
+def test_unexpected_errors_never_escape_the_thread(
+    caplog_reader: pytest.LogCaptureFixture,
+) -> None:
+    telegrams = [v5_at(f"00000{i}.000") for i in range(5, 9)]
+    script: list[bytes | Exception] = [
+        telegrams[0],
+        telegrams[1],
+        RuntimeError("boom"),
+        telegrams[2],
+        telegrams[3],
+    ]
+    source = Faulty(script, fail_opens=1)
+    with running(fast_config("faulty://"), source=source) as reader:
+        assert wait_until(lambda: ok_count(reader) == 4)
+        snap = reader.snapshot
+        assert reader.alive and snap.connected
+        assert snap.telegram is not None and snap.telegram.raw == telegrams[3]
+        assert counts(snap) == {**NOTHING, "ok": 4}
+        assert snap.bytes_read == sum(len(t) for t in telegrams)
+        assert snap.source_errors == 2 and snap.connects == 2 and source.opens == 3
+        assert snap.last_error is not None and "boom" in snap.last_error
+        assert len(messages(caplog_reader, "unexpected error", logging.WARNING)) == 2
+        assert len(messages(caplog_reader, "valid telegrams", logging.INFO)) == 2

@@ -1,0 +1,133 @@
+"""The meter reader polling an HTTP meter (HomeWizard P1 style): a real http.server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from p1_exporter.sources import HttpSource, SourceError
+from tests.readerutil import (
+    V5,
+    TelegramServer,
+    counts,
+    fast_config,
+    free_port,
+    messages,
+    ok_count,
+    replace_line,
+    running,
+    wait_until,
+)
+
+KWH_LINE = b"1-0:1.8.1(000004.426*kWh)"
+NOTHING = {"ok": 0, "crc_error": 0, "malformed": 0, "too_large": 0, "rejected": 0}
+
+
+def v5_at(kwh: str) -> bytes:
+    return replace_line(V5, KWH_LINE, b"1-0:1.8.1(%s*kWh)" % kwh.encode())
+
+
+@pytest.fixture
+def caplog_reader(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="p1_exporter.reader")
+    return caplog
+
+
+@pytest.fixture
+def server() -> Iterator[TelegramServer]:
+    meter = TelegramServer(V5)
+    yield meter
+    meter.close()
+
+
+def test_polled_telegram_is_published_once_per_change(server: TelegramServer) -> None:
+    with running(fast_config(server.url, poll_interval=0.05)) as reader:
+        assert wait_until(lambda: ok_count(reader) == 1)
+        snap = reader.snapshot
+        assert snap.telegram is not None and snap.telegram.raw == V5
+        assert snap.telegram.value("1-0:2.8.1") == pytest.approx(2.444 * 3.6e6)
+        assert snap.settings is None and snap.connected and snap.fresh()
+        polled = server.requests
+        assert wait_until(lambda: server.requests >= polled + 5)
+        snap = reader.snapshot
+        assert counts(snap) == {**NOTHING, "ok": 1}  # the same body is not a new telegram
+        assert snap.bytes_read == len(V5)
+
+        newer = v5_at("000004.900")
+        server.body = newer.rstrip(b"\r\n")  # served without its final newline
+        assert wait_until(lambda: ok_count(reader) == 2)
+        snap = reader.snapshot
+        assert snap.telegram is not None and snap.telegram.value("1-0:1.8.1") == pytest.approx(
+            4.9 * 3.6e6
+        )
+        assert counts(snap) == {**NOTHING, "ok": 2}
+        assert snap.bytes_read == len(V5) + len(newer)  # the source added the CRLF back
+        assert (snap.connects, snap.source_errors, snap.glitches) == (1, 0, 0)
+
+
+def test_frozen_body_goes_stale_and_is_not_recounted(server: TelegramServer) -> None:
+    """A device that keeps serving one old telegram: silence reconnects must not revive it."""
+    config = fast_config(server.url, poll_interval=0.05, silence_timeout=0.3, stale_after=0.8)
+    with running(config) as reader:
+        assert wait_until(lambda: ok_count(reader) == 1)
+        assert wait_until(lambda: reader.snapshot.connects >= 3, timeout=3)
+        assert wait_until(lambda: not reader.snapshot.fresh(), timeout=2)
+        snap = reader.snapshot
+        assert snap.current_telegram() is None
+        assert counts(snap) == {**NOTHING, "ok": 1} and snap.bytes_read == len(V5)
+        assert snap.source_errors >= 2 and snap.last_error is not None
+        assert "no bytes" in snap.last_error
+
+
+def test_http_500_is_counted_and_the_reader_recovers(
+    server: TelegramServer, caplog_reader: pytest.LogCaptureFixture
+) -> None:
+    with running(fast_config(server.url, poll_interval=0.05)) as reader:
+        assert wait_until(lambda: ok_count(reader) == 1)
+        server.status = 500
+        assert wait_until(lambda: reader.snapshot.source_errors >= 3)
+        snap = reader.snapshot
+        assert reader.alive and snap.last_error is not None and "HTTP 500" in snap.last_error
+        assert counts(snap) == {**NOTHING, "ok": 1}
+        assert snap.telegram is not None and snap.telegram.raw == V5
+        assert len(messages(caplog_reader, "HTTP 500", logging.WARNING)) == 1
+
+        newer = v5_at("000005.000")
+        server.status, server.body = 200, newer
+        assert wait_until(lambda: ok_count(reader) == 2)
+        snap = reader.snapshot
+        assert snap.telegram is not None and snap.telegram.raw == newer
+        assert counts(snap) == {**NOTHING, "ok": 2}
+        assert snap.bytes_read == len(V5) + len(newer)
+        assert len(messages(caplog_reader, "valid telegrams", logging.INFO)) == 1
+        assert len(messages(caplog_reader, "HTTP 500", logging.WARNING)) == 1
+
+
+def test_unreachable_port_is_refused(caplog_reader: pytest.LogCaptureFixture) -> None:
+    url = f"http://127.0.0.1:{free_port()}/api/v1/telegram"
+    source = HttpSource(url)
+    source.open()
+    with pytest.raises(SourceError) as raised:
+        source.read(0.2)
+    assert raised.value.kind == "refused"
+    with running(fast_config(url)) as reader:
+        assert wait_until(lambda: reader.snapshot.source_errors >= 3)
+        snap = reader.snapshot
+        assert reader.alive and snap.telegram is None and counts(snap) == NOTHING
+        assert snap.last_error is not None and "refused" in snap.last_error
+        assert snap.bytes_read == 0
+        assert len(messages(caplog_reader, "refused", logging.WARNING)) == 1
+
+
+def test_http_source_reports_status_and_skips_unchanged_bodies(server: TelegramServer) -> None:
+    source = HttpSource(server.url, poll_interval=0.0)
+    source.open()
+    assert source.read(0.2) == V5
+    assert source.read(0.2) == b""  # unchanged
+    server.status = 404
+    with pytest.raises(SourceError) as raised:
+        source.read(0.2)
+    assert raised.value.kind == "http" and "404" in str(raised.value)
+    source.close()
