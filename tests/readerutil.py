@@ -345,3 +345,13 @@ class TelegramServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(1.0)
+
+
+KWH_LINE = b"1-0:1.8.1(000004.426*kWh)"
+#: Telegram counts of a reader that has framed nothing yet.
+NOTHING = {"ok": 0, "crc_error": 0, "malformed": 0, "too_large": 0, "rejected": 0}
+
+
+def v5_at(kwh: str) -> bytes:
+    """The v5 fixture with its tariff-1 import register set to ``kwh`` (CRC recomputed)."""
+    return replace_line(V5, KWH_LINE, b"1-0:1.8.1(%s*kWh)" % kwh.encode())

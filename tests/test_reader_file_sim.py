@@ -14,26 +14,19 @@ from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sources import open_source
 from p1_exporter.telegram import Telegram
 from tests.readerutil import (
-    V5,
+    NOTHING,
     counts,
     fast_config,
     messages,
     ok_count,
-    replace_line,
     running,
+    v5_at,
     wait_until,
 )
 
-NOTHING = {"ok": 0, "crc_error": 0, "malformed": 0, "too_large": 0, "rejected": 0}
 START = 1_700_000_000.0
 #: Registers that only ever rise.
 CUMULATIVE = ("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2")
-
-
-@pytest.fixture
-def caplog_reader(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG, logger="p1_exporter.reader")
-    return caplog
 
 
 def capture(count: int, step: float = 1.0, seed: int = 11) -> list[bytes]:
@@ -200,10 +193,6 @@ class Faulty:
 
     def close(self) -> None:
         pass
-
-
-def v5_at(kwh: str) -> bytes:
-    return replace_line(V5, b"1-0:1.8.1(000004.426*kWh)", b"1-0:1.8.1(%s*kWh)" % kwh.encode())
 
 
 def test_unexpected_errors_never_escape_the_thread(

@@ -9,6 +9,7 @@ import pytest
 
 from p1_exporter.sources import HttpSource, SourceError
 from tests.readerutil import (
+    NOTHING,
     V5,
     TelegramServer,
     counts,
@@ -16,23 +17,10 @@ from tests.readerutil import (
     free_port,
     messages,
     ok_count,
-    replace_line,
     running,
+    v5_at,
     wait_until,
 )
-
-KWH_LINE = b"1-0:1.8.1(000004.426*kWh)"
-NOTHING = {"ok": 0, "crc_error": 0, "malformed": 0, "too_large": 0, "rejected": 0}
-
-
-def v5_at(kwh: str) -> bytes:
-    return replace_line(V5, KWH_LINE, b"1-0:1.8.1(%s*kWh)" % kwh.encode())
-
-
-@pytest.fixture
-def caplog_reader(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG, logger="p1_exporter.reader")
-    return caplog
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.uart import transcode
 from p1_exporter.sources import SerialSettings, SerialSource, SourceError
 from tests.readerutil import (
+    NOTHING,
     V2_2,
     V5,
     Pty,
@@ -32,25 +33,11 @@ from tests.readerutil import (
     open_pty,
     point,
     pty_pair,
-    replace_line,
     running,
+    v5_at,
     wait_until,
 )
 from tests.readerutil import corrupt_crc as corrupt
-
-KWH_LINE = b"1-0:1.8.1(000004.426*kWh)"
-NOTHING = {"ok": 0, "crc_error": 0, "malformed": 0, "too_large": 0, "rejected": 0}
-
-
-def v5_at(kwh: str) -> bytes:
-    """The v5 fixture with another tariff-1 import register (valid CRC)."""
-    return replace_line(V5, KWH_LINE, b"1-0:1.8.1(%s*kWh)" % kwh.encode())
-
-
-@pytest.fixture
-def caplog_reader(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG, logger="p1_exporter.reader")
-    return caplog
 
 
 def test_telegrams_from_a_pty_are_published_with_their_values() -> None:

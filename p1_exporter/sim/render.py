@@ -116,11 +116,12 @@ def _mbus(
 # -- dialects ------------------------------------------------------------------
 
 
-def _dsmr5(state: MeterState, clock: float) -> list[str]:
+def _dutch_head(state: MeterState, clock: float, model: str, version: str) -> list[str]:
+    """Header, clock, id, the four energy registers, tariff and power of DSMR 4 and 5."""
     return [
-        "/SIM5\\2P1SIM-DSMR5",
+        f"/SIM5\\2P1SIM-{model}",
         "",
-        "1-3:0.2.8(50)",
+        f"1-3:0.2.8({version})",
         f"0-0:1.0.0({_ts(clock)})",
         f"0-0:96.1.1({_hex(state.serial)})",
         f"1-0:1.8.1({_kwh(state.import_low_wh)})",
@@ -130,6 +131,12 @@ def _dsmr5(state: MeterState, clock: float) -> list[str]:
         f"0-0:96.14.0({1 if state.low_tariff else 2:04d})",
         f"1-0:1.7.0({_kw(state.import_w)})",
         f"1-0:2.7.0({_kw(state.export_w)})",
+    ]
+
+
+def _dsmr5(state: MeterState, clock: float) -> list[str]:
+    return [
+        *_dutch_head(state, clock, "DSMR5", "50"),
         *_quality(state),
         "0-0:96.13.0()",
         *_voltages(state),
@@ -142,18 +149,7 @@ def _dsmr5(state: MeterState, clock: float) -> list[str]:
 
 def _dsmr4(state: MeterState, clock: float) -> list[str]:
     return [
-        "/SIM5\\2P1SIM-DSMR4",
-        "",
-        "1-3:0.2.8(42)",
-        f"0-0:1.0.0({_ts(clock)})",
-        f"0-0:96.1.1({_hex(state.serial)})",
-        f"1-0:1.8.1({_kwh(state.import_low_wh)})",
-        f"1-0:1.8.2({_kwh(state.import_normal_wh)})",
-        f"1-0:2.8.1({_kwh(state.export_low_wh)})",
-        f"1-0:2.8.2({_kwh(state.export_normal_wh)})",
-        f"0-0:96.14.0({1 if state.low_tariff else 2:04d})",
-        f"1-0:1.7.0({_kw(state.import_w)})",
-        f"1-0:2.7.0({_kw(state.export_w)})",
+        *_dutch_head(state, clock, "DSMR4", "42"),
         *_quality(state),
         "0-0:96.13.1()",
         "0-0:96.13.0()",
