@@ -16,6 +16,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("p1_exporter.decode_cmd",
                "decode a telegram or capture file and show what the exporter reads"),
     "simulate": ("p1_exporter.sim.cli", "run the built-in simulated meter (pty, TCP or stdout)"),
+    "capture": ("p1_exporter.capture_cmd", "record every telegram a meter sends to a capture file"),
+    "backfill": ("p1_exporter.backfill_cmd",
+                 "convert captures and dumps into OpenMetrics for promtool backfilling"),
 }
 
 

@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="subcommands (p1-exporter SUBCOMMAND --help):\n"
         "  decode     decode a telegram or capture file and show what the exporter reads\n"
-        "  simulate   run the built-in simulated meter (pty, TCP or stdout)\n\n"
+        "  simulate   run the built-in simulated meter (pty, TCP or stdout)\n"
+        "  capture    record every telegram a meter sends to a capture file\n"
+        "  backfill   convert captures and dumps into OpenMetrics for promtool backfilling\n\n"
         "examples:\n"
         "  p1-exporter --device /dev/ttyUSB0\n"
         "  p1-exporter --device home=/dev/serial/by-id/usb-FTDI-if00 "

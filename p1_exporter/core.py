@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from .errors import FramingError, P1Error
+from .errors import CRCError, FramingError, P1Error
 from .framing import DEFAULT_MAX_SIZE, Framer
 from .parser import MEMO_SIZE, LineMemo, parse_content
 from .telegram import Telegram
@@ -48,11 +48,18 @@ class TelegramStream:
         check_crc: bool = True,
         max_size: int = DEFAULT_MAX_SIZE,
         memo_size: int = MEMO_SIZE,
+        sticky_crc: bool = False,
     ) -> None:
         self.check_crc = check_crc
         self.framer = Framer(max_size)
         #: Remembers recently decoded lines (0 turns it off); see parser.LineMemo.
         self.memo = LineMemo(memo_size)
+        #: With ``sticky_crc`` (one meter's stream), once a telegram with a valid CRC was
+        #: accepted, one without a CRC is refused: a meter signs all its telegrams or none,
+        #: so an unsigned one is damage that happens to end in "!" (the version line that
+        #: would demand a CRC may be damaged too, or the meter may send none).
+        self.sticky_crc = sticky_crc
+        self.signed = False
 
     def feed(self, data: bytes) -> list[Outcome]:
         """Add bytes; return the outcomes they complete, in order."""
@@ -67,9 +74,14 @@ class TelegramStream:
             return Outcome(None, event, b"")
         try:
             telegram = decode_frame(event, check_crc=self.check_crc, memo=self.memo)
-            return Outcome(telegram, None, event)
         except P1Error as error:
             return Outcome(None, error, event)
+        if telegram.crc_verified:
+            self.signed = True
+        elif self.signed and self.sticky_crc and self.check_crc:
+            missing = CRCError("CRC missing: this meter signs its telegrams, this one has none")
+            return Outcome(None, missing, event)
+        return Outcome(telegram, None, event)
 
 
 def iter_telegrams(data: bytes, *, check_crc: bool = True) -> Iterator[Outcome]:

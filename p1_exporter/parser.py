@@ -62,6 +62,15 @@ def _single(groups: list[str]) -> str:
     return groups[0]
 
 
+def _byte(text: str) -> int:
+    """A one-byte field (M-Bus device type, valve position): a huge number would not even
+    convert to a float when exported, so anything outside 0-255 is a malformed line."""
+    value = int(text)
+    if not 0 <= value <= 255:
+        raise ValueError(f"expected 0-255, not {text[:20]!r}")
+    return value
+
+
 def _failure_log(groups: list[str]) -> tuple[PowerFailure, ...]:
     """``(n)(0-0:96.7.19)(end)(duration*s)...``; ``()``, ``(0)()`` and ``(0)(code)`` are empty."""
     if not groups[0]:
@@ -143,12 +152,12 @@ def _known(code: str, kind: Kind, groups: list[str]) -> Effect:
         return (_HISTORY, code, history)
     channel = int(code[2])
     if kind is Kind.MBUS_TYPE:
-        return (_MBUS, (channel, "type"), int(_single(groups)))
+        return (_MBUS, (channel, "type"), _byte(_single(groups)))
     if kind is Kind.MBUS_ID:
         value = _single(groups)
         return (_MBUS, (channel, "id"), decode_hex_text(value) if value else None)
     if kind is Kind.MBUS_VALVE:
-        return (_MBUS, (channel, "valve"), int(_single(groups)))
+        return (_MBUS, (channel, "valve"), _byte(_single(groups)))
     if kind is Kind.MBUS_READING:
         return _mbus_reading(channel, groups[0], groups[1] if len(groups) > 1 else "")
     # Kind.MBUS_LEGACY: (ts)(..)(..)(..)(code)(unit); the value follows on the next line

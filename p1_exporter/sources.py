@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import re
 import termios
 import time
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 
 import serial
 
+from .capture import is_capture, read_records
 from .timestamps import parse_meter_time
 
 
@@ -242,7 +244,12 @@ def split_capture(data: bytes) -> list[bytes]:
 
 
 class FileSource:
-    """Replays a capture file, at the pace of the meter's own clock or as fast as possible."""
+    """Replays a file, at its recorded pace or as fast as possible.
+
+    A ``p1-exporter capture`` file replays every recorded piece (refused telegrams
+    too) paced by the receive times it recorded; a plain telegram dump is cut at
+    each ``/`` and paced by the meter's own clock.
+    """
 
     def __init__(self, path: str, pace: str = "recorded", loop: bool = False,
                  default_interval: float = 1.0) -> None:
@@ -264,11 +271,23 @@ class FileSource:
             data = Path(self.path).read_bytes()
         except OSError as exc:
             raise SourceError("not_found", f"cannot read {self.path}: {exc.strerror}") from exc
-        self._pieces = split_capture(data)
-        self._delays = self._pace(self._pieces)
+        if is_capture(data):
+            records = [record for record in read_records(data)[0] if record.data]
+            self._pieces = [record.data for record in records]
+            self._delays = self._pace_times([record.time for record in records])
+        else:
+            self._pieces = split_capture(data)
+            self._delays = self._pace(self._pieces)
         self._index = 0
         self._due = time.monotonic()
         self.finished = False
+
+    def _pace_times(self, times: list[float]) -> list[float]:
+        """Delays before each piece from recorded receive times (at most 60 s each)."""
+        if self.pace == "fast":
+            return [0.0] * len(times)
+        gaps = [min(60.0, max(0.0, b - a)) for a, b in itertools.pairwise(times)]
+        return [0.0, *gaps] if times else []
 
     def _pace(self, pieces: list[bytes]) -> list[float]:
         if self.pace == "fast":
