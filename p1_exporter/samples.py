@@ -8,11 +8,12 @@ under a wrong unit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import NamedTuple
 
 from .telegram import Telegram
 from .timestamps import format_meter_time
+
+_new = tuple.__new__
 
 
 class Sample(NamedTuple):
@@ -93,45 +94,52 @@ def _month_label(archived: float) -> str:
     return f"20{text[0:2]}-{text[2:4]}"
 
 
-def telegram_samples(telegram: Telegram) -> Iterator[Sample]:
-    """Every meter-value sample a telegram yields (health metrics excluded)."""
+def telegram_samples(telegram: Telegram) -> list[Sample]:
+    """Every meter-value sample a telegram yields (health metrics excluded).
+
+    Built as a list of plain tuples: the live collector and the backfill call this for
+    every telegram, so it stays lean.
+    """
     registers = telegram.registers
+    samples: list[Sample] = []
+    add = samples.append
+    mapping_of = REGISTER_MAP.get
+    totals = TOTALS
     for code, register in registers.items():
-        mapping = REGISTER_MAP.get(code)
+        mapping = mapping_of(code)
         if mapping is None:
             continue
         metric, labels, unit, factor = mapping
         if register.unit != unit:
             continue
-        parts = TOTALS.get(code)
-        if parts is not None and any(part in registers for part in parts):
+        if code in totals and any(part in registers for part in totals[code]):
             continue
-        yield Sample(metric, labels, register.value * factor)
+        add(_new(Sample, (metric, labels, register.value * factor)))
     threshold = registers.get("0-0:17.0.0")
     if threshold is not None and threshold.unit in ("W", "A"):
         kind = "watts" if threshold.unit == "W" else "amperes"
-        yield Sample(f"p1_limiter_threshold_{kind}", (), threshold.value)
+        add(Sample(f"p1_limiter_threshold_{kind}", (), threshold.value))
     if telegram.meter_time is not None:
-        yield Sample("p1_meter_clock_timestamp_seconds", (), telegram.meter_time)
-    yield Sample(
+        add(Sample("p1_meter_clock_timestamp_seconds", (), telegram.meter_time))
+    add(Sample(
         "p1_meter_info",
         (("header", telegram.header), ("dsmr_version", telegram.dsmr_version or ""),
          ("equipment_id", telegram.equipment_id or "")),
         1.0,
-    )
+    ))
     message = telegram.texts.get("0-0:96.13.0", "")
     code = telegram.texts.get("0-0:96.13.1", "")
     if message or code:
-        yield Sample("p1_meter_message_info", (("code", code), ("message", message[:200])), 1.0)
+        add(Sample("p1_meter_message_info", (("code", code), ("message", message[:200])), 1.0))
     if telegram.power_failure_log:
         last = max(telegram.power_failure_log, key=lambda e: e.end_time or 0.0)
-        yield Sample("p1_power_failure_last_duration_seconds", (), float(last.duration_seconds))
+        add(Sample("p1_power_failure_last_duration_seconds", (), float(last.duration_seconds)))
         if last.end_time is not None:
-            yield Sample("p1_power_failure_last_end_timestamp_seconds", (), last.end_time)
+            add(Sample("p1_power_failure_last_end_timestamp_seconds", (), last.end_time))
     if telegram.month_peak is not None and telegram.month_peak.unit == "W":
-        yield Sample("p1_demand_month_peak_watts", (), telegram.month_peak.value)
+        add(Sample("p1_demand_month_peak_watts", (), telegram.month_peak.value))
         if telegram.month_peak_time is not None:
-            yield Sample("p1_demand_month_peak_timestamp_seconds", (), telegram.month_peak_time)
+            add(Sample("p1_demand_month_peak_timestamp_seconds", (), telegram.month_peak_time))
     seen_months = set()
     for month in telegram.peak_history:
         if month.month_start is None:
@@ -139,16 +147,16 @@ def telegram_samples(telegram: Telegram) -> Iterator[Sample]:
         label = _month_label(month.month_start)
         if label not in seen_months:
             seen_months.add(label)
-            yield Sample("p1_demand_history_peak_watts", (("month", label),), month.watts)
+            add(Sample("p1_demand_history_peak_watts", (("month", label),), month.watts))
     for device in telegram.mbus.values():
         channel = str(device.channel)
         device_type = "" if device.device_type is None else str(device.device_type)
         if device.device_type is not None or device.equipment_id:
-            yield Sample("p1_mbus_device_info", (("channel", channel), ("device_type", device_type),
-                         ("equipment_id", device.equipment_id or "")), 1.0)
+            add(Sample("p1_mbus_device_info", (("channel", channel), ("device_type", device_type),
+                         ("equipment_id", device.equipment_id or "")), 1.0))
         if device.valve_position is not None:
-            yield Sample("p1_mbus_valve_position", (("channel", channel),),
-                         float(device.valve_position))
+            add(Sample("p1_mbus_valve_position", (("channel", channel),),
+                         float(device.valve_position)))
         reading = device.reading
         if reading is None:
             continue
@@ -156,10 +164,11 @@ def telegram_samples(telegram: Telegram) -> Iterator[Sample]:
         if known is not None:
             if reading.unit != known[1]:
                 continue
-            yield Sample(known[0], (("channel", channel),), reading.value)
+            add(Sample(known[0], (("channel", channel),), reading.value))
         else:
-            yield Sample("p1_mbus_reading_value", (("channel", channel),
-                         ("device_type", device_type), ("unit", reading.unit)), reading.value)
+            add(Sample("p1_mbus_reading_value", (("channel", channel),
+                         ("device_type", device_type), ("unit", reading.unit)), reading.value))
         if device.reading_time is not None:
-            yield Sample("p1_mbus_reading_timestamp_seconds", (("channel", channel),),
-                         device.reading_time)
+            add(Sample("p1_mbus_reading_timestamp_seconds", (("channel", channel),),
+                         device.reading_time))
+    return samples
