@@ -7,6 +7,7 @@ scrape never waits for a reader and never sees a half-updated state.
 
 from __future__ import annotations
 
+import logging
 import platform
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -16,11 +17,13 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from . import __version__
 from .catalog import METRICS, MetricSpec
+from .ratelimit import LogLimiter
 from .samples import telegram_samples
 from .snapshot import RESULTS, Snapshot
 from .telegram import Telegram
 
 SnapshotSource = Callable[[], Sequence[Snapshot]]
+log = logging.getLogger("p1_exporter.collector")
 
 
 def _family(spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:
@@ -37,6 +40,26 @@ class P1Collector(Collector):
 
     def __init__(self, snapshots: SnapshotSource) -> None:
         self.snapshots = snapshots
+        self._limiter = LogLimiter(log)
+
+    def _meter_values(
+        self, meter: str, telegram: Telegram
+    ) -> list[tuple[str, tuple[str, ...], float]]:
+        """One meter's value samples, or none if any cannot be exported.
+
+        A telegram the parser accepted but whose values cannot be written (a value too
+        large for a float, say) must cost that meter its values for this scrape, not
+        fail the whole /metrics for every meter.
+        """
+        try:
+            return [
+                (s.metric, (meter, *(v for _, v in s.labels)), float(s.value))
+                for s in telegram_samples(telegram)
+            ]
+        except Exception as exc:  # any failure here stays with this meter
+            self._limiter.log(f"values:{meter}", logging.ERROR,
+                              f"meter {meter}: values left out of /metrics: {exc!r}")
+            return []
 
     def collect(self) -> Iterable[Metric]:
         now = time.monotonic()
@@ -65,8 +88,8 @@ class P1Collector(Collector):
             add("p1_malformed_lines_total", (meter,), float(snap.malformed_lines))
             add("p1_glitches_total", (meter,), float(snap.glitches))
             if fresh and snap.telegram is not None:
-                for sample in telegram_samples(snap.telegram):
-                    add(sample.metric, (meter, *(v for _, v in sample.labels)), sample.value)
+                for name, labels, value in self._meter_values(meter, snap.telegram):
+                    add(name, labels, value)
         # Families in catalog order, so the exposition is stable for diffs and tests.
         return [families[name] for name in METRICS if name in families]
 

@@ -4,9 +4,11 @@ the counters a real MeterReader publishes (fed over TCP on 127.0.0.1) as /metric
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from collections.abc import Iterator
+from types import MappingProxyType
 
 import pytest
 from prometheus_client import REGISTRY
@@ -213,3 +215,23 @@ def test_reader_counters_through_the_collector(dongle: Dongle) -> None:
         assert count("p1_up") == 1.0  # a reconnect alone does not make the meter stale
     finally:
         reader.stop()
+
+
+def test_a_value_that_cannot_be_exported_costs_only_its_meter(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = fresh("good")
+    bad_telegram = parse(V5)
+    registers = dict(bad_telegram.registers)
+    # A value no float can hold: the exposition would raise OverflowError on it.
+    registers["1-0:1.7.0"] = registers["1-0:1.7.0"]._replace(value=10**400)  # type: ignore[arg-type]
+    bad = dataclasses.replace(fresh("bad"), telegram=dataclasses.replace(
+        bad_telegram, registers=MappingProxyType(registers)))
+    registry = make_registry(lambda: [good, bad])
+    for _ in range(3):
+        found = series(generate_latest(registry).decode())
+        assert value(found, "p1_power_import_watts", meter="good") == 244.0
+        assert meter_values(found, "bad") == set()
+        assert value(found, "p1_up", meter="bad") == 1.0  # health stays
+    errors = [r for r in caplog.records if "values left out of /metrics" in r.getMessage()]
+    assert len(errors) == 1 and "meter bad" in errors[0].getMessage()
