@@ -3,7 +3,9 @@
 The application supplies one ``Handler`` (``Request -> Response``) for GET and HEAD; this
 module does everything else a scrape endpoint exposed on a network needs:
 
-* one thread per connection, at most ``max_connections``; beyond that a bounded number of
+* one thread per connection, at most ``max_connections``; when they are all taken, the
+  connection that has waited longest for its request (an idle or stalled client) is closed
+  to make room, and only when every slot is busy with a request does a bounded number of
   helper threads answer ``503`` and close, so nothing ever queues without limit;
 * every connection must complete its TLS handshake, and every request its request line and
   headers, within ``request_timeout`` (a total deadline enforced by the accept thread, not
@@ -234,7 +236,7 @@ def _valid_header(name: str, value: str) -> bool:
 class _Connection:
     """An accepted socket, its request deadline, and the lock that orders close vs. abort."""
 
-    __slots__ = ("closed", "counted", "deadline", "lock", "peer", "sock", "thread")
+    __slots__ = ("closed", "counted", "deadline", "lock", "peer", "served", "sock", "thread")
 
     def __init__(self, sock: socket.socket, peer: Any, deadline: float, counted: bool) -> None:
         self.sock = sock
@@ -243,6 +245,7 @@ class _Connection:
         self.counted = counted
         self.lock = threading.Lock()
         self.closed = False
+        self.served = False  # has completed a request: a real client, between requests
         self.thread: threading.Thread | None = None
 
     @property
@@ -507,10 +510,20 @@ class ExporterHTTPServer:
         now = time.monotonic()
         conn: _Connection | None = None
         target: Callable[[_Connection], None] = self._serve
+        victim: _Connection | None = None
         with self._lock:
             if self._stopping.is_set():
                 pass
             elif self._state.active < self.max_connections:
+                self._state.active += 1
+                conn = _Connection(sock, peer, now + self.request_timeout, counted=True)
+            elif (
+                self._state.active < self.max_connections + _REJECTERS
+                and (victim := self._longest_waiting()) is not None
+            ):
+                # Full, but some slots only wait for a request (idle or stalled clients):
+                # one of them gives way, so idle sockets cannot lock scrapers out.
+                victim.deadline = None
                 self._state.active += 1
                 conn = _Connection(sock, peer, now + self.request_timeout, counted=True)
             elif self._state.rejecting < _REJECTERS:
@@ -520,6 +533,10 @@ class ExporterHTTPServer:
                 target = self._reject
             if conn is not None:
                 self._state.conns.add(conn)
+        if victim is not None:
+            log.debug("connection limit reached: closing %s, which sent no request yet",
+                      victim.peer_text)
+            victim.abort()
         if conn is None:
             self._reject_now(sock)
             return
@@ -534,6 +551,15 @@ class ExporterHTTPServer:
         except RuntimeError as exc:  # cannot start new thread
             self._limit_warning(f"cannot start a connection thread: {exc}")
             self._finish(conn)
+
+    def _longest_waiting(self) -> _Connection | None:
+        """The counted connection that has waited longest for a request (lock held).
+
+        Connections that never sent a request go first; a keep-alive client between two
+        scrapes only when no such connection is left.
+        """
+        waiting = [c for c in self._state.conns if c.counted and c.deadline is not None]
+        return min(waiting, key=lambda c: (c.served, c.deadline or 0.0), default=None)
 
     def _reject_now(self, sock: socket.socket) -> None:
         """No thread to spare: best-effort 503 without blocking (plain HTTP only)."""
@@ -685,6 +711,7 @@ class _ConnectionHandler(http.server.BaseHTTPRequestHandler):
             log.debug("%s: timed out reading the request", self._conn.peer_text)
             return
         owner._set_deadline(self._conn, None)
+        self._conn.served = True
         self._dispatch()
         self.wfile.flush()
 

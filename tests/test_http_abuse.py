@@ -211,17 +211,19 @@ def test_slow_clients_do_not_block_scrapes_and_are_cut_off(exporter: Exporter) -
             sock.close()
 
 
-def test_an_idle_connection_flood_is_turned_away_quickly_and_then_forgotten(
+def test_an_idle_connection_flood_does_not_lock_scrapers_out(
     exporter: Exporter,
 ) -> None:
     idle_threads = exporter.threads()
     flood = [socket.create_connection(("127.0.0.1", exporter.port)) for _ in range(40)]
     try:
         time.sleep(0.2)
-        # Over the limit: a scrape gets a quick 503 with Retry-After, never a hang.
-        status, body, took = exporter.get()
-        assert status == 503 and b"too many connections" in body and took < 0.5
-        # Every idle socket is closed within the request timeout (503s a little sooner).
+        # Every slot is taken by a socket that sent nothing: the one waiting longest
+        # gives way, so scrapes keep working, quickly, during the flood.
+        for _ in range(5):
+            status, body, took = exporter.get()
+            assert status == 200 and b"p1_up" in body and took < 0.5
+        # Every idle socket is closed within the request timeout (evicted ones sooner).
         waits = [wait_closed(sock, limit=REQUEST_TIMEOUT + 3) for sock in flood]
         assert max(waits) < REQUEST_TIMEOUT + 1.5
     finally:

@@ -48,6 +48,7 @@ class App:
     def __init__(self) -> None:
         self.calls: list[Request] = []
         self.lock = threading.Lock()
+        self.release = threading.Event()  # /slow waits for it
 
     def __call__(self, request: Request) -> Response:
         with self.lock:
@@ -60,6 +61,9 @@ class App:
             return Response(200, b"x", "text/plain", (("X-Snow", "☃"),))
         if request.path == "/bad-body":
             return Response(200, "not bytes", "text/plain")  # type: ignore[arg-type]
+        if request.path == "/slow":
+            self.release.wait(10)
+            return Response(200, b"slow\n", "text/plain")
         if request.path == "/missing":
             return Response(404, b"no such page\n", "text/plain; charset=utf-8")
         if request.path == "/big":
@@ -176,6 +180,14 @@ def wait_closed(sock: socket.socket, limit: float) -> float:
     except TimeoutError:
         pytest.fail(f"server did not close the connection within {limit} s")
     return time.monotonic() - start
+
+
+def wait_for(predicate: Callable[[], bool], limit: float = 5.0) -> None:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached in time")
+        time.sleep(0.02)
 
 
 def assert_alive(server: ExporterHTTPServer) -> None:
@@ -542,13 +554,22 @@ def test_stalled_tls_handshake_does_not_block_accept(
             sock.close()
 
 
+def _busy(server: ExporterHTTPServer, count: int, context: ssl.SSLContext | None = None,
+          ) -> list[threading.Thread]:
+    """``count`` clients whose /slow request holds a slot until the app is released."""
+    threads = [threading.Thread(target=request, args=(server,),
+                                kwargs={"path": "/slow", "context": context}, daemon=True)
+               for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
 def test_connections_beyond_the_limit_get_503(serve: ServeFactory, app: App) -> None:
     server = serve(request_timeout=0.5, max_connections=3)
-    stalled = [socket.create_connection(server.server_address) for _ in range(3)]
+    busy = _busy(server, 3)
     try:
-        for sock in stalled:
-            sock.sendall(b"GET / HT")
-        time.sleep(0.1)  # let the accept thread take them
+        wait_for(lambda: len(app.calls) == 3)  # every slot is inside a request now
         start = time.monotonic()
         status, headers, body = request(server)
         assert time.monotonic() - start < 0.5
@@ -556,23 +577,68 @@ def test_connections_beyond_the_limit_get_503(serve: ServeFactory, app: App) -> 
         assert headers["Connection"] == "close"
         assert headers["Retry-After"] == "1"
         assert b"too many connections" in body
-        assert app.calls == []
+        assert len(app.calls) == 3
+    finally:
+        app.release.set()
+        for thread in busy:
+            thread.join(5)
+    time.sleep(0.1)
+    assert_alive(server)  # slots are freed again
+
+
+def test_idle_connections_give_way_to_new_ones(serve: ServeFactory, app: App) -> None:
+    server = serve(request_timeout=5.0, max_connections=3)
+    stalled = [socket.create_connection(server.server_address) for _ in range(3)]
+    host, port = server.server_address
+    clients = [http.client.HTTPConnection(host, port, timeout=5) for _ in range(3)]
+    try:
         for sock in stalled:
-            wait_closed(sock, limit=3.0)
-        time.sleep(0.1)
-        assert_alive(server)  # slots are freed again
+            sock.sendall(b"GET / HT")
+            time.sleep(0.05)  # so that they have waited in this order
+        time.sleep(0.1)  # let the accept thread take them
+        for index, client in enumerate(clients):
+            start = time.monotonic()
+            client.request("GET", "/")  # and the client keeps its connection open
+            response = client.getresponse()
+            assert (response.status, response.read()) == (200, b"ok\n")
+            assert time.monotonic() - start < 0.5  # not after the 5 s request timeout
+            # The stalled client that waited longest made room, long before its deadline.
+            assert wait_closed(stalled[index], limit=1.0) < 1.0
+        # Clients that were served keep their connections while stalled ones are there.
+        for client in clients:
+            sock = client.sock
+            client.request("GET", "/")
+            response = client.getresponse()
+            assert (response.status, response.read()) == (200, b"ok\n")
+            assert client.sock is sock
     finally:
         for sock in stalled:
             sock.close()
+        for client in clients:
+            client.close()
 
 
-def test_503_over_tls(serve: ServeFactory, pki: PKI, tmp_path: Path) -> None:
+def test_503_over_tls(serve: ServeFactory, app: App, pki: PKI, tmp_path: Path) -> None:
     server = serve(tls_config(pki, tmp_path), request_timeout=1.0, max_connections=1)
-    with socket.create_connection(server.server_address):
-        time.sleep(0.1)
+    busy = _busy(server, 1, context=client_context(pki))
+    try:
+        wait_for(lambda: len(app.calls) == 1)
         status, _, body = request(server, context=client_context(pki))
-    assert status == 503
-    assert b"too many connections" in body
+        assert status == 503
+        assert b"too many connections" in body
+    finally:
+        app.release.set()
+        for thread in busy:
+            thread.join(5)
+
+
+def test_idle_tls_connection_gives_way(serve: ServeFactory, pki: PKI, tmp_path: Path) -> None:
+    server = serve(tls_config(pki, tmp_path), request_timeout=5.0, max_connections=1)
+    with socket.create_connection(server.server_address) as idle:
+        time.sleep(0.1)  # no TLS handshake from this one
+        status, _, body = request(server, context=client_context(pki))
+        assert (status, body) == (200, b"ok\n")
+        assert wait_closed(idle, limit=1.0) < 1.0
 
 
 def test_shutdown_is_prompt_with_stalled_clients(
