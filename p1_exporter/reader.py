@@ -171,8 +171,7 @@ class MeterReader:
         log.log(logging.INFO if self._connects == 1 else logging.DEBUG,
                 "meter %s: connected to %s", config.name, self.source.description)
         self._publish()
-        stream = TelegramStream(check_crc=config.check_crc, max_size=config.max_telegram_size,
-                                sticky_crc=True)
+        stream = self._new_stream()
         now = time.monotonic()
         last_bytes = last_detect = now
         while not self._stop.is_set():
@@ -203,10 +202,15 @@ class MeterReader:
                 settings = self.source.next_settings()
                 log.info("meter %s: no valid telegram in %g s; trying %s", config.name,
                          config.detect_timeout, settings)
-                stream = TelegramStream(check_crc=config.check_crc,
-                                        max_size=config.max_telegram_size, sticky_crc=True)
+                stream = self._new_stream()
                 last_detect = now
                 self._publish()
+
+    def _new_stream(self) -> TelegramStream:
+        """A fresh framer for a new connection or new line settings (no half telegram kept)."""
+        config = self.config
+        return TelegramStream(check_crc=config.check_crc, max_size=config.max_telegram_size,
+                              sticky_crc=True)
 
     def _handle(self, outcome: Outcome) -> None:
         name = self.config.name
