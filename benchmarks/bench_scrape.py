@@ -6,7 +6,7 @@ Starts the real exporter as a child process on 127.0.0.1 with a simulated meter 
 10 telegrams per second, then runs two phases with ``--scrapers`` client threads, each on
 its own keep-alive connection:
 - paced: every scraper scrapes once per ``--period`` seconds (default 0.5 s, i.e. 40
-  scrapes/s from 20 scrapers: far beyond any real Prometheus set-up), at random offsets;
+  scrapes/s from 20 scrapers: far beyond any real Prometheus set-up), spread over the period;
 - flat out: every scraper scrapes back to back, which measures throughput and queueing.
 It prints p50/p99/max latency, errors, throughput, whether the reader kept up (telegrams
 counted vs. expected), and the exporter's peak RSS (VmHWM).
@@ -17,79 +17,28 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import random
 import re
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def scrape(conn: http.client.HTTPConnection) -> bytes:
-    conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
-    response = conn.getresponse()
-    body = response.read()
-    if response.status != 200:
-        raise RuntimeError(f"HTTP {response.status}")
-    return body
+import http_load  # noqa: E402  (the scraper threads are shared with the abuse benchmark)
 
 
 def run_phase(port: int, scrapers: int, seconds: float, period: float | None) -> dict[str, float]:
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
-
-    def worker() -> None:
-        nonlocal errors
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        mine: list[float] = []
-        failed = 0
-        next_at = time.monotonic() + (random.uniform(0, period) if period else 0.0)
-        while True:
-            if period:
-                pause = next_at - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                next_at += period
-            if time.monotonic() >= deadline:
-                break
-            start = time.perf_counter()
-            try:
-                scrape(conn)
-            except (OSError, RuntimeError, http.client.HTTPException):
-                failed += 1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                continue
-            mine.append(time.perf_counter() - start)
-        conn.close()
-        with lock:
-            latencies.extend(mine)
-            errors += failed
-
-    threads = [threading.Thread(target=worker) for _ in range(scrapers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    """Latency figures for ``scrapers`` keep-alive clients (see http_load.scrapers)."""
+    latencies, errors = http_load.scrapers(port, scrapers, seconds, period, time.time() + 0.1)
     latencies.sort()
     count = len(latencies)
     return {
         "scrapes": count,
-        "errors": errors,
+        "errors": sum(errors.values()),
         "p50_ms": statistics.median(latencies) * 1000 if count else float("nan"),
         "p99_ms": latencies[min(count - 1, int(count * 0.99))] * 1000 if count else float("nan"),
         "max_ms": latencies[-1] * 1000 if count else float("nan"),
@@ -119,7 +68,7 @@ def main() -> None:
     parser.add_argument("--period", type=float, default=0.5,
                         help="seconds between one scraper's scrapes in the paced phase")
     args = parser.parse_args()
-    port = free_port()
+    port = http_load.free_port()
     exe = [sys.executable, "-m", "p1_exporter", "--device", "sim://?interval=0.1&seed=3",
            "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"]
     proc = subprocess.Popen(exe, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
