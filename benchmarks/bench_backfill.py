@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from p1_exporter.capture import encode_record  # noqa: E402
+from p1_exporter.history.capture import encode_record  # noqa: E402
 from p1_exporter.sim.meter import SimulatedMeter  # noqa: E402
 
 START = 1_700_000_000.0

@@ -27,7 +27,7 @@ FIXTURES = HERE.parent / "tests" / "fixtures"
 sys.path.insert(0, str(HERE.parent))
 
 from p1_exporter import TelegramStream  # noqa: E402
-from p1_exporter.crc import crc16_arc, crc16_arc_python  # noqa: E402
+from p1_exporter.core.crc import crc16_arc, crc16_arc_python  # noqa: E402
 
 
 def per_call_us(func: Callable[[], object], seconds: float) -> float:

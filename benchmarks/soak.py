@@ -31,13 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from p1_exporter.app import ExporterApp
-from p1_exporter.crc import crc16_arc
-from p1_exporter.glitch import is_cumulative
-from p1_exporter.http_server import ExporterHTTPServer
-from p1_exporter.reader import MeterConfig, MeterReader
+from p1_exporter.core.clock import format_meter_time
+from p1_exporter.core.crc import crc16_arc
+from p1_exporter.meter.glitch import is_cumulative
+from p1_exporter.meter.reader import MeterConfig, MeterReader
 from p1_exporter.sim import SimulatedMeter
-from p1_exporter.timestamps import format_meter_time
+from p1_exporter.web.app import ExporterApp
+from p1_exporter.web.server import ExporterHTTPServer
 
 START = 1_700_000_000.0
 _NUMBER = re.compile(

@@ -7,7 +7,7 @@ suite hands it Hypothesis' ``st.randoms()``, so a failure shrinks to a small cas
 :func:`check` feeds one input to the framer, the parser (with and without the CRC
 check) and the collector, and records in a :class:`Tally` every promise broken:
 
-* ``crash``: an exception other than :class:`~p1_exporter.errors.P1Error` escaped;
+* ``crash``: an exception other than :class:`~p1_exporter.core.errors.P1Error` escaped;
 * ``chunking``: feeding the bytes in pieces gave other outcomes than feeding them whole;
 * ``memo``: a telegram decoded with a line memo differs from a fresh decode;
 * ``buffer``: the framer held more than ``max_size + 1`` bytes;
@@ -43,17 +43,17 @@ from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from p1_exporter.collector import telegram_exposition
 from p1_exporter.core import Outcome, TelegramStream, decode_frame, parse
-from p1_exporter.crc import crc16_arc
-from p1_exporter.errors import P1Error
-from p1_exporter.framing import DEFAULT_MAX_SIZE
-from p1_exporter.obis import KINDS, Kind
-from p1_exporter.parser import LineMemo
-from p1_exporter.render_json import telegram_to_dict
+from p1_exporter.core.crc import crc16_arc
+from p1_exporter.core.errors import P1Error
+from p1_exporter.core.framing import DEFAULT_MAX_SIZE
+from p1_exporter.core.obis import KINDS, Kind
+from p1_exporter.core.parser import LineMemo
+from p1_exporter.core.render_json import telegram_to_dict
+from p1_exporter.core.telegram import Telegram
+from p1_exporter.core.units import UNITS
+from p1_exporter.metrics.collector import telegram_exposition
 from p1_exporter.sim import DIALECTS, FaultInjector, SimulatedMeter
-from p1_exporter.telegram import Telegram
-from p1_exporter.units import UNITS
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent

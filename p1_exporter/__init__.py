@@ -9,9 +9,22 @@ The telegram core is usable as a library::
 
 from __future__ import annotations
 
-from .core import Outcome, TelegramStream, decode_frame, iter_telegrams, parse
-from .errors import CRCError, FramingError, P1Error, ParseError, TelegramTooLarge, TornTelegram
-from .telegram import (
+from p1_exporter.core.errors import (
+    CRCError,
+    FramingError,
+    P1Error,
+    ParseError,
+    TelegramTooLarge,
+    TornTelegram,
+)
+from p1_exporter.core.stream import (
+    Outcome,
+    TelegramStream,
+    decode_frame,
+    iter_telegrams,
+    parse,
+)
+from p1_exporter.core.telegram import (
     LineIssue,
     MBusDevice,
     MonthPeak,

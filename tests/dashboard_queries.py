@@ -2,7 +2,7 @@
 
 Shared by the structural dashboard tests and by tests that run every query against a live
 Prometheus. Also says which metric names the dashboards and rule files may use: those in the
-exporter's catalog (p1_exporter/catalog.py) and those the rule files record.
+exporter's catalog (p1_exporter/metrics/catalog.py) and those the rule files record.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from p1_exporter.catalog import METRICS
+from p1_exporter.metrics.catalog import METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = ROOT / "grafana" / "dashboards"

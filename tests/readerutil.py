@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from p1_exporter.crc import crc16_arc
-from p1_exporter.reader import MeterConfig, MeterReader
-from p1_exporter.snapshot import Snapshot
+from p1_exporter.core.crc import crc16_arc
+from p1_exporter.meter.reader import MeterConfig, MeterReader
+from p1_exporter.meter.snapshot import Snapshot
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 READER_LOG = "p1_exporter.reader"

@@ -22,12 +22,12 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from p1_exporter import parse
-from p1_exporter.app import ExporterApp
-from p1_exporter.catalog import METRICS
-from p1_exporter.http_server import ExporterHTTPServer, Request
-from p1_exporter.reader import MeterConfig, MeterReader
-from p1_exporter.render_json import format_json
-from p1_exporter.snapshot import Snapshot
+from p1_exporter.core.render_json import format_json
+from p1_exporter.meter.reader import MeterConfig, MeterReader
+from p1_exporter.meter.snapshot import Snapshot
+from p1_exporter.metrics.catalog import METRICS
+from p1_exporter.web.app import ExporterApp
+from p1_exporter.web.server import ExporterHTTPServer, Request
 from tests.binaries import require_binary
 from tests.test_collector import Dongle
 from tests.test_exporter_cli import (

@@ -23,17 +23,17 @@ from typing import Any
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from p1_exporter.backfill import Tally, backfill, plan
-from p1_exporter.backfill_cmd import block_duration_flag
-from p1_exporter.capture import encode_record
-from p1_exporter.catalog import METRICS
-from p1_exporter.cli import main
+from p1_exporter.commands.backfill import block_duration_flag
+from p1_exporter.commands.cli import main
 from p1_exporter.core import iter_telegrams
-from p1_exporter.crc import crc16_arc
+from p1_exporter.core.clock import format_meter_time
+from p1_exporter.core.crc import crc16_arc
+from p1_exporter.history.backfill import Tally, backfill, plan
+from p1_exporter.history.capture import encode_record
+from p1_exporter.metrics.catalog import METRICS
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.model import MeterState
 from p1_exporter.sim.render import render
-from p1_exporter.timestamps import format_meter_time
 from tests.binaries import require_binary
 from tests.readerutil import free_port
 
@@ -457,8 +457,8 @@ def test_promtool_block_size_hint_follows_the_span() -> None:
 def test_a_series_repeated_within_one_telegram_is_written_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import p1_exporter.backfill as module
-    from p1_exporter.samples import telegram_samples
+    import p1_exporter.history.backfill as module
+    from p1_exporter.metrics.samples import telegram_samples
 
     def doubled(telegram: Any) -> Iterator[Any]:
         samples = list(telegram_samples(telegram))

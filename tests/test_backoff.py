@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from p1_exporter.backoff import Backoff
+from p1_exporter.meter.backoff import Backoff
 
 
 def test_delays_double_up_to_the_cap_without_jitter() -> None:

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
-import p1_exporter.capture as capture_module
-from p1_exporter.capture import (
+import p1_exporter.history.capture as capture_module
+from p1_exporter.commands.capture import parse_size
+from p1_exporter.commands.cli import main
+from p1_exporter.core import TelegramStream
+from p1_exporter.history.capture import (
     CaptureError,
     CaptureReader,
     CaptureRecorder,
@@ -24,13 +27,10 @@ from p1_exporter.capture import (
     parse_header,
     read_records,
 )
-from p1_exporter.capture_cmd import parse_size
-from p1_exporter.cli import main
-from p1_exporter.core import TelegramStream
+from p1_exporter.meter.sources import FileSource, open_source
 from p1_exporter.sim.faults import FaultInjector
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.outputs import TcpSink
-from p1_exporter.sources import FileSource, open_source
 from tests.readerutil import Dongle, counts, fast_config, running, wait_until
 
 START = 1_718_143_200.0

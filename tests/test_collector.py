@@ -15,10 +15,10 @@ from prometheus_client import REGISTRY
 from prometheus_client.exposition import generate_latest
 
 from p1_exporter import parse
-from p1_exporter.catalog import METRICS
-from p1_exporter.collector import P1Collector, iter_metric_names, make_registry
-from p1_exporter.reader import MeterConfig, MeterReader
-from p1_exporter.snapshot import Snapshot
+from p1_exporter.meter.reader import MeterConfig, MeterReader
+from p1_exporter.meter.snapshot import Snapshot
+from p1_exporter.metrics.catalog import METRICS
+from p1_exporter.metrics.collector import P1Collector, iter_metric_names, make_registry
 from tests.test_exporter_cli import FIXTURES, LabelKey, series, value, wait_for
 from tests.test_metrics_contract import make_telegram
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from p1_exporter.config import (
+from p1_exporter.commands.config import (
     DEMO_URL,
     ConfigError,
     ExporterConfig,
@@ -16,9 +16,9 @@ from p1_exporter.config import (
     env_name,
     load_config,
 )
-from p1_exporter.exporter import build
-from p1_exporter.reader import MeterConfig
-from p1_exporter.sources import SerialSettings
+from p1_exporter.commands.serve import build
+from p1_exporter.meter.reader import MeterConfig
+from p1_exporter.meter.sources import SerialSettings
 
 
 def load(*argv: str, env: dict[str, str] | None = None) -> ExporterConfig:

@@ -23,7 +23,7 @@ from p1_exporter import (
     iter_telegrams,
     parse,
 )
-from p1_exporter.crc import IMPLEMENTATION, crc16_arc, crc16_arc_compiled, crc16_arc_python
+from p1_exporter.core.crc import IMPLEMENTATION, crc16_arc, crc16_arc_compiled, crc16_arc_python
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE_NAMES = sorted(path.name for path in FIXTURES.glob("*.txt"))

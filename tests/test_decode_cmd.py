@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from p1_exporter.cli import main
+from p1_exporter.commands.cli import main
 from tests.test_crc import FIXTURE_NAMES, FIXTURES, content, load
 from tests.test_parser_fixtures import summer, winter
 

@@ -6,14 +6,14 @@ import logging
 
 import pytest
 
-from p1_exporter.diagnostics import (
+from p1_exporter.logs.limiter import LogLimiter
+from p1_exporter.meter.diagnostics import (
     CRC_MIN_SEEN,
     NO_TELEGRAM_BYTES,
     Diagnostics,
     Finding,
     classify_noise,
 )
-from p1_exporter.ratelimit import LogLimiter
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.uart import transcode
 from tests.readerutil import V2_2, V4_2, V5

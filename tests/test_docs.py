@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from p1_exporter import metrics_doc
-from p1_exporter.catalog import METRICS
+from p1_exporter.metrics import reference as metrics_doc
+from p1_exporter.metrics.catalog import METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_metrics_reference_is_current() -> None:
     text = (ROOT / "docs" / "metrics.md").read_text()
     assert text == metrics_doc.render(), (
-        "docs/metrics.md is out of date: python -m p1_exporter.metrics_doc > docs/metrics.md"
+        "docs/metrics.md is out of date: python -m p1_exporter.metrics.reference > docs/metrics.md"
     )
 
 

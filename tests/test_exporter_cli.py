@@ -29,7 +29,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from p1_exporter import __version__, parse
-from p1_exporter.collector import telegram_exposition
+from p1_exporter.metrics.collector import telegram_exposition
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -26,11 +26,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from p1_exporter.app import ExporterApp
-from p1_exporter.http_server import ExporterHTTPServer
-from p1_exporter.reader import READ_TIMEOUT, MeterConfig, MeterReader
+from p1_exporter.meter.reader import READ_TIMEOUT, MeterConfig, MeterReader
+from p1_exporter.meter.sources import SerialSettings, SerialSource
 from p1_exporter.sim.uart import transcode
-from p1_exporter.sources import SerialSettings, SerialSource
+from p1_exporter.web.app import ExporterApp
+from p1_exporter.web.server import ExporterHTTPServer
 from tests.readerutil import (
     V5,
     Dongle,

@@ -15,7 +15,7 @@ from p1_exporter import (
     iter_telegrams,
     parse,
 )
-from p1_exporter.framing import DEFAULT_MAX_SIZE, Framer
+from p1_exporter.core.framing import DEFAULT_MAX_SIZE, Framer
 from tests.test_crc import FIXTURE_NAMES, content, load, seal
 
 V5 = load("v5.txt")

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from fuzz.harness import Checker, Input, Seed, generate, load_seeds, resign
-from p1_exporter.collector import telegram_exposition
 from p1_exporter.core import TelegramStream, parse
+from p1_exporter.metrics.collector import telegram_exposition
 from tests.readerutil import V5, fixture
 
 SEEDS: list[Seed] = load_seeds()

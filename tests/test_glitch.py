@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from p1_exporter.core import parse
-from p1_exporter.glitch import Glitch, GlitchGuard, is_cumulative
-from p1_exporter.telegram import Telegram
+from p1_exporter.core.telegram import Telegram
+from p1_exporter.meter.glitch import Glitch, GlitchGuard, is_cumulative
 from tests.readerutil import (
     V5,
     V5_TWO_MBUS,

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from p1_exporter import parse
-from p1_exporter.collector import telegram_exposition
+from p1_exporter.metrics.collector import telegram_exposition
 from tests.test_exporter_cli import FIXTURES, run_exporter
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -27,7 +27,7 @@ from typing import Any
 import bcrypt
 import pytest
 
-from p1_exporter.http_server import (
+from p1_exporter.web.server import (
     GZIP_MIN_BYTES,
     ExporterHTTPServer,
     Headers,
@@ -35,7 +35,7 @@ from p1_exporter.http_server import (
     Response,
     parse_listen_address,
 )
-from p1_exporter.webconfig import WebConfig
+from p1_exporter.web.webconfig import WebConfig
 from tests.tlsutil import PKI, make_leaf, make_pki
 
 BIG = b"".join(b'p1_metric_sample{phase="l%d"} %d\n' % (i % 3, i) for i in range(400))

@@ -21,11 +21,11 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from p1_exporter import __version__, parse
-from p1_exporter.catalog import METRICS
-from p1_exporter.collector import make_registry, telegram_exposition
-from p1_exporter.crc import crc16_arc
-from p1_exporter.reader import MeterConfig, MeterReader
-from p1_exporter.snapshot import RESULTS
+from p1_exporter.core.crc import crc16_arc
+from p1_exporter.meter.reader import MeterConfig, MeterReader
+from p1_exporter.meter.snapshot import RESULTS
+from p1_exporter.metrics.catalog import METRICS
+from p1_exporter.metrics.collector import make_registry, telegram_exposition
 from tests.binaries import require_binary
 from tests.test_exporter_cli import FIXTURES, series
 

@@ -44,7 +44,7 @@ import pytest
 import yaml
 
 import p1_exporter
-from p1_exporter.config import ConfigError, build_parser, env_name, load_config
+from p1_exporter.commands.config import ConfigError, build_parser, env_name, load_config
 from tests.binaries import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +128,11 @@ def test_wheel_holds_the_package_and_no_tests(release: Release) -> None:
         names = archive.namelist()
     dist_info = f"p1_exporter-{VERSION}.dist-info/"
     assert all(n.startswith(("p1_exporter/", dist_info)) for n in names), names
-    for module in ("__init__.py", "cli.py", "exporter.py", "catalog.py", "sim/__init__.py"):
+    modules = (
+        "__init__.py", "commands/cli.py", "commands/serve.py", "metrics/catalog.py",
+        "sim/__init__.py",
+    )
+    for module in modules:
         assert f"p1_exporter/{module}" in names
     source_modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "p1_exporter").rglob("*.py")}
     assert source_modules <= set(names), source_modules - set(names)
@@ -157,7 +161,7 @@ def test_wheel_metadata_is_complete(release: Release) -> None:
         assert any(r.startswith(dependency) for r in requires), dependency
     with zipfile.ZipFile(release.wheel) as archive:
         entry_points = archive.read(f"p1_exporter-{VERSION}.dist-info/entry_points.txt").decode()
-    assert "[console_scripts]\np1-exporter = p1_exporter.cli:main" in entry_points
+    assert "[console_scripts]\np1-exporter = p1_exporter.commands.cli:main" in entry_points
 
 
 def test_sdist_is_the_full_source_release(release: Release) -> None:
@@ -467,8 +471,8 @@ _FOREIGN_FLAGS = {"--build", "--group-add", "--health-cmd", "--name", "--no-heal
 
 def test_readme_names_only_real_metrics_flags_and_variables() -> None:
     """Every metric, flag and P1_EXPORTER_ variable the README names exists in the code."""
-    from p1_exporter.catalog import METRICS
-    from p1_exporter.cli import SUBCOMMANDS
+    from p1_exporter.commands.cli import SUBCOMMANDS
+    from p1_exporter.metrics.catalog import METRICS
 
     readme = (ROOT / "README.md").read_text()
     metrics = set(re.findall(r"(?<![\w:.])p1_[a-z0-9_]+", readme)) - {"p1_exporter"}

@@ -17,7 +17,7 @@ from p1_exporter import (
     decode_frame,
     parse,
 )
-from p1_exporter.parser import MEMO_SIZE, LineMemo
+from p1_exporter.core.parser import MEMO_SIZE, LineMemo
 from tests.test_crc import FIXTURE_NAMES, load, seal
 from tests.test_parser_fixtures import summer, winter
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from p1_exporter.core.telegram import Telegram
+from p1_exporter.meter.sources import open_source
 from p1_exporter.sim.meter import SimulatedMeter
-from p1_exporter.sources import open_source
-from p1_exporter.telegram import Telegram
 from tests.readerutil import (
     NOTHING,
     counts,

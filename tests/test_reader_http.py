@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from p1_exporter.sources import HttpSource, SourceError
+from p1_exporter.meter.sources import HttpSource, SourceError
 from tests.readerutil import (
     NOTHING,
     V5,

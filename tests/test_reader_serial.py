@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from p1_exporter.core import TelegramStream
-from p1_exporter.reader import MeterReader
+from p1_exporter.meter.reader import MeterReader
+from p1_exporter.meter.sources import SerialSettings, SerialSource, SourceError
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.uart import transcode
-from p1_exporter.sources import SerialSettings, SerialSource, SourceError
 from tests.readerutil import (
     NOTHING,
     V2_2,

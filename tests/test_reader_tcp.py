@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from p1_exporter.sources import SerialSource, SourceError
+from p1_exporter.meter.sources import SerialSource, SourceError
 from tests.readerutil import (
     NOTHING,
     V5,

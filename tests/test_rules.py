@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from p1_exporter.timestamps import is_eu_summer_time
+from p1_exporter.core.clock import is_eu_summer_time
 from tests.binaries import require_binary
 from tests.dashboard_queries import (
     ALERTING_RULES,

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from p1_exporter.core import TelegramStream, parse
-from p1_exporter.crc import crc16_arc
+from p1_exporter.core.clock import is_eu_summer_time, meter_local_hour, parse_meter_time
+from p1_exporter.core.crc import crc16_arc
 from p1_exporter.sim.faults import Chunk, FaultInjector
 from p1_exporter.sim.meter import SimOptions, SimulatedMeter, parse_start
 from p1_exporter.sim.model import HouseholdModel, MeterState, local_month_start
 from p1_exporter.sim.render import DIALECTS, render
-from p1_exporter.timestamps import is_eu_summer_time, meter_local_hour, parse_meter_time
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE = re.compile(r"^(\d-\d:\d+\.\d+\.\d+)((?:\([^()]*\))+)$")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p1_exporter.timestamps import (
+from p1_exporter.core.clock import (
     format_meter_time,
     is_eu_summer_time,
     meter_local_hour,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p1_exporter.crc import crc16_arc
+from p1_exporter.core.crc import crc16_arc
 from p1_exporter.sim.meter import SimOptions, SimulatedMeter
 from p1_exporter.sim.uart import SerialSettings, Wire, encode, parse_settings, transcode
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from p1_exporter.webconfig import WebConfig, WebConfigError
+from p1_exporter.web.webconfig import WebConfig, WebConfigError
 from tests.binaries import require_binary
 from tests.tlsutil import PKI, make_pki
 

@@ -24,7 +24,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from p1_exporter.timestamps import is_eu_summer_time
+from p1_exporter.core.clock import is_eu_summer_time
 
 #: Average power over a quarter hour is what the Belgian capacity tariff bills.
 QUARTER = 900

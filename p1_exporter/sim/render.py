@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from p1_exporter.crc import crc16_arc
+from p1_exporter.core.clock import format_meter_time
+from p1_exporter.core.crc import crc16_arc
 from p1_exporter.sim.model import Capture, MeterState
-from p1_exporter.timestamps import format_meter_time
 
 DIALECTS = ("dsmr5", "dsmr4", "dsmr22", "belgian")
 #: The serial settings each dialect's meters use on the P1 port.

@@ -1,0 +1,1 @@
+"""The command-line interface and one module per subcommand."""

@@ -1,0 +1,1 @@
+"""History: the capture file format and backfill to OpenMetrics."""

@@ -1,0 +1,56 @@
+"""``sim://`` meters: the simulated meter as an in-process source of telegram bytes."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from p1_exporter.sim.meter import SimOptions, SimulatedMeter
+
+
+class SimSource:
+    """Produces the simulator's bytes at its interval (``sim://?dialect=...&interval=...``).
+
+    The household survives reconnects, so its registers keep rising. ``interval`` is
+    in simulated seconds; ``speed`` simulated seconds pass per real second.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.options = SimOptions.from_url(url)
+        self.description = url
+        self.meter: SimulatedMeter | None = None
+        self._real0 = 0.0
+        self._next = 0.0
+        self._queue: deque[tuple[float, bytes]] = deque()
+
+    def open(self) -> None:
+        now = time.monotonic()
+        if self.meter is None:
+            self.meter = SimulatedMeter.from_options(self.options)
+            self._real0 = now
+        self._next = now
+        self._queue.clear()
+
+    def _simulated_time(self, now: float) -> float:
+        assert self.meter is not None
+        return self.meter.start + (now - self._real0) * self.options.speed
+
+    def read(self, timeout: float) -> bytes:
+        meter = self.meter
+        if meter is None:
+            raise RuntimeError("SimSource.read before open")
+        now = time.monotonic()
+        if not self._queue and now >= self._next:
+            self._next = max(self._next + self.options.interval / self.options.speed, now - 1.0)
+            due = now
+            for chunk in meter.chunks_at(self._simulated_time(now)):
+                due += chunk.pause_before
+                self._queue.append((due, chunk.data))
+        if self._queue and self._queue[0][0] <= now:
+            return self._queue.popleft()[1]
+        wake = self._queue[0][0] if self._queue else self._next
+        time.sleep(max(0.0, min(timeout, wake - now)))
+        return b""
+
+    def close(self) -> None:
+        self._queue.clear()

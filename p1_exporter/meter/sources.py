@@ -1,0 +1,350 @@
+"""Where telegram bytes come from: serial ports, network dongles, HTTP, files, the simulator.
+
+Every source has the same small surface: ``open()``, ``read(timeout) -> bytes``
+(empty on timeout) and ``close()``. Expected failures raise :class:`SourceError`
+with a kind and a plain-words hint; the reader decides about retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import re
+import termios
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import serial
+
+from p1_exporter.core.clock import parse_meter_time
+from p1_exporter.history.capture import is_capture, read_records
+
+
+class SourceError(Exception):
+    """An expected source failure. ``kind`` is a short label; ``str()`` says what to do."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class SerialSettings:
+    """Line settings such as 115200 8N1."""
+
+    baudrate: int
+    bytesize: int
+    parity: str
+    stopbits: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
+
+    @classmethod
+    def parse(cls, text: str) -> SerialSettings:
+        """``115200-8N1`` or ``9600 7E1``."""
+        match = re.fullmatch(r"\s*(\d+)[\s:-]*([5-8])([NEOMS])([12])\s*", text.upper())
+        if match is None:
+            raise ValueError(f"serial settings must look like 115200-8N1, not {text!r}")
+        return cls(int(match[1]), int(match[2]), match[3], int(match[4]))
+
+
+DSMR45 = SerialSettings(115200, 8, "N")
+DSMR22 = SerialSettings(9600, 7, "E")
+
+
+class Source(Protocol):
+    """What the reader needs from a source of telegram bytes."""
+
+    description: str
+
+    def open(self) -> None: ...
+
+    def read(self, timeout: float) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+def redact(url: str) -> str:
+    """A URL without any password, for logs and labels."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _open_error(url: str, exc: serial.SerialException) -> SourceError:
+    code = exc.errno
+    text = str(exc)
+    if code == errno.ENOENT or "No such file" in text:
+        return SourceError("not_found", f"{url} does not exist (is the cable plugged in? "
+                           "look in /dev/serial/by-id/ for its stable name); waiting for it")
+    if code == errno.EACCES or "Permission denied" in text:
+        return SourceError("permission", f"permission denied on {url}: add the exporter's user "
+                           "to the dialout group (sudo usermod -aG dialout USER, then log in "
+                           "again) or install the udev rule from contrib/99-p1-exporter.rules")
+    if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY) or "exclusively lock" in text:
+        return SourceError("busy", f"{url} is in use by another program (exclusive lock "
+                           "refused); stop the other reader (a second exporter, ModemManager, "
+                           "a serial console) so that it does not steal bytes")
+    if "refused" in text:
+        return SourceError("refused", f"connection to {redact(url)} refused; is the dongle "
+                           "or ser2net running and listening on that port?")
+    return SourceError("open_failed", f"cannot open {redact(url)}: {text}")
+
+
+class SerialSource:
+    """A serial device or a pyserial URL (``socket://``, ``rfc2217://``).
+
+    For a device path without fixed settings, :meth:`next_settings` cycles
+    through DSMR 4/5 (115200 8N1) and DSMR 2.2 (9600 7E1): the reader calls it
+    when no valid telegram arrives in time.
+    """
+
+    def __init__(self, url: str, settings: SerialSettings | None = None) -> None:
+        self.url = url
+        self.description = redact(url)
+        self.is_device = "://" not in url
+        self.autodetect = settings is None and self.is_device
+        self.candidates = [settings] if settings else [DSMR45, DSMR22]
+        self._index = 0
+        self._port: Any = None
+
+    @property
+    def settings(self) -> SerialSettings:
+        """The line settings in use."""
+        return self.candidates[self._index]
+
+    def open(self) -> None:
+        settings = self.settings
+        try:
+            port = serial.serial_for_url(self.url, do_not_open=True)
+            port.baudrate = settings.baudrate
+            port.bytesize = settings.bytesize
+            port.parity = settings.parity
+            port.stopbits = settings.stopbits
+            if self.is_device:
+                port.exclusive = True
+            port.open()
+        except serial.SerialException as exc:
+            raise _open_error(self.url, exc) from exc
+        except (termios.error, ValueError) as exc:
+            raise self._refused(settings, exc) from exc
+        except OSError as exc:
+            raise SourceError("open_failed", f"cannot open {self.description}: {exc}") from exc
+        self._port = port
+
+    def _refused(self, settings: SerialSettings, exc: Exception) -> SourceError:
+        """The port (its driver, or a pty) rejects ``settings``: auto-detection moves on."""
+        if self.autodetect:
+            self._index = (self.candidates.index(settings) + 1) % len(self.candidates)
+        return SourceError("open_failed", f"{self.description} does not accept {settings}: {exc}")
+
+    def next_settings(self) -> SerialSettings:
+        """Switch to the next candidate line settings (on the open port, if any)."""
+        self._index = (self._index + 1) % len(self.candidates)
+        settings = self.settings
+        if self._port is not None:
+            try:
+                self._port.baudrate = settings.baudrate
+                self._port.bytesize = settings.bytesize
+                self._port.parity = settings.parity
+                self._port.reset_input_buffer()
+            except (termios.error, ValueError) as exc:
+                raise self._refused(settings, exc) from exc
+            except (serial.SerialException, OSError) as exc:
+                raise SourceError("disconnected", f"{self.description}: {exc}") from exc
+        return settings
+
+    def read(self, timeout: float) -> bytes:
+        port = self._port
+        if port is None:
+            raise SourceError("closed", f"{self.description} is not open")
+        try:
+            if port.timeout != timeout:  # setting it re-applies every setting (rfc2217: remotely)
+                port.timeout = timeout
+            data: bytes = port.read(1)
+            if data and self.url.startswith("socket://"):
+                port.timeout = 0  # in_waiting is only 0 or 1 here: take what one recv gives
+                data += port.read(65536)
+            elif data:
+                waiting = port.in_waiting
+                if waiting:
+                    data += port.read(waiting)
+            return data
+        except termios.error as exc:  # setting the timeout re-applies refused line settings
+            raise self._refused(self.settings, exc) from exc
+        except (serial.SerialException, OSError) as exc:
+            raise SourceError("disconnected", f"{self.description} disconnected: {exc}") from exc
+
+    def close(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            with contextlib.suppress(serial.SerialException, OSError):
+                port.close()
+
+
+class HttpSource:
+    """Polls a URL that serves the meter's latest raw telegram (HomeWizard, DSMR-logger)."""
+
+    def __init__(self, url: str, poll_interval: float = 1.0, timeout: float = 5.0) -> None:
+        self.url = url
+        self.description = redact(url)
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self._next_poll = 0.0
+        self._last_body = b""
+
+    def open(self) -> None:
+        # _last_body survives reconnects: a device that keeps serving one old telegram
+        # must not have it counted (and made fresh) again after every silence timeout.
+        self._next_poll = 0.0
+
+    def read(self, timeout: float) -> bytes:
+        now = time.monotonic()
+        if now < self._next_poll:
+            time.sleep(min(timeout, self._next_poll - now))
+            return b""
+        self._next_poll = now + self.poll_interval
+        request = urllib.request.Request(self.url, headers={"Accept": "text/plain, */*"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                body: bytes = response.read(65536)
+        except urllib.error.HTTPError as exc:
+            raise SourceError("http", f"{self.description} answered HTTP {exc.code}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            kind = "refused" if "refused" in str(reason) else "http"
+            raise SourceError(kind, f"cannot poll {self.description}: {reason}") from exc
+        if body == self._last_body:
+            return b""  # the device still serves the telegram we already have
+        self._last_body = body
+        if not body.endswith(b"\n"):
+            body += b"\r\n"
+        return body
+
+    def close(self) -> None:
+        """Nothing to release: every poll is its own request."""
+
+
+_CLOCK = re.compile(rb"0-0:1\.0\.0\((\d{12}[SW]?)\)")
+
+
+def split_capture(data: bytes) -> list[bytes]:
+    """Cut a capture into pieces that each start at a telegram's ``/``."""
+    starts = [0] + [m.start() + 1 for m in re.finditer(rb"\n/", data)]
+    return [data[a:b] for a, b in zip(starts, [*starts[1:], len(data)], strict=True) if data[a:b]]
+
+
+class FileSource:
+    """Replays a file, at its recorded pace or as fast as possible.
+
+    A ``p1-exporter capture`` file replays every recorded piece (refused telegrams
+    too) paced by the receive times it recorded; a plain telegram dump is cut at
+    each ``/`` and paced by the meter's own clock.
+    """
+
+    def __init__(self, path: str, pace: str = "recorded", loop: bool = False,
+                 default_interval: float = 1.0) -> None:
+        if pace not in ("recorded", "fast"):
+            raise ValueError(f"pace must be 'recorded' or 'fast', not {pace!r}")
+        self.path = path
+        self.description = f"file:{path}"
+        self.pace = pace
+        self.loop = loop
+        self.default_interval = default_interval
+        self.finished = False
+        self._pieces: list[bytes] = []
+        self._delays: list[float] = []
+        self._index = 0
+        self._due = 0.0
+
+    def open(self) -> None:
+        try:
+            data = Path(self.path).read_bytes()
+        except OSError as exc:
+            raise SourceError("not_found", f"cannot read {self.path}: {exc.strerror}") from exc
+        if is_capture(data):
+            records = [record for record in read_records(data)[0] if record.data]
+            self._pieces = [record.data for record in records]
+            self._delays = self._pace_times([record.time for record in records])
+        else:
+            self._pieces = split_capture(data)
+            self._delays = self._pace(self._pieces)
+        self._index = 0
+        self._due = time.monotonic()
+        self.finished = False
+
+    def _pace_times(self, times: list[float]) -> list[float]:
+        """Delays before each piece from recorded receive times (at most 60 s each)."""
+        if self.pace == "fast":
+            return [0.0] * len(times)
+        gaps = [min(60.0, max(0.0, b - a)) for a, b in itertools.pairwise(times)]
+        return [0.0, *gaps] if times else []
+
+    def _pace(self, pieces: list[bytes]) -> list[float]:
+        if self.pace == "fast":
+            return [0.0] * len(pieces)
+        delays: list[float] = []
+        previous: float | None = None
+        for piece in pieces:
+            match = _CLOCK.search(piece)
+            clock = parse_meter_time(match[1].decode()) if match else None
+            if clock is None or previous is None:
+                delay = self.default_interval if previous is not None or delays else 0.0
+            else:
+                delay = min(60.0, max(0.0, clock - previous))
+            delays.append(delay)
+            previous = clock if clock is not None else previous
+        return delays
+
+    def read(self, timeout: float) -> bytes:
+        if self._index >= len(self._pieces):
+            if not self.loop or not self._pieces:
+                self.finished = True
+                time.sleep(timeout)
+                return b""
+            self._index = 0
+        due = self._due + self._delays[self._index]
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, timeout))
+            if wait > timeout:
+                return b""
+        self._due = max(due, time.monotonic() - 1.0) if self.pace == "recorded" else due
+        piece = self._pieces[self._index]
+        self._index += 1
+        return piece
+
+    def close(self) -> None:
+        self._pieces = []
+
+
+def open_source(url: str, settings: SerialSettings | None = None,
+                poll_interval: float = 1.0) -> Source:
+    """The source for a meter URL (see the README's "Sources" section)."""
+    if url.startswith("sim://"):
+        from p1_exporter.meter.sim_source import SimSource
+
+        return SimSource(url)
+    if url.startswith("file:"):
+        parts = urllib.parse.urlsplit(url)
+        options = dict(urllib.parse.parse_qsl(parts.query))
+        path = url[len("file:"):].split("?", 1)[0]
+        if path.startswith("//"):
+            path = path[2:]
+        unknown = set(options) - {"pace", "loop"}
+        if unknown:
+            raise ValueError(f"unknown file: option {sorted(unknown)[0]!r} (use pace, loop)")
+        return FileSource(path, pace=options.get("pace", "recorded"),
+                          loop=options.get("loop", "0") in ("1", "true", "yes"))
+    if url.startswith(("http://", "https://")):
+        return HttpSource(url, poll_interval=poll_interval)
+    return SerialSource(url, settings)

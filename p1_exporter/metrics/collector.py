@@ -1,0 +1,116 @@
+"""The prometheus_client collector: builds every metric at scrape time from snapshots.
+
+Meter values come only from a fresh snapshot; exporter-health metrics are
+always present, counters from 0. The collector reads immutable snapshots, so a
+scrape never waits for a reader and never sees a half-updated state.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from p1_exporter import __version__
+from p1_exporter.core.telegram import Telegram
+from p1_exporter.logs.limiter import LogLimiter
+from p1_exporter.meter.snapshot import RESULTS, Snapshot
+from p1_exporter.metrics.catalog import METRICS, MetricSpec
+from p1_exporter.metrics.samples import telegram_samples
+
+SnapshotSource = Callable[[], Sequence[Snapshot]]
+log = logging.getLogger("p1_exporter.collector")
+
+
+def _family(spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:
+    labels = ["meter", *spec.labels] if spec.name != "p1_exporter_build_info" else list(
+        spec.labels
+    )
+    if spec.type == "counter":
+        return CounterMetricFamily(spec.name, spec.help, labels=labels)
+    return GaugeMetricFamily(spec.name, spec.help, labels=labels)
+
+
+class P1Collector(Collector):
+    """Collects all meters' metrics from ``snapshots()`` at each scrape."""
+
+    def __init__(self, snapshots: SnapshotSource) -> None:
+        self.snapshots = snapshots
+        self._limiter = LogLimiter(log)
+
+    def _meter_values(
+        self, meter: str, telegram: Telegram
+    ) -> list[tuple[str, tuple[str, ...], float]]:
+        """One meter's value samples, or none if any cannot be exported.
+
+        A telegram the parser accepted but whose values cannot be written (a value too
+        large for a float, say) must cost that meter its values for this scrape, not
+        fail the whole /metrics for every meter.
+        """
+        try:
+            return [
+                (s.metric, (meter, *(v for _, v in s.labels)), float(s.value))
+                for s in telegram_samples(telegram)
+            ]
+        except Exception as exc:  # any failure here stays with this meter
+            self._limiter.log(f"values:{meter}", logging.ERROR,
+                              f"meter {meter}: values left out of /metrics: {exc!r}")
+            return []
+
+    def collect(self) -> Iterable[Metric]:
+        now = time.monotonic()
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+
+        def add(name: str, labels: Sequence[str], value: float) -> None:
+            family = families.get(name)
+            if family is None:
+                family = families[name] = _family(METRICS[name])
+            family.add_metric(list(labels), value)
+
+        add("p1_exporter_build_info", (__version__, platform.python_version()), 1.0)
+        for snap in self.snapshots():
+            meter = snap.name
+            fresh = snap.fresh(now)
+            add("p1_up", (meter,), 1.0 if fresh else 0.0)
+            add("p1_last_telegram_timestamp_seconds", (meter,), snap.received_at or 0.0)
+            add("p1_stale_after_seconds", (meter,), snap.stale_after)
+            for result in RESULTS:
+                add("p1_telegrams_total", (meter, result), float(snap.telegrams.get(result, 0)))
+            add("p1_source_connects_total", (meter,), float(snap.connects))
+            add("p1_source_errors_total", (meter,), float(snap.source_errors))
+            add("p1_source_connected", (meter,), 1.0 if snap.connected else 0.0)
+            add("p1_bytes_read_total", (meter,), float(snap.bytes_read))
+            add("p1_unknown_obis_lines_total", (meter,), float(snap.unknown_lines))
+            add("p1_malformed_lines_total", (meter,), float(snap.malformed_lines))
+            add("p1_glitches_total", (meter,), float(snap.glitches))
+            if fresh and snap.telegram is not None:
+                for name, labels, value in self._meter_values(meter, snap.telegram):
+                    add(name, labels, value)
+        # Families in catalog order, so the exposition is stable for diffs and tests.
+        return [families[name] for name in METRICS if name in families]
+
+
+def make_registry(snapshots: SnapshotSource) -> CollectorRegistry:
+    """A registry of our own (not the global one) holding only the P1 collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(P1Collector(snapshots))
+    return registry
+
+
+def iter_metric_names(registry: CollectorRegistry) -> Iterator[str]:
+    """Names of the families a registry yields now (for tests and docs)."""
+    for metric in registry.collect():
+        yield metric.name
+
+
+def telegram_exposition(telegram: Telegram, meter: str = "main") -> str:
+    """The text /metrics would serve for one fresh telegram (``decode --format metrics``)."""
+    from prometheus_client.exposition import generate_latest
+
+    snap = Snapshot(meter, "decode", stale_after=float("inf"), telegram=telegram,
+                    received_at=telegram.meter_time or 0.0, received_monotonic=time.monotonic())
+    return generate_latest(make_registry(lambda: [snap])).decode()

@@ -1,0 +1,48 @@
+"""Render the metrics reference (docs/metrics.md) from the catalog.
+
+``python -m p1_exporter.metrics.reference > docs/metrics.md``; a test keeps the file in step.
+"""
+
+from __future__ import annotations
+
+from p1_exporter.metrics.catalog import METRICS
+
+
+def render() -> str:
+    """The whole reference as Markdown."""
+    lines = [
+        "# Metrics reference",
+        "",
+        "Generated from `p1_exporter/metrics/catalog.py` by "
+        "`python -m p1_exporter.metrics.reference`; do not edit by hand.",
+        "",
+        "Every metric except `p1_exporter_build_info` carries a `meter` label (the meter's "
+        "name, default `main`). Units are base units: joules, watts, volts, amperes, cubic "
+        "meters, seconds; reactive energy is in var-seconds (divide by 3600 for varh).",
+        "",
+        "**Meter values** come only from a fresh, validated telegram: they vanish while the "
+        "meter is stale (`p1_up == 0`) and never appear for a value the meter did not send "
+        "(an M-Bus channel with a placeholder reading has no gas sample, not a zero).",
+        "",
+        "| metric | type | labels | source (OBIS) | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    health = [
+        "",
+        "**Exporter health** metrics are always present; counters start at 0.",
+        "",
+        "| metric | type | labels | meaning |",
+        "|---|---|---|---|",
+    ]
+    for spec in METRICS.values():
+        labels = ", ".join(spec.labels) or "-"
+        if spec.health:
+            health.append(f"| `{spec.name}` | {spec.type} | {labels} | {spec.help} |")
+        else:
+            lines.append(f"| `{spec.name}` | {spec.type} | {labels} | {spec.source} | "
+                         f"{spec.help} |")
+    return "\n".join(lines + health) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

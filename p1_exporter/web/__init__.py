@@ -1,0 +1,1 @@
+"""The HTTP side: routes, the server, TLS and basic auth from the web config."""
