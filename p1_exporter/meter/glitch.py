@@ -13,19 +13,14 @@ import dataclasses
 from types import MappingProxyType
 from typing import NamedTuple
 
+from p1_exporter.core.obis import CUMULATIVE
 from p1_exporter.core.telegram import MBusDevice, Register, Telegram
-
-_COUNTERS = frozenset(
-    {"0-0:96.7.21", "0-0:96.7.9"}
-    | {f"1-0:{c}.{k}.0" for c in (32, 52, 72) for k in (32, 36)}
-)
 
 
 def is_cumulative(obis: str) -> bool:
-    """True for registers that only ever rise (energy totals and event counters)."""
-    _, _, cde = obis.partition(":")
-    parts = cde.split(".")
-    return (len(parts) == 3 and parts[1] == "8") or obis in _COUNTERS
+    """True for registers that only ever rise (energy totals and event counters): the
+    rows of the code table marked cumulative."""
+    return obis in CUMULATIVE
 
 
 class Glitch(NamedTuple):

@@ -34,6 +34,7 @@ class Snapshot:
     received_monotonic: float | None = None
     telegrams: Mapping[str, int] = field(default_factory=_zero_counts)
     bytes_read: int = 0
+    garbage_bytes: int = 0
     connects: int = 0
     glitches: int = 0
     unknown_lines: int = 0
