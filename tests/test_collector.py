@@ -216,10 +216,12 @@ def test_reader_counters_through_the_collector(dongle: Dongle) -> None:
         bad_crc = good.replace(b"000010.000", b"000010.001")
         odd = small("000010.500", "1-0:99.99.9(123)", "this is no line")
         lower = small("000009.000")
-        sent = good + bad_crc + odd + lower
+        noise = b"\x00\xff line noise before the first telegram \r\n"
+        sent = noise + good + bad_crc + odd + lower
         dongle.send(sent)
         wait_for(lambda: count("p1_bytes_read_total") == len(sent), what="all bytes read")
         found = scrape()
+        assert value(found, "p1_garbage_bytes_total", meter="tcp") == len(noise)
         assert value(found, "p1_telegrams_total", meter="tcp", result="ok") == 3.0
         assert value(found, "p1_telegrams_total", meter="tcp", result="crc_error") == 1.0
         assert value(found, "p1_unknown_obis_lines_total", meter="tcp") == 1.0
@@ -238,6 +240,11 @@ def test_reader_counters_through_the_collector(dongle: Dongle) -> None:
         wait_for(lambda: count("p1_source_connects_total") == 2.0, what="reconnected")
         assert count("p1_source_connected") == 1.0
         assert count("p1_up") == 1.0  # a reconnect alone does not make the meter stale
+        # A new connection gets a new framer; the garbage count carries on across them.
+        more_noise = b"~~~~~~~~~~"
+        dongle.send(more_noise + small("000011.000"))
+        wait_for(lambda: count("p1_telegrams_total", result="ok") == 4.0, what="4th telegram")
+        assert count("p1_garbage_bytes_total") == len(noise) + len(more_noise)
     finally:
         reader.stop()
 

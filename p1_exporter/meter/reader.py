@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from p1_exporter.core.errors import TornTelegram
+from p1_exporter.core.errors import Result, TornTelegram
 from p1_exporter.core.framing import DEFAULT_MAX_SIZE
 from p1_exporter.core.stream import Outcome, TelegramStream
 from p1_exporter.core.telegram import Telegram
@@ -66,7 +66,7 @@ class MeterReader:
         self._limiter = LogLimiter(log)
         self._diagnostics = Diagnostics(f"meter {config.name}")
         self._guard = GlitchGuard()
-        self._counts = dict.fromkeys(RESULTS, 0)
+        self._counts: dict[Result, int] = dict.fromkeys(RESULTS, 0)
         self._latest: Telegram | None = None
         self._received_at: float | None = None
         self._received_mono: float | None = None
