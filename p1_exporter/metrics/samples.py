@@ -8,6 +8,7 @@ under a wrong unit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from p1_exporter.core.clock import format_meter_time
@@ -56,7 +57,7 @@ def _build() -> None:
 
 _build()
 
-#: M-Bus device type -> (metric, expected unit)
+#: Named code, not rows: M-Bus device type -> (metric of its reading, expected unit).
 MBUS_METRICS: dict[int, tuple[str, str]] = {
     3: ("p1_gas_volume_cubic_meters_total", "m3"),
     7: ("p1_water_volume_cubic_meters_total", "m3"),
@@ -74,8 +75,11 @@ def _month_label(archived: float) -> str:
 def telegram_samples(telegram: Telegram) -> list[Sample]:
     """Every meter-value sample a telegram yields (health metrics excluded).
 
-    Built as a list of plain tuples: the live collector and the backfill call this for
-    every telegram, so it stays lean.
+    Registers go through :data:`REGISTER_MAP`, derived from the code table; what cannot
+    be a row of it is named code below: info labels, the failure log, the Belgian month
+    peaks and the M-Bus devices (whose metric depends on their device type). Built as a
+    list of plain tuples: the live collector and the backfill call this for every
+    telegram, so it stays lean.
     """
     registers = telegram.registers
     samples: list[Sample] = []
@@ -93,6 +97,18 @@ def telegram_samples(telegram: Telegram) -> list[Sample]:
         if code in totals and any(part in registers for part in totals[code]):
             continue
         add(_new(Sample, (metric, labels, register.value * factor)))
+    _info_samples(telegram, add)
+    if telegram.power_failure_log:
+        _failure_log_samples(telegram, add)
+    if telegram.month_peak is not None or telegram.peak_history:
+        _month_peak_samples(telegram, add)
+    if telegram.mbus:
+        _mbus_samples(telegram, add)
+    return samples
+
+
+def _info_samples(telegram: Telegram, add: Callable[[Sample], None]) -> None:
+    """Named code: the meter clock and the info labels (identification, text message)."""
     if telegram.meter_time is not None:
         add(Sample("p1_meter_clock_timestamp_seconds", (), telegram.meter_time))
     add(Sample(
@@ -105,11 +121,18 @@ def telegram_samples(telegram: Telegram) -> list[Sample]:
     code = telegram.texts.get(MESSAGE_CODE, "")
     if message or code:
         add(Sample("p1_meter_message_info", (("code", code), ("message", message[:200])), 1.0))
-    if telegram.power_failure_log:
-        last = max(telegram.power_failure_log, key=lambda e: e.end_time or 0.0)
-        add(Sample("p1_power_failure_last_duration_seconds", (), float(last.duration_seconds)))
-        if last.end_time is not None:
-            add(Sample("p1_power_failure_last_end_timestamp_seconds", (), last.end_time))
+
+
+def _failure_log_samples(telegram: Telegram, add: Callable[[Sample], None]) -> None:
+    """Named code: the latest entry of the long power-failure log."""
+    last = max(telegram.power_failure_log, key=lambda e: e.end_time or 0.0)
+    add(Sample("p1_power_failure_last_duration_seconds", (), float(last.duration_seconds)))
+    if last.end_time is not None:
+        add(Sample("p1_power_failure_last_end_timestamp_seconds", (), last.end_time))
+
+
+def _month_peak_samples(telegram: Telegram, add: Callable[[Sample], None]) -> None:
+    """Named code: the Belgian month peak and the peaks of past months."""
     if telegram.month_peak is not None and telegram.month_peak.unit == "W":
         add(Sample("p1_demand_month_peak_watts", (), telegram.month_peak.value))
         if telegram.month_peak_time is not None:
@@ -122,6 +145,10 @@ def telegram_samples(telegram: Telegram) -> list[Sample]:
         if label not in seen_months:
             seen_months.add(label)
             add(Sample("p1_demand_history_peak_watts", (("month", label),), month.watts))
+
+
+def _mbus_samples(telegram: Telegram, add: Callable[[Sample], None]) -> None:
+    """Named code: M-Bus devices, whose reading's metric depends on the device type."""
     for device in telegram.mbus.values():
         channel = str(device.channel)
         device_type = "" if device.device_type is None else str(device.device_type)
@@ -145,4 +172,3 @@ def telegram_samples(telegram: Telegram) -> list[Sample]:
         if device.reading_time is not None:
             add(Sample("p1_mbus_reading_timestamp_seconds", (("channel", channel),),
                          device.reading_time))
-    return samples
