@@ -90,9 +90,9 @@ class GlitchGuard:
             devices[channel] = device._replace(reading=None, reading_time=None)
         if registers is None and devices is None:
             return telegram, glitches, note
-        changes: dict[str, object] = {}
-        if registers is not None:
-            changes["registers"] = MappingProxyType(registers)
-        if devices is not None:
-            changes["mbus"] = MappingProxyType(devices)
-        return dataclasses.replace(telegram, **changes), glitches, note  # type: ignore[arg-type]
+        published = dataclasses.replace(
+            telegram,
+            registers=telegram.registers if registers is None else MappingProxyType(registers),
+            mbus=telegram.mbus if devices is None else MappingProxyType(devices),
+        )
+        return published, glitches, note
