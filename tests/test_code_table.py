@@ -172,3 +172,11 @@ def test_no_obis_code_outside_the_table() -> None:
                       for m in OBIS_TEXT.findall(line)]
     assert found == []
     assert OBIS_TEXT.search(table.read_text())  # the pattern does find codes
+
+
+def test_core_imports_only_core() -> None:
+    """The table lives in the sans-I/O core: metric names are data there, never imports."""
+    imports = re.compile(r"^\s*(?:from|import) (p1_exporter\.\w+)", re.MULTILINE)
+    for path in sorted((PACKAGE / "core").glob("*.py")):
+        outside = {m for m in imports.findall(path.read_text()) if m != "p1_exporter.core"}
+        assert outside == set(), path.name
