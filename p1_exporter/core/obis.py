@@ -75,7 +75,7 @@ class Row(NamedTuple):
 
 ROWS: list[Row] = []
 
-#: The phases and the C group of their first code: L1 is 21-40, L2 41-60, L3 61-80.
+#: Each phase and the base of its C groups: L1 codes are 21-40, L2 41-60, L3 61-80.
 PHASES = (("L1", 20), ("L2", 40), ("L3", 60))
 #: Tariff registers E = 1-4 (E = 0 is the total).
 TARIFFS = (1, 2, 3, 4)
