@@ -61,17 +61,17 @@ _BOUNDS: Final = 11
 MBusSlot = Literal["type", "id", "valve", "reading", "placeholder"]
 MBusValue = int | str | None | tuple[Register, float]
 Effect = (
-    tuple[Literal[0], str, Register]
-    | tuple[Literal[1], str, str]
-    | tuple[Literal[2], str, float]
-    | tuple[Literal[3], tuple[int, MBusSlot], MBusValue]
-    | tuple[Literal[4], str, tuple[PowerFailure, ...]]
-    | tuple[Literal[5], str, tuple[Register, float | None]]
-    | tuple[Literal[6], str, tuple[MonthPeak, ...]]
-    | tuple[Literal[7, 8], str, ObisLine]
-    | tuple[Literal[9], None, LineIssue]
-    | tuple[Literal[10], int, tuple[str, str]]
-    | tuple[Literal[11], str, tuple[Register, Register]]
+    tuple[Literal[0], str, Register]  # _REGISTER
+    | tuple[Literal[1], str, str]  # _TEXT
+    | tuple[Literal[2], str, float]  # _CLOCK
+    | tuple[Literal[3], tuple[int, MBusSlot], MBusValue]  # _MBUS
+    | tuple[Literal[4], str, tuple[PowerFailure, ...]]  # _FAILURES
+    | tuple[Literal[5], str, tuple[Register, float | None]]  # _PEAK
+    | tuple[Literal[6], str, tuple[MonthPeak, ...]]  # _HISTORY
+    | tuple[Literal[7, 8], str, ObisLine]  # _EXTRA, _UNKNOWN
+    | tuple[Literal[9], None, LineIssue]  # _BAD
+    | tuple[Literal[10], int, tuple[str, str]]  # _LEGACY: channel, (stamp, unit)
+    | tuple[Literal[11], str, tuple[Register, Register]]  # _BOUNDS: (upper, lower)
 )
 
 #: Lines remembered at most; the memo is emptied when full, so memory stays bounded.
