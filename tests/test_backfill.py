@@ -255,7 +255,7 @@ def test_plain_dumps_of_real_telegrams(tmp_path: Path) -> None:
         else:
             expected["written"] += 1
             last = outcome.telegram.meter_time
-    assert expected == {"written": 9, "duplicates": 1, "backwards": 1, "no_clock": 4,
+    assert expected == {"written": 10, "duplicates": 1, "backwards": 1, "no_clock": 4,
                         "refused": 0}
     om = tmp_path / "fixtures.om"
     tally, inputs = backfill([str(dump)], str(om))

@@ -26,11 +26,13 @@ from tests.test_exporter_cli import FIXTURES, run_exporter
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 #: fixture -> golden file. v5: the Dutch reference; fluvius: Belgian capacity tariff,
-#: gas on 24.2.3 and water; eon_hu: reactive energy, quadrants, power factor, frequency.
+#: gas on 24.2.3 and water; eon_hu: reactive energy, quadrants, power factor, frequency;
+#: smarty_lux: Luxembourg apparent power, limiter in kVA, fuse supervision, M-Bus breakers.
 CASES = {
     "v5.txt": "v5.metrics.txt",
     "fluvius_v171.txt": "fluvius_v171.metrics.txt",
     "v5_eon_hu.txt": "v5_eon_hu.metrics.txt",
+    "smarty_lux.txt": "smarty_lux.metrics.txt",
 }
 _BUILD_INFO = re.compile(r'^p1_exporter_build_info\{python_version="[^"]*",version="[^"]*"\} ',
                          re.MULTILINE)

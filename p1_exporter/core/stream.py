@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from p1_exporter.core.checksum import check_frame
-from p1_exporter.core.errors import CRCError, FramingError, P1Error
+from p1_exporter.core.errors import CRCError, FramingError, P1Error, Result
 from p1_exporter.core.framing import DEFAULT_MAX_SIZE, Framer
 from p1_exporter.core.parser import MEMO_SIZE, LineMemo, parse_content
 from p1_exporter.core.telegram import Telegram
@@ -27,7 +27,7 @@ class Outcome(NamedTuple):
     raw: bytes
 
     @property
-    def result(self) -> str:
+    def result(self) -> Result:
         """The counting label: ok, crc_error, malformed, too_large or rejected."""
         return "ok" if self.error is None else self.error.result
 

@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 
 from p1_exporter.core.clock import parse_meter_time
 from p1_exporter.core.errors import P1Error
+from p1_exporter.core.obis import CLOCK
 from p1_exporter.core.parser import LineMemo
 from p1_exporter.core.stream import TelegramStream, decode_frame
 from p1_exporter.core.telegram import Telegram
@@ -50,7 +51,7 @@ REPORT_EVERY = 2048
 #: Most problem descriptions kept for the summary.
 MAX_ISSUES = 20
 
-_CLOCK = re.compile(rb"0-0:1\.0\.0\((\d{12}[SWsw]?)\)")
+_CLOCK = re.compile(re.escape(CLOCK.encode()) + rb"\((\d{12}[SWsw]?)\)")
 
 Labels = tuple[tuple[str, str], ...]
 Progress = Callable[[int, int], None]  # (bytes done, telegrams read), per worker

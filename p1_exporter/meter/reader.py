@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from p1_exporter.core.errors import TornTelegram
+from p1_exporter.core.errors import Result, TornTelegram
 from p1_exporter.core.framing import DEFAULT_MAX_SIZE
 from p1_exporter.core.stream import Outcome, TelegramStream
 from p1_exporter.core.telegram import Telegram
@@ -66,11 +66,13 @@ class MeterReader:
         self._limiter = LogLimiter(log)
         self._diagnostics = Diagnostics(f"meter {config.name}")
         self._guard = GlitchGuard()
-        self._counts = dict.fromkeys(RESULTS, 0)
+        self._counts: dict[Result, int] = dict.fromkeys(RESULTS, 0)
         self._latest: Telegram | None = None
         self._received_at: float | None = None
         self._received_mono: float | None = None
         self._bytes = 0
+        self._garbage = 0  # skipped by the framers of earlier streams
+        self._stream: TelegramStream | None = None
         self._connects = 0
         self._glitches = 0
         self._unknown = 0
@@ -124,6 +126,7 @@ class MeterReader:
             received_monotonic=self._received_mono,
             telegrams=MappingProxyType(dict(self._counts)),
             bytes_read=self._bytes,
+            garbage_bytes=self._garbage_bytes(),
             connects=self._connects,
             glitches=self._glitches,
             unknown_lines=self._unknown,
@@ -209,8 +212,15 @@ class MeterReader:
     def _new_stream(self) -> TelegramStream:
         """A fresh framer for a new connection or new line settings (no half telegram kept)."""
         config = self.config
-        return TelegramStream(check_crc=config.check_crc, max_size=config.max_telegram_size,
-                              sticky_crc=True)
+        self._garbage = self._garbage_bytes()
+        self._stream = TelegramStream(check_crc=config.check_crc,
+                                      max_size=config.max_telegram_size, sticky_crc=True)
+        return self._stream
+
+    def _garbage_bytes(self) -> int:
+        """Bytes the framers skipped outside any telegram, over every stream so far."""
+        stream = self._stream
+        return self._garbage + (stream.framer.garbage_bytes if stream is not None else 0)
 
     def _handle(self, outcome: Outcome) -> None:
         name = self.config.name

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import serial
 
 from p1_exporter.core.clock import parse_meter_time
+from p1_exporter.core.obis import CLOCK
 from p1_exporter.history.capture import is_capture, read_records
 
 
@@ -234,7 +235,7 @@ class HttpSource:
         """Nothing to release: every poll is its own request."""
 
 
-_CLOCK = re.compile(rb"0-0:1\.0\.0\((\d{12}[SW]?)\)")
+_CLOCK = re.compile(re.escape(CLOCK.encode()) + rb"\((\d{12}[SW]?)\)")
 
 
 def split_capture(data: bytes) -> list[bytes]:
