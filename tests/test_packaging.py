@@ -52,7 +52,7 @@ VERSION = p1_exporter.__version__
 pytestmark = pytest.mark.timeout(300)
 
 _NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", "__pycache__", "*.pyc", "*.egg-info", "build", "dist", ".pytest_cache",
+    ".git", ".venv*", "__pycache__", "*.pyc", "*.egg-info", "build", "dist", ".pytest_cache",
     ".mypy_cache", ".ruff_cache", ".hypothesis",
 )
 _RUNTIME_DEPENDENCIES = ("pyserial", "prometheus_client", "fastcrc", "bcrypt", "PyYAML")
