@@ -8,6 +8,7 @@ service files and the container stack.
   ``--help`` and serves a live demo, which the Dockerfile's health check command accepts.
 - The Dockerfile's build stage is replayed on exactly the files it copies, after
   ``.dockerignore``, and must give the same wheel.
+- README "With pip", run as written in a git clone, installs and leaves the clone clean.
 - The systemd unit keeps its hardening, and ``systemd-analyze`` accepts it when present.
 - The environment file and YAML example load with the exporter's own configuration code.
 - Every metric, flag and P1_EXPORTER_ variable the README names exists in the code.
@@ -209,6 +210,50 @@ def test_installed_command_answers_help(installed: Path, tmp_path: Path) -> None
     where = _run([str(installed / "bin/python"), "-c",
                   "import p1_exporter; print(p1_exporter.__file__)"], cwd=tmp_path).stdout
     assert Path(where.strip()).is_relative_to(installed), "imported from the checkout"
+
+
+def _readme_shell_block(heading: str) -> list[str]:
+    """The lines of the first ```sh block under a README heading."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index(f"\n{heading}\n"):]
+    block = section[section.index("```sh\n") + 6:]
+    return [line for line in block[:block.index("```")].splitlines() if line.strip()]
+
+
+def test_documented_pip_install_leaves_the_clone_clean(tmp_path: Path) -> None:
+    """README "With pip", run in a git clone: it installs, and adds no file to the clone.
+
+    (``sudo pip install .`` left root-owned build/ and *.egg-info behind, after which
+    ``sh scripts/demo.sh`` failed for the user.)
+    """
+    if shutil.which("git") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("git is not installed; CI must install it")
+        pytest.skip("git is not installed")
+    clone = tmp_path / "clone"
+    shutil.copytree(ROOT, clone, ignore=_NOT_SOURCE)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+    _run([*git, "init", "-q"], cwd=clone)
+    _run([*git, "add", "-A"], cwd=clone)
+    _run([*git, "commit", "-q", "-m", "clone"], cwd=clone)
+    status = [*git, "status", "--porcelain", "--ignored", "--untracked-files=all"]
+    assert _run(status, cwd=clone).stdout == ""
+
+    prefix, archive = tmp_path / "opt-p1-exporter", tmp_path / "p1-exporter.tar.gz"
+    lines = _readme_shell_block("### With pip")
+    assert any("pip install" in line for line in lines), lines
+    for line in lines:
+        if "bin/p1-exporter" in line:
+            continue  # starts the exporter on a serial port; --version below instead
+        assert line.startswith(("sudo ", "git ", "rm ")), line
+        command = (line.removeprefix("sudo ").replace("/opt/p1-exporter", str(prefix))
+                   .replace("/tmp/p1-exporter.tar.gz", str(archive)))
+        _run(["sh", "-c", command], cwd=clone, timeout=300)
+
+    assert _run(status, cwd=clone).stdout == "", "the install left files in the clone"
+    assert not archive.exists()
+    version = _run([str(prefix / "bin/p1-exporter"), "--version"], cwd=tmp_path).stdout
+    assert version.strip() == f"p1-exporter {VERSION}"
 
 
 def _dockerfile() -> list[tuple[str, str]]:
