@@ -52,8 +52,8 @@ def test_readme_opens_with_the_two_commands() -> None:
 
 #: Programs the README's shell blocks may call by name: the system's own, or ones the README
 #: asks the reader to install (docker). p1-exporter is on PATH only after the activate line.
-_SYSTEM_COMMANDS = {"sh", "sudo", "ls", "curl", "grep", "head", "git", "rm", "cp", "docker",
-                    "journalctl", "systemctl", "python3", "."}
+_SYSTEM_COMMANDS = {"sh", "sudo", "ls", "curl", "grep", "head", "git", "rm", "cp", "cd",
+                    "apt-get", "docker", "journalctl", "systemctl", "python3", "."}
 _ACTIVATE = ". .venv/bin/activate"
 
 

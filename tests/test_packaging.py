@@ -256,6 +256,47 @@ def test_documented_pip_install_leaves_the_clone_clean(tmp_path: Path) -> None:
     assert version.strip() == f"p1-exporter {VERSION}"
 
 
+def _raspberry_pi_wheel_table() -> dict[str, dict[str, str]]:
+    """README "Raspberry Pi": {dependency: {machine: what pip installs there}}."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("\n## Raspberry Pi\n"):]
+    section = section[:section.index("\n## ", 1)]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("| ")]
+    [header] = [row for row in rows if row[0] == "dependency"]
+    machines = [re.search(r"\((\w+)\)", cell)[1] for cell in header[1:]]  # type: ignore[index]
+    table: dict[str, dict[str, str]] = {}
+    for row in rows[rows.index(header) + 1:]:
+        for name in row[0].split(", "):
+            table[name] = dict(zip(machines, row[1:], strict=True))
+    return table
+
+
+def test_dependency_markers_match_the_raspberry_pi_table() -> None:
+    """Each runtime dependency is required on a machine exactly where the README's table
+    says pip installs it, so fastcrc is never asked for where PyPI has no wheel of it."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    table = _raspberry_pi_wheel_table()
+    assert set(table) == set(_RUNTIME_DEPENDENCIES), table
+    assert set(next(iter(table.values()))) == {"aarch64", "armv7l"}
+    dependencies = [Requirement(r) for r in requires("p1-exporter") or []
+                    if "extra ==" not in r]
+    assert {d.name for d in dependencies} == set(_RUNTIME_DEPENDENCIES)
+    for dependency in dependencies:
+        for machine, installed in table[dependency.name].items():
+            environment = {"platform_machine": machine, "python_version": "3.11"}
+            required = dependency.marker is None or dependency.marker.evaluate(environment)
+            assert required == (not installed.startswith("not installed")), (
+                f"{dependency}: on {machine} the README says {installed!r}")
+        if dependency.name == "fastcrc":
+            assert dependency.marker is not None
+            assert dependency.marker.evaluate({"platform_machine": "x86_64"})
+            assert not dependency.marker.evaluate({"platform_machine": "armv6l"})
+
+
 def _dockerfile() -> list[tuple[str, str]]:
     """The Dockerfile's instructions as (KEYWORD, arguments), continuation lines joined."""
     instructions: list[tuple[str, str]] = []
@@ -449,7 +490,9 @@ def test_systemd_unit_is_hardened() -> None:
         values.setdefault(key, []).append(value)
     for key, expected in _HARDENING.items():
         assert values.get(key) == [expected], f"{key}={values.get(key)} (want {expected!r})"
-    assert "char-ttyUSB rw" in values["DeviceAllow"]
+    # USB adapters, and a Raspberry Pi's GPIO UARTs: ttyAMA0 (PL011), ttyS0 (mini UART).
+    assert set(values["DeviceAllow"]) == {"char-ttyUSB rw", "char-ttyACM rw", "char-ttyAMA rw",
+                                          "char-ttyS rw"}
     assert values["SystemCallFilter"][0] == "@system-service"
     assert values["EnvironmentFile"] == ["-/etc/default/p1-exporter"]
     assert values["ExecStart"] == ["/opt/p1-exporter/bin/p1-exporter"]
