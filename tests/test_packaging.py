@@ -548,9 +548,10 @@ def test_environment_file_and_yaml_example_load() -> None:
 
 # -- README -------------------------------------------------------------------------------
 
-#: Flags of other programs that the README uses (docker, systemctl).
+#: Flags of other programs that the README uses (docker, systemctl, git, pip).
 _FOREIGN_FLAGS = {"--build", "--group-add", "--health-cmd", "--name", "--no-healthcheck", "--now",
-                  "--restart", "--rm"}
+                  "--restart", "--rm", "--prefix", "--no-deps", "--only-binary", "--platform",
+                  "--python-version", "--implementation"}
 
 
 def test_readme_names_only_real_metrics_flags_and_variables() -> None:
