@@ -177,7 +177,7 @@ def test_sdist_is_the_full_source_release(release: Release) -> None:
         "p1-exporter.rules.yml", "p1-exporter.recording.rules.yml", "prometheus.yml.example",
         "grafana/provisioning/datasources/prometheus.yml", "grafana/dashboards/p1-home.json",
         "contrib/p1-exporter.service", "contrib/99-p1-exporter.rules", "docs/metrics.md",
-        "Dockerfile", "docker-compose.yml", "scripts/test.sh", ".ci/run",
+        "Dockerfile", "docker-compose.yml", "scripts/test.sh", "scripts/venv.sh", ".ci/run",
     }
     assert needed <= names, sorted(needed - names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
