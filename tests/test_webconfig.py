@@ -350,7 +350,7 @@ INVALID = {
         "basic_auth_users:\n  alice: '{hash}'\n  alice: '{hash}'\n",
         "duplicate key 'alice'",
     ),
-    "YAML syntax error": ("basic_auth_users: [\n", "invalid YAML"),
+    "YAML syntax error": ("basic_auth_users: [\n", "not valid YAML at line 2"),
 }
 
 
