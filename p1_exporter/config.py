@@ -233,7 +233,8 @@ def _apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, st
                 if action.choices is not None and value not in action.choices:
                     raise ValueError(f"choose from {', '.join(map(str, action.choices))}")
         except (ValueError, argparse.ArgumentTypeError) as exc:
-            raise ConfigError(f"environment variable {name}={raw!r}: {exc}") from None
+            reason = str(exc).removeprefix(f"{raw!r}: ")  # the value is shown once
+            raise ConfigError(f"environment variable {name}={raw!r}: {reason}") from None
         # --device appends to its default, so keep the variable's meters apart: a --device
         # flag replaces them instead of adding to them (flag beats environment).
         defaults["device_env" if action.dest == "device" else action.dest] = value
@@ -278,13 +279,9 @@ def _show(value: object, limit: int = 40) -> str:
 def _number(where: str, value: object, key: str) -> float:
     """A YAML number checked against ``LIMITS[key]``."""
     limit = LIMITS[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where}: must be a number {limit.describe()}, not {_show(value)}")
-    if limit.integer and not isinstance(value, int):
-        raise ConfigError(f"{where}: must be a whole number, not {_show(value)}")
-    problem = limit.check(value)
-    if problem is not None:
-        raise ConfigError(f"{where}: {problem}, not {_show(value)}")
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or (limit.integer and not isinstance(value, int)) or limit.check(value)):
+        raise ConfigError(f"{where}: must be {limit.describe()}, not {_show(value)}")
     return float(value)
 
 
@@ -313,9 +310,10 @@ def _meter_from_mapping(where: str, item: object, defaults: Mapping[str, Any]) -
         if key in entry:
             kwargs[key] = _number(f"{where}.{key}", entry[key], key)
     if any(k in entry for k in ("baudrate", "bytesize", "parity", "stopbits")):
+        baudrate = int(_number(f"{where}.baudrate", entry.get("baudrate", 115200), "baudrate"))
         try:
             kwargs["settings"] = SerialSettings(
-                int(_number(f"{where}.baudrate", entry.get("baudrate", 115200), "baudrate")),
+                baudrate,
                 int(entry.get("bytesize", 8)),
                 str(entry.get("parity", "N")).upper(),
                 int(entry.get("stopbits", 1)),

@@ -21,9 +21,10 @@ The file is YAML with three optional top-level keys::
 
 An empty file or ``{}`` means plain HTTP without authentication. Relative paths are
 resolved against the directory of the config file, as exporter-toolkit does. The file is
-validated completely at load time (unknown or duplicate keys, types, readable PEM files,
-matching key, bcrypt hashes), so a bad file stops the exporter at startup instead of
-failing the first scrape.
+read by :mod:`p1_exporter.yamlfile` (at most 256 KiB; no anchors, aliases, deep nesting
+or duplicate keys) and validated completely at load time (unknown keys, types, readable
+PEM files, matching key, bcrypt hashes), so a bad file stops the exporter at startup
+instead of failing the first scrape.
 
 Differences from exporter-toolkit, all caused by what Python's ``ssl`` module can express:
 

@@ -391,7 +391,7 @@ YAML_UNKNOWN_KEY = "meters:\n  - name: home\n    device: sim://\n    baudrat: 11
         (["--demo", "--web.request-timeout", "inf"], {}, {}, "argument --web.request-timeout"),
         (["--demo", "--web.request-timeout", "-1"], {}, {}, "argument --web.request-timeout"),
         (["--demo"], {"P1_EXPORTER_WEB_REQUEST_TIMEOUT": "1e300"}, {},
-         "P1_EXPORTER_WEB_REQUEST_TIMEOUT='1e300': '1e300': must be between 0.1 and 600"),
+         "P1_EXPORTER_WEB_REQUEST_TIMEOUT='1e300': must be between 0.1 and 600 seconds"),
         (["--demo", "--web.max-connections", "100000"], {}, {},
          "argument --web.max-connections: '100000': must be a whole number from 1 to 1024"),
         (["--demo", "--stale-after", "1e300"], {}, {}, "argument --stale-after"),
