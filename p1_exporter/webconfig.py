@@ -138,8 +138,8 @@ _CIPHER_SUITES: Mapping[str, str | None] = {
 
 log = logging.getLogger("p1_exporter.webconfig")
 
-# Go curve names -> (name for set_ecdh_curve, an OpenSSL object short name; name in a
-# group list for set_groups).
+# Go curve names -> (OpenSSL object short name, for set_ecdh_curve; group-list name, for
+# set_groups).
 _CURVES: Mapping[str, tuple[str, str]] = {
     "CurveP256": ("prime256v1", "P-256"),
     "CurveP384": ("secp384r1", "P-384"),
