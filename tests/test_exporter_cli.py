@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from p1_exporter import __version__, parse
 from p1_exporter.metrics.collector import telegram_exposition
+from tests.test_yamlfile import ALIAS_BOMB  # before issue 15: a hang at 100 % CPU, > 1.2 GB
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -332,6 +333,7 @@ def test_port_in_use_exits_one() -> None:
 # -- invalid configuration: exit 2, and the message names what is wrong ------------------
 
 WEB_CONFIG_UNKNOWN_KEY = "basic_auth_users: {}\ntls_server_confg:\n  cert_file: x\n"
+
 YAML_UNKNOWN_KEY = "meters:\n  - name: home\n    device: sim://\n    baudrat: 115200\n"
 
 
@@ -360,6 +362,65 @@ YAML_UNKNOWN_KEY = "meters:\n  - name: home\n    device: sim://\n    baudrat: 11
         (["--demo", "--web.listen-address", "localhost"], {}, {}, "--web.listen-address"),
         (["--demo", "--web.telemetry-path", "metrics"], {}, {}, "argument --web.telemetry-path"),
         ([], {}, {}, "no meter configured"),
+        # Issue 15: hostile or broken YAML files.
+        (["--config", "{tmp}/p1.yml"], {}, {"p1.yml": ALIAS_BOMB},
+         "--config {tmp}/p1.yml: anchor 'a' at line 3"),
+        (["--demo", "--web.config.file", "{tmp}/web.yml"], {},
+         {"web.yml": "basic_auth_users:\n  x: " + ALIAS_BOMB.split("stale_after: ")[1]},
+         "--web.config.file {tmp}/web.yml: anchor 'a' at line 2"),
+        (["--config", "{tmp}/p1.yml"], {}, {"p1.yml": "meters: " + "[" * 50_000 + "]" * 50_000},
+         "--config {tmp}/p1.yml: nested deeper than 32 levels"),
+        (["--demo", "--web.config.file", "{tmp}/web.yml"], {},
+         {"web.yml": "basic_auth_users: " + "[" * 50_000 + "]" * 50_000},
+         "nested deeper than 32 levels"),
+        (["--config", "/dev/urandom"], {}, {}, "--config /dev/urandom: not a text file"),
+        (["--demo", "--web.config.file", "/dev/urandom"], {}, {},
+         "--web.config.file /dev/urandom: not a text file"),
+        (["--config", "/dev/zero"], {}, {}, "--config /dev/zero: not a text file"),
+        (["--config", "{tmp}/p1.yml"], {}, {"p1.yml": "# x\n" * 70_000},
+         "--config {tmp}/p1.yml: larger than 256 KiB"),
+        (["--config", "{tmp}/p1.yml"], {},
+         {"p1.yml": "meters:\n  - device: sim://\nmeters:\n  - device: sim://?seed=2\n"},
+         "--config {tmp}/p1.yml: duplicate key 'meters' at line 3, column 1"),
+        (["--config", "{tmp}/p1.yml"], {}, {"p1.yml": "log: {level: info, level: debug}\n"},
+         "duplicate key 'level'"),
+        # Issue 15: numbers out of range, from flags, variables and YAML.
+        (["--demo", "--web.request-timeout", "1e300"], {}, {},
+         "argument --web.request-timeout: '1e300': must be between 0.1 and 600 seconds"),
+        (["--demo", "--web.request-timeout", "nan"], {}, {}, "argument --web.request-timeout"),
+        (["--demo", "--web.request-timeout", "inf"], {}, {}, "argument --web.request-timeout"),
+        (["--demo", "--web.request-timeout", "-1"], {}, {}, "argument --web.request-timeout"),
+        (["--demo"], {"P1_EXPORTER_WEB_REQUEST_TIMEOUT": "1e300"}, {},
+         "P1_EXPORTER_WEB_REQUEST_TIMEOUT='1e300': must be between 0.1 and 600 seconds"),
+        (["--demo", "--web.max-connections", "100000"], {}, {},
+         "argument --web.max-connections: '100000': must be a whole number from 1 to 1024"),
+        (["--demo", "--stale-after", "1e300"], {}, {}, "argument --stale-after"),
+        (["--demo", "--silence-timeout", "0"], {}, {}, "argument --silence-timeout"),
+        (["--demo", "--detect-timeout", "inf"], {}, {}, "argument --detect-timeout"),
+        (["--demo", "--poll-interval", "1e-300"], {}, {}, "argument --poll-interval"),
+        (["--demo", "--baudrate", "1000000000"], {}, {}, "argument --baudrate"),
+        (["--config", "{tmp}/p1.yml"], {}, {"p1.yml": "web:\n  request_timeout: 1.0e+300\n"
+                                                     "meters: [{device: 'sim://'}]\n"},
+         "web.request_timeout: must be between 0.1 and 600 seconds, not 1e+300"),
+        (["--config", "{tmp}/p1.yml"], {},
+         {"p1.yml": "meters:\n  - device: sim://\n    stale_after: .nan\n"},
+         "meters[0].stale_after: must be between 0.1 and 86400 seconds, not nan"),
+        # Issue 15: device addresses that can never work.
+        (["--device", "socket://192.0.2.1"], {}, {},
+         "--device 'socket://192.0.2.1': no port; write socket://192.0.2.1:PORT"),
+        (["--device", "tcp://192.0.2.1:8088"], {}, {},
+         "did you mean socket://192.0.2.1:8088?"),
+        (["--device", "ftp://192.0.2.1/meter"], {}, {},
+         "unknown scheme ftp://; use a serial device path, socket://HOST:PORT"),
+        (["--device", "socket://192.0.2.1:70000"], {}, {},
+         "port '70000' is not a number from 1 to 65535"),
+        (["--device", "{tmp}/dump.txt"], {}, {"dump.txt": "/XMX5LGBBFG1012463161\r\n"},
+         "is a regular file, not a serial port; use file:PATH to replay a file"),
+        ([], {"P1_EXPORTER_DEVICE": "a=sim:// b=rfc2217://dongle"}, {},
+         "environment variable P1_EXPORTER_DEVICE: 'rfc2217://dongle': no port"),
+        (["--config", "{tmp}/p1.yml"], {},
+         {"p1.yml": "meters:\n  - device: sim://\n  - name: b\n    device: tcp://h:23\n"},
+         "meters[1].device 'tcp://h:23': tcp:// is not a supported scheme"),
     ],
     ids=[
         "yaml-unknown-meter-key", "yaml-syntax", "yaml-unknown-top-key", "config-missing",
@@ -367,6 +428,14 @@ YAML_UNKNOWN_KEY = "meters:\n  - name: home\n    device: sim://\n    baudrat: 11
         "env-log-level", "env-max-connections", "duplicate-names", "duplicate-default-name",
         "sim-dialect", "sim-option", "web-config-unknown-key", "web-config-missing",
         "listen-address", "telemetry-path", "no-meter",
+        "alias-bomb", "web-alias-bomb", "deep-nesting", "web-deep-nesting", "urandom",
+        "web-urandom", "zero", "too-large", "duplicate-top-key", "duplicate-nested-key",
+        "request-timeout-1e300", "request-timeout-nan", "request-timeout-inf",
+        "request-timeout-negative", "env-request-timeout-1e300", "max-connections-huge",
+        "stale-after-1e300", "silence-timeout-zero", "detect-timeout-inf",
+        "poll-interval-tiny", "baudrate-huge", "yaml-request-timeout-1e300", "yaml-nan",
+        "socket-without-port", "tcp-scheme", "ftp-scheme", "port-out-of-range",
+        "plain-file-path", "env-device-without-port", "yaml-device-tcp",
     ],
 )
 def test_invalid_configuration_exits_two(
@@ -379,6 +448,44 @@ def test_invalid_configuration_exits_two(
     assert culprit.replace("{tmp}", str(tmp_path)) in result.stderr
     assert "listening" not in result.stderr
     assert "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr  # one line: the reason
+    assert result.stderr.startswith("p1-exporter: invalid configuration: ")
+
+
+def test_misspelled_environment_variable_is_named_once_at_start() -> None:
+    env = {"P1_EXPORTER_STALE_AFTR": "5", "P1_EXPORTER_WEB_LISTEN_ADRESS": "127.0.0.1:1",
+           "P1_EXPORTER_XYZZY": "1"}
+    with ExporterProcess(["--demo", "--web.listen-address", "127.0.0.1:0"], env=env) as exporter:
+        exporter.wait_listening()
+        found = scrape(exporter.url)
+        assert value(found, "p1_stale_after_seconds", meter="main") == 60.0  # still ignored
+        assert exporter.stop()[0] == 0
+    warnings = [line for line in exporter.lines if "level=warn" in line]
+    assert warnings == [
+        line for line in exporter.lines if "is not a p1-exporter setting" in line
+    ]
+    assert len(warnings) == 3
+    assert "P1_EXPORTER_STALE_AFTR is not a p1-exporter setting and is ignored (did you mean " \
+        "P1_EXPORTER_STALE_AFTER?)" in warnings[0]
+    assert "P1_EXPORTER_WEB_LISTEN_ADRESS is not a p1-exporter setting and is ignored (did " \
+        "you mean P1_EXPORTER_WEB_LISTEN_ADDRESS?)" in warnings[1]
+    assert "P1_EXPORTER_XYZZY is not a p1-exporter setting" in warnings[2]
+    assert "did you mean" not in warnings[2]
+    # Start-up warnings come before the "listening" line, so they are seen first.
+    listening = next(i for i, line in enumerate(exporter.lines) if "listening on" in line)
+    assert all(exporter.lines.index(w) < listening for w in warnings)
+
+
+def test_numbers_at_the_ends_of_their_ranges_are_accepted() -> None:
+    args = ["--demo", "--web.listen-address", "127.0.0.1:0", "--web.request-timeout", "600",
+            "--web.max-connections", "1024", "--stale-after", "86400", "--silence-timeout",
+            "0.1", "--detect-timeout", "3600", "--poll-interval", "0.1"]
+    with ExporterProcess(args) as exporter:
+        exporter.wait_listening()
+        wait_for(lambda: value(scrape(exporter.url), "p1_up", meter="main") == 1.0,
+                 what="the demo meter to be up")
+        assert value(scrape(exporter.url), "p1_stale_after_seconds", meter="main") == 86400.0
+        assert exporter.stop()[0] == 0
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
