@@ -6,7 +6,7 @@ or key at fault; the CLI turns it into exit code 2.
 
 Every number has a range (:data:`LIMITS`): a value outside it (``1e300``, ``nan``,
 ``inf``, zero, negative) is refused at start rather than breaking the exporter later.
-Each ``--device`` address is checked here too (:func:`~p1_exporter.sources.check_address`).
+Each ``--device`` address is checked here too (:func:`~p1_exporter.meter.sources.check_address`).
 A ``P1_EXPORTER_*`` variable that belongs to no flag is reported in
 :attr:`ExporterConfig.warnings` with the closest known name.
 """
