@@ -16,7 +16,7 @@ import re
 from types import MappingProxyType
 
 from p1_exporter.core.checksum import CheckedFrame
-from p1_exporter.core.clock import parse_meter_time
+from p1_exporter.core.clock import is_placeholder_time, parse_meter_time
 from p1_exporter.core.errors import ParseError
 from p1_exporter.core.obis import KINDS, Kind
 from p1_exporter.core.telegram import (
@@ -72,7 +72,12 @@ def _byte(text: str) -> int:
 
 
 def _failure_log(groups: list[str]) -> tuple[PowerFailure, ...]:
-    """``(n)(0-0:96.7.19)(end)(duration*s)...``; ``()``, ``(0)()`` and ``(0)(code)`` are empty."""
+    """``(n)(0-0:96.7.19)(end)(duration*s)...``; ``()``, ``(0)()`` and ``(0)(code)`` are empty.
+
+    Every entry the meter states is kept, placeholders too (Kaifa's default entry
+    ``(000101000001W)(2147483647*s)``): those have ``end_time`` None, and no metric
+    is made from an entry without a real end time.
+    """
     if not groups[0]:
         return ()
     count = int(groups[0])
@@ -134,9 +139,9 @@ def _known(code: str, kind: Kind, groups: list[str]) -> Effect:
     if kind is Kind.TIME:
         value = _single(groups)
         when = parse_meter_time(value)
-        if when is None:
+        if when is None and not is_placeholder_time(value):
             raise ValueError(f"not a valid meter time: {value!r}")
-        return (_CLOCK, code, when)
+        return (_CLOCK, code, when)  # None: a clock never set; no meter time, not malformed
     if kind is Kind.HEX_TEXT:
         return (_TEXT, code, decode_hex_text(_single(groups)))
     if kind is Kind.TEXT or kind is Kind.VERSION:

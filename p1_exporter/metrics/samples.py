@@ -131,11 +131,14 @@ def telegram_samples(telegram: Telegram) -> list[Sample]:
     code = telegram.texts.get("0-0:96.13.1", "")
     if message or code:
         add(Sample("p1_meter_message_info", (("code", code), ("message", message[:200])), 1.0))
-    if telegram.power_failure_log:
-        last = max(telegram.power_failure_log, key=lambda e: e.end_time or 0.0)
-        add(Sample("p1_power_failure_last_duration_seconds", (), float(last.duration_seconds)))
-        if last.end_time is not None:
-            add(Sample("p1_power_failure_last_end_timestamp_seconds", (), last.end_time))
+    # An entry without a real end time is a placeholder (Kaifa sends 2000-01-01 lasting
+    # 2^31-1 s when the log is empty): it says nothing about a failure, so it is not exported.
+    dated = [(event.end_time, event.duration_seconds)
+             for event in telegram.power_failure_log if event.end_time is not None]
+    if dated:
+        end, duration = max(dated)
+        add(Sample("p1_power_failure_last_duration_seconds", (), float(duration)))
+        add(Sample("p1_power_failure_last_end_timestamp_seconds", (), end))
     if telegram.month_peak is not None and telegram.month_peak.unit == "W":
         add(Sample("p1_demand_month_peak_watts", (), telegram.month_peak.value))
         if telegram.month_peak_time is not None:
