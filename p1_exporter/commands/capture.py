@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from types import FrameType
 
+from p1_exporter.core.framing import NOISE_REPORT_SECONDS
 from p1_exporter.history.capture import CaptureError, CaptureRecorder, CaptureWriter, Record
 from p1_exporter.logs.limiter import LogLimiter
 from p1_exporter.logs.setup import setup_logging
@@ -193,10 +194,18 @@ class Capture:
         source = self.source
         now = time.monotonic()
         last_bytes = last_valid = now
+        noise_since: float | None = None
         try:
             while not self._done():
                 data = source.read(READ_TIMEOUT)
                 now = time.monotonic()
+                if not recorder.stream.framer.noise_pending:
+                    noise_since = None
+                elif noise_since is None:
+                    noise_since = now
+                elif now - noise_since >= NOISE_REPORT_SECONDS:  # one record per interval
+                    self._write(recorder.release_noise(time.time()))
+                    noise_since = None
                 if data:
                     last_bytes = now
                     self.bytes_read += len(data)
@@ -218,7 +227,10 @@ class Capture:
                     self._write(recorder.flush(time.time()))
                     recorder = CaptureRecorder()
                     last_valid = now
-            return False  # stopped: a telegram still arriving is not a torn one; drop it
+            # Stopped: a telegram still arriving is not a torn one; drop it. Line noise
+            # already received is kept.
+            self._write(recorder.release_noise(time.time()))
+            return False
         except SourceError:
             self._write(recorder.flush(time.time()))  # the line broke: what came is kept
             raise

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from p1_exporter.core.errors import TornTelegram
-from p1_exporter.core.framing import DEFAULT_MAX_SIZE
+from p1_exporter.core.framing import DEFAULT_MAX_SIZE, NOISE_REPORT_SECONDS
 from p1_exporter.core.stream import Outcome, TelegramStream
 from p1_exporter.core.telegram import Telegram
 from p1_exporter.logs.limiter import LogLimiter
@@ -196,10 +196,19 @@ class MeterReader:
         stream = self._new_stream()
         now = time.monotonic()
         last_bytes = last_detect = now
+        noise_since: float | None = None
         while not self._stop.is_set():
             data = self.source.read(READ_TIMEOUT)
             now = time.monotonic()
             self._data_log.tick(now)
+            if not stream.framer.noise_pending:
+                noise_since = None
+            elif noise_since is None:
+                noise_since = now
+            elif now - noise_since >= NOISE_REPORT_SECONDS:
+                for outcome in stream.release_noise():
+                    self._handle(outcome)
+                noise_since = None
             if data:
                 last_bytes = now
                 self._bytes += len(data)
