@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from p1_exporter.crc import crc16_arc  # noqa: E402
+from p1_exporter.core.crc import crc16_arc  # noqa: E402
 
 V5 = (ROOT / "tests" / "fixtures" / "v5.txt").read_bytes()
 #: Known codes whose malformed values change every telegram (12 lines).
