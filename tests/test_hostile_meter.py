@@ -61,6 +61,7 @@ def test_a_hostile_meter_gets_ten_lines_a_minute_from_the_exporter() -> None:
         ["--device", pty.path, *SERIAL, "--web.listen-address", "127.0.0.1:0"]
     ) as proc:
         proc.wait_listening()
+        wait_for(lambda: "connected to" in proc.log, what="the pty open")
         for number in range(1, telegrams + 1):
             pty.write(hostile(number))
         meter = {"meter": "main"}
@@ -81,7 +82,8 @@ def test_the_budget_summary_counts_what_it_held_back(
     monkeypatch.setattr(reader_module, "DATA_LOG_WINDOW", 2.0)
     caplog.set_level(logging.DEBUG, logger="p1_exporter.reader")
     telegrams = 60
-    with pty_pair() as pty, running(fast_config(pty.path, settings=None)) as reader:
+    with pty_pair() as pty, running(fast_config(pty.path)) as reader:
+        assert wait_until(lambda: reader.snapshot.connected)
         pty.write(b"".join(hostile(number) for number in range(1, telegrams + 1)))
         assert wait_until(lambda: reader.snapshot.telegrams["ok"] == telegrams, timeout=10)
         assert wait_until(lambda: messages(caplog, "held back", logging.WARNING), timeout=4)
@@ -109,6 +111,7 @@ def test_a_malformed_line_whose_value_changes_is_one_condition(
     caplog.set_level(logging.DEBUG, logger="p1_exporter.reader")
     line = b"1-0:1.7.0(00.244*kW)"
     with pty_pair() as pty, running(fast_config(pty.path)) as reader:
+        assert wait_until(lambda: reader.snapshot.connected)
         for number in range(1, 31):
             pty.write(replace_line(V5, line, b"1-0:1.7.0(%d.5.5*kW)" % number))
         assert wait_until(lambda: reader.snapshot.telegrams["ok"] == 30, timeout=10)
