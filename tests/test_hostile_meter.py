@@ -14,12 +14,14 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from p1_exporter.history.capture import read_records
+from p1_exporter.history.capture import encode_record, read_records
 from p1_exporter.meter import reader as reader_module
+from p1_exporter.meter.sources import FileSource
 from tests.readerutil import (
     V5,
     fast_config,
@@ -227,3 +229,27 @@ def test_decode_keeps_the_placeholder_entry_the_meter_states(tmp_path: Path) -> 
                           capture_output=True, text=True, timeout=30, check=True).stdout
     assert "power-failure log (1 events)" in text
     assert "placeholder entry (no real end time; lasted 2147483647 s), not exported" in text
+
+
+def test_replaying_a_big_capture_keeps_memory_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "big.p1cap"
+    record = encode_record(1_700_000_000.0, "malformed", b"/" * 16384, "line noise")
+    count = 3000  # about 48 MiB
+    with path.open("wb") as handle:
+        for _ in range(count):
+            handle.write(record)
+    source = FileSource(str(path), pace="fast")
+    tracemalloc.start()
+    try:
+        source.open()
+        pieces = total = 0
+        while not source.finished:
+            data = source.read(0.01)
+            pieces += bool(data)
+            total += len(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        source.close()
+    assert (pieces, total) == (count, count * 16384)
+    assert peak < 16 << 20, f"peak {peak} bytes for a {path.stat().st_size}-byte capture"
