@@ -24,6 +24,7 @@ from p1_exporter.meter import reader as reader_module
 from p1_exporter.meter.sources import FileSource
 from tests.readerutil import (
     V5,
+    Dongle,
     fast_config,
     messages,
     pty_pair,
@@ -119,6 +120,29 @@ def test_a_malformed_line_whose_value_changes_is_one_condition(
         assert wait_until(lambda: reader.snapshot.telegrams["ok"] == 30, timeout=10)
         assert reader.snapshot.malformed_lines == 30
     assert len(messages(caplog, "skipped line", logging.WARNING)) == 1
+
+
+def test_a_dongle_that_flaps_after_every_telegram_logs_within_the_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="p1_exporter.reader")
+    dongle = Dongle()
+    cycles = 15
+    try:
+        with running(fast_config(dongle.url)) as reader:
+            for cycle in range(1, cycles + 1):
+                assert wait_until(lambda: dongle.clients == 1)
+                dongle.send(V5)
+                assert wait_until(lambda c=cycle: reader.snapshot.telegrams["ok"] == c)  # type: ignore[misc]
+                dongle.drop_clients()
+            assert wait_until(lambda: reader.snapshot.source_errors == cycles)
+    finally:
+        dongle.stop()
+    log = [r.getMessage() for r in caplog.records
+           if r.name == "p1_exporter.reader" and r.levelno >= logging.INFO]
+    # It was two lines a cycle (disconnected, valid again): 30. Now the link's budget.
+    assert len(log) <= reader_module.DATA_LOG_BUDGET + 1, "\n".join(log)  # + "connected"
+    assert sum("disconnected" in line for line in log) >= 1
 
 
 # -- 2. capture amplification -------------------------------------------------------------

@@ -127,7 +127,7 @@ class Capture:
         self.reconnects = 0
         self.bytes_read = 0
         self._backoff = Backoff(0.5, 10.0)
-        self._limiter = LogLimiter(log, interval=60.0)
+        self._limiter = LogLimiter(log, interval=60.0, budget=10, window=60.0)
 
     @property
     def written(self) -> int:
@@ -159,17 +159,19 @@ class Capture:
             try:
                 self.source.open()
             except SourceError as exc:
-                log.warning("%s", exc)
+                self._limiter.log(f"source:{exc.kind}", logging.WARNING, str(exc))
                 self._pause()
                 continue
             if not first:
                 self.reconnects += 1
             first = False
-            log.info("capturing %s to %s", self.source.description, self.writer.path)
+            self._limiter.budgeted("connect", logging.INFO if not self.reconnects else
+                                   logging.DEBUG, f"capturing {self.source.description} to "
+                                   f"{self.writer.path}")
             try:
                 ended = self._session()
             except SourceError as exc:
-                log.warning("%s; reconnecting", exc)
+                self._limiter.log(f"source:{exc.kind}", logging.WARNING, f"{exc}; reconnecting")
                 ended = False
             finally:
                 self.source.close()
@@ -199,6 +201,7 @@ class Capture:
             while not self._done():
                 data = source.read(READ_TIMEOUT)
                 now = time.monotonic()
+                self._limiter.tick(now)
                 if not recorder.stream.framer.noise_pending:
                     noise_since = None
                 elif noise_since is None:

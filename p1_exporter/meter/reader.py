@@ -81,7 +81,10 @@ class MeterReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(config.backoff_initial, config.backoff_cap)
-        self._limiter = LogLimiter(log)
+        # Link failures and meter data have budgets of their own: a flood of either never
+        # hides the other.
+        self._limiter = LogLimiter(log, budget=DATA_LOG_BUDGET, window=DATA_LOG_WINDOW,
+                                   subject=f"meter {config.name}")
         self._data_log = LogLimiter(log, budget=DATA_LOG_BUDGET, window=DATA_LOG_WINDOW,
                                     subject=f"meter {config.name}")
         self._diagnostics = Diagnostics(f"meter {config.name}")
@@ -201,6 +204,7 @@ class MeterReader:
             data = self.source.read(READ_TIMEOUT)
             now = time.monotonic()
             self._data_log.tick(now)
+            self._limiter.tick(now)
             if not stream.framer.noise_pending:
                 noise_since = None
             elif noise_since is None:
@@ -261,7 +265,8 @@ class MeterReader:
         failing = [key for key in _FAILURE_KEYS if self._limiter.active(key)]
         if failing:
             self._limiter.forget(*failing)
-            log.info("meter %s: valid telegrams from %s again", name, self.source.description)
+            self._limiter.budgeted("recovered", logging.INFO, f"meter {name}: valid telegrams "
+                                   f"from {self.source.description} again")
         telegram, glitches, note = self._guard.filter(outcome.telegram)
         if note:
             self._data_log.log("meter replaced", logging.WARNING, f"meter {name}: {note}")
