@@ -321,7 +321,8 @@ class FileSource:
         handle = self._handle
         assert handle is not None
         try:
-            handle.seek(0)
+            if handle.seekable():  # a pipe is read once, from where it is
+                handle.seek(0)
             head = handle.read(len(HEADER_PREFIX))
         except OSError as exc:
             raise SourceError("disconnected", f"cannot read {self.path}: {exc}") from exc
