@@ -220,6 +220,27 @@ def test_power_failure_log_with_events() -> None:
     )
 
 
+def test_kaifa_placeholder_entry_is_kept_without_a_time() -> None:
+    telegram = decode(GOOD_BEFORE, "1-0:99.97.0(1)(0-0:96.7.19)(000101000001W)(2147483647*s)",
+                      GOOD_AFTER)
+    assert telegram.power_failure_log == (PowerFailure(None, 2147483647),)  # as stated
+    assert telegram.malformed == ()
+    check_neighbours_parsed(telegram)
+
+
+@pytest.mark.parametrize("value", ["000101010000W", "000101000000S", "700101000000W"])
+def test_a_clock_never_set_is_no_time_and_not_malformed(value: str) -> None:
+    telegram = decode(GOOD_BEFORE, f"0-0:1.0.0({value})", GOOD_AFTER)
+    assert telegram.meter_time is None
+    assert telegram.malformed == ()
+    check_neighbours_parsed(telegram)
+
+
+def test_an_unset_clock_does_not_keep_an_earlier_time() -> None:
+    telegram = decode("0-0:1.0.0(170102192002W)", GOOD_BEFORE, "0-0:1.0.0(000101010000W)")
+    assert telegram.meter_time is None  # the last clock line is the meter's statement
+
+
 # --- Belgian peaks -----------------------------------------------------------
 
 

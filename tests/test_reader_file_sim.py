@@ -61,7 +61,7 @@ def test_fast_replay_counts_everything_then_goes_stale(
         time.sleep(0.3)
         assert reader.alive  # finished, waiting to be stopped: no reconnect loop
         assert reader.snapshot.connects == 1 and reader.snapshot.source_errors == 1
-        assert len(messages(caplog_reader, "replay finished", logging.INFO)) == 2  # end, done
+        assert len(messages(caplog_reader, "replay finished")) == 1  # said once, at any level
 
 
 def test_recorded_pace_follows_the_meter_clock(tmp_path: Path) -> None:

@@ -22,9 +22,16 @@ class P1Error(Exception):
 
 
 class FramingError(P1Error):
-    """The bytes do not form one complete telegram (torn, no start, no end)."""
+    """The bytes do not form one complete telegram (torn, no start, no end).
+
+    ``size`` is how many bytes of the stream the framer dropped for it (0 when none).
+    """
 
     result: ClassVar[Result] = "malformed"
+
+    def __init__(self, message: str, size: int = 0) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 class TornTelegram(FramingError):

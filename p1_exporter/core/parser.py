@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Final, Literal
 
 from p1_exporter.core.checksum import CheckedFrame
-from p1_exporter.core.clock import parse_meter_time
+from p1_exporter.core.clock import is_placeholder_time, parse_meter_time
 from p1_exporter.core.errors import ParseError
 from p1_exporter.core.obis import (
     EQUIPMENT_ID_CODES,
@@ -63,7 +63,7 @@ MBusValue = int | str | None | tuple[Register, float]
 Effect = (
     tuple[Literal[0], str, Register]  # _REGISTER
     | tuple[Literal[1], str, str]  # _TEXT
-    | tuple[Literal[2], str, float]  # _CLOCK
+    | tuple[Literal[2], str, float | None]  # _CLOCK (None: never set)
     | tuple[Literal[3], tuple[int, MBusSlot], MBusValue]  # _MBUS
     | tuple[Literal[4], str, tuple[PowerFailure, ...]]  # _FAILURES
     | tuple[Literal[5], str, tuple[Register, float | None]]  # _PEAK
@@ -105,7 +105,12 @@ def _byte(text: str) -> int:
 
 
 def _failure_log(groups: list[str]) -> tuple[PowerFailure, ...]:
-    """``(n)(code)(end)(duration*s)...``; ``()``, ``(0)()`` and ``(0)(code)`` are empty."""
+    """``(n)(code)(end)(duration*s)...``; ``()``, ``(0)()`` and ``(0)(code)`` are empty.
+
+    Every entry the meter states is kept, placeholders too (Kaifa's default entry
+    ``(000101000001W)(2147483647*s)``): those have ``end_time`` None, and no metric
+    is made from an entry without a real end time.
+    """
     if not groups[0]:
         return ()
     count = int(groups[0])
@@ -173,9 +178,9 @@ def _known(code: str, kind: Kind, groups: list[str]) -> Effect:
     if kind is Kind.TIME:
         value = _single(groups)
         when = parse_meter_time(value)
-        if when is None:
+        if when is None and not is_placeholder_time(value):
             raise ValueError(f"not a valid meter time: {value!r}")
-        return (_CLOCK, code, when)
+        return (_CLOCK, code, when)  # None: a clock never set; no meter time, not malformed
     if kind is Kind.HEX_TEXT:
         return (_TEXT, code, decode_hex_text(_single(groups)))
     if kind is Kind.TEXT or kind is Kind.VERSION:

@@ -69,6 +69,10 @@ class TelegramStream:
         """End of stream: report what is left in the buffer."""
         return [self._outcome(event) for event in self.framer.flush()]
 
+    def release_noise(self) -> list[Outcome]:
+        """Report the line noise held back so far (see :mod:`p1_exporter.framing`)."""
+        return [self._outcome(event) for event in self.framer.release_noise()]
+
     def _outcome(self, event: bytes | FramingError) -> Outcome:
         if isinstance(event, FramingError):
             return Outcome(None, event, b"")

@@ -124,11 +124,17 @@ def _info_samples(telegram: Telegram, add: Callable[[Sample], None]) -> None:
 
 
 def _failure_log_samples(telegram: Telegram, add: Callable[[Sample], None]) -> None:
-    """Named code: the latest entry of the long power-failure log."""
-    last = max(telegram.power_failure_log, key=lambda e: e.end_time or 0.0)
-    add(Sample("p1_power_failure_last_duration_seconds", (), float(last.duration_seconds)))
-    if last.end_time is not None:
-        add(Sample("p1_power_failure_last_end_timestamp_seconds", (), last.end_time))
+    """Named code: the latest entry of the long power-failure log with a real end time.
+
+    An entry without one is a placeholder (Kaifa sends 2000-01-01 lasting 2^31-1 s when
+    the log is empty): it says nothing about a failure, so it is not exported.
+    """
+    dated = [(event.end_time, event.duration_seconds)
+             for event in telegram.power_failure_log if event.end_time is not None]
+    if dated:
+        end, duration = max(dated)
+        add(Sample("p1_power_failure_last_duration_seconds", (), float(duration)))
+        add(Sample("p1_power_failure_last_end_timestamp_seconds", (), end))
 
 
 def _month_peak_samples(telegram: Telegram, add: Callable[[Sample], None]) -> None:
