@@ -12,18 +12,23 @@ it stopped: no register goes back, nothing jumps.
   :data:`PV_STEP` seconds.
 * **Registers** (energy per tariff and direction, gas, water) are the exact
   integral of that power, scaled per meter-local calendar month: a register
-  starts each month at a closed-form target (the seed's reading on 1 January
-  2020 plus the expected use of each month since), and within the month the
+  starts each month at a target computed from the calendar alone (the seed's
+  reading on 1 January 2020 plus the expected use of each day since, from a
+  per-day formula), and within the month the
   modelled power is multiplied by the factor that takes it exactly to the next
   month's target. Starting up integrates only the current month, segment by
-  segment. The power shown is the scaled power that flows from that moment
-  on, so the energy between two telegrams is the integral of the modelled
-  power: for telegrams at multiples of :data:`SEGMENT`, exactly the shown power
-  held until the next telegram.
+  segment. (Before 2020 the readings are lower, never below 0.) The power
+  shown is the scaled power that flows from that moment on (in whole W), so the
+  energy between two telegrams is the integral of the modelled power: for
+  telegrams at multiples of :data:`SEGMENT`, the shown power held until the
+  next telegram.
 * **Rare events** (short and long power failures, voltage sags and swells)
   follow a seeded schedule: one at a seeded moment in each fixed period, so
   their counters are closed form too.
-* Voltage noise is drawn per ``(seed, t)``.
+* Voltage noise is drawn per ``(seed, t)``. The Belgian month peak so far is
+  recomputed from the month's quarters at the start; the peaks of the months
+  before the start are drawn per ``(seed, month)``, those of months the model
+  lived through are the real ones.
 
 ``force_import_watts`` (a test aid) overrides the load; the energy imported
 while it is set is added on top of the deterministic registers, so a forced
@@ -297,6 +302,12 @@ def _local_offset(epoch: float) -> int:
     return 7200 if is_eu_summer_time(epoch) else 3600
 
 
+@functools.lru_cache(maxsize=4096)
+def _hour_offset(index: int) -> int:
+    """:func:`_local_offset` of UTC hour ``index`` (DST switches fall on whole hours)."""
+    return _local_offset(index * 3600.0)
+
+
 def local_month(epoch: float) -> tuple[int, int]:
     """(year, month) on the meter's Central European clock."""
     tm = time.gmtime(epoch + _local_offset(epoch))
@@ -431,8 +442,10 @@ class HouseholdModel:
         for year, month in months:
             begin = local_month_start(year, month)
             end = local_month_start(*_next_month(year, month))
-            peak_at = begin + QUARTER * init.randrange(1, int((end - begin) // QUARTER))
-            watts = round(init.uniform(2000, 6000))
+            # Months before the start: seeded per month, the same whenever the model starts.
+            drawn = random.Random(f"{seed}:peak:{year}-{month}")
+            peak_at = begin + QUARTER * drawn.randrange(1, int((end - begin) // QUARTER))
+            watts = round(drawn.uniform(2000, 6000))
             self._history.append(MonthPeak(end, peak_at, watts))
         # The month's peak so far: the highest quarter since the month began.
         self._peak: Capture | None = None
@@ -750,7 +763,7 @@ class HouseholdModel:
         if cached is not None:
             return cached
         start = index * 3600.0
-        offset = _local_offset(start)
+        offset = _hour_offset(index)
         local = time.gmtime(start + offset)
         local_hour, weekend = local.tm_hour, local.tm_wday >= 5
         rng = random.Random(f"{self.seed}:hour:{index}")
@@ -794,7 +807,7 @@ class HouseholdModel:
         if cached is not None:
             return cached
         start = index * 3600.0
-        local = time.gmtime(start + _local_offset(start))
+        local = time.gmtime(start + _hour_offset(index))
         rng = random.Random(f"{self.seed}:events:{index}")
         events: list[_Event] = []
         for appliance in _APPLIANCES:
