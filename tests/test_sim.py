@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -775,3 +776,43 @@ def test_the_demo_household_continues_across_restarts_of_the_command() -> None:
         for index, value in enumerate(values):
             assert value is not None
             assert int(low[index]) * 3600 <= value <= int(high[index]) * 3600
+
+
+COUNTERS = re.compile(
+    r"^(p1_(?:energy_(?:import|export)_joules_total|gas_volume_cubic_meters_total|"
+    r"(?:long_)?power_failures_total|mbus_reading_value)\{[^}]*\}) (\S+)$",
+    re.MULTILINE,
+)
+
+
+def demo_counters() -> tuple[float, dict[str, float]]:
+    """Start ``p1-exporter --demo``, read its counters from /metrics once the meter's
+    first telegram is in, stop it; (wall-clock time of the scrape, series -> value)."""
+    from tests.test_exporter_cli import ExporterProcess
+
+    with ExporterProcess(["--demo", "--web.listen-address", "127.0.0.1:0"]) as exporter:
+        exporter.wait_listening()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(exporter.url + "/metrics", timeout=5) as reply:
+                text = reply.read().decode()
+            found = {name: float(value) for name, value in COUNTERS.findall(text)}
+            if any(name.startswith("p1_energy_import") for name in found):
+                exporter.stop()
+                return time.time(), found
+            time.sleep(0.1)
+        raise AssertionError(f"no telegram from the demo meter:\n{exporter.log}")
+
+
+def test_a_restarted_demo_exporter_continues_the_same_household() -> None:
+    """What ``restart: unless-stopped`` does to the Compose demo: stop, start again."""
+    first_time, first = demo_counters()
+    time.sleep(1.0)
+    second_time, second = demo_counters()
+    assert first.keys() == second.keys() and len(first) >= 6
+    for name, value in first.items():
+        assert second[name] >= value, name
+    # Some seconds of a household, not another household's meter: at most 25 kW.
+    for name in first:
+        if name.startswith("p1_energy_"):
+            assert second[name] - first[name] <= 25_000 * (second_time - first_time + 2), name
