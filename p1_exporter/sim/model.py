@@ -324,6 +324,15 @@ def _next_month(year: int, month: int) -> tuple[int, int]:
     return (year + 1, 1) if month == 12 else (year, month + 1)
 
 
+def _month_of(t: float) -> tuple[int, int]:
+    """:func:`local_month`, with the UTC offset cached per hour."""
+    tm = time.gmtime(t + _hour_offset(int(t // 3600)))
+    return tm.tm_year, tm.tm_mon
+
+
+_EPOCH = local_month_start(*EPOCH_MONTH)
+
+
 # -- the expected use per day, in closed form ----------------------------------------------
 
 #: Expected use on a day, per register, as a + b*season + c*season**2 + d*winter (Wh,
@@ -379,18 +388,17 @@ def _use_since_epoch(year: int, month: int) -> tuple[float, ...]:
     return tuple(totals)
 
 
+@functools.lru_cache(maxsize=1024)
 def _occurrence(seed: int, kind: str, period: int, index: int) -> tuple[float, int]:
     """When the ``index``-th scheduled event of ``kind`` happens, and a seeded duration."""
     rng = random.Random(f"{seed}:{kind}:{index}")
-    epoch = local_month_start(*EPOCH_MONTH)
-    return epoch + index * period + rng.randrange(period), rng.randrange(180, 14400)
+    return _EPOCH + index * period + rng.randrange(period), rng.randrange(180, 14400)
 
 
 def _scheduled(seed: int, kind: str, t: float) -> int:
     """Scheduled events of ``kind`` from the epoch up to ``t`` (negative before it)."""
     period = _SCHEDULE[kind.rstrip("0123")]
-    epoch = local_month_start(*EPOCH_MONTH)
-    index = math.floor((t - epoch) / period)
+    index = math.floor((t - _EPOCH) / period)
     return index + (1 if _occurrence(seed, kind, period, index)[0] <= t else 0)
 
 
@@ -481,7 +489,7 @@ class HouseholdModel:
 
     def registers_at(self, t: float) -> tuple[float, ...]:
         """The unforced registers at ``t`` (Wh, Wh, Wh, Wh, dm3, dm3), before rounding down."""
-        month = self._month_data(*local_month(t))
+        month = self._month_data(*_month_of(t))
         hour = month.hours[int(t // 3600) - month.first_hour]
         index = bisect_right(hour.starts, t) - 1
         since = t - hour.starts[index]
@@ -509,7 +517,7 @@ class HouseholdModel:
         """The modelled (unforced) import and export power at ``t``, in W, before the
         telegram rounds them to whole watts: the registers are exactly its integral."""
         hour = self._hour(int(t // 3600))
-        month = self._month_data(*local_month(t))
+        month = self._month_data(*_month_of(t))
         rates = self._rates(hour, t)
         low = hour.low_tariff
         return (rates[0] * month.scale[_IL if low else _IN],
@@ -567,7 +575,7 @@ class HouseholdModel:
     def _sample(self, t: float) -> MeterState:
         hour = self._hour(int(t // 3600))
         flow = self._flow(hour, t)
-        month = self._month_data(*local_month(t))
+        month = self._month_data(*_month_of(t))
         low = hour.low_tariff
         if self.force_import_watts is not None:
             forced = float(self.force_import_watts)
@@ -594,6 +602,7 @@ class HouseholdModel:
         values = self._values(t)
         gas_5min = t - t % GAS_CAPTURE_DSMR5
         gas_hourly = t - t % GAS_CAPTURE_HOURLY
+        latched = self.registers_at(gas_5min)  # M-Bus values latch every 5 minutes
         elapsed = t - self._quarter_start
         demand = (
             (values[_IL] + values[_IN] - self._quarter_import) * 3600 / elapsed
@@ -631,9 +640,9 @@ class HouseholdModel:
             ),
             gas_dm3=math.floor(values[_GAS]),
             water_dm3=math.floor(values[_WATER]),
-            gas_5min=Capture(gas_5min, math.floor(self.registers_at(gas_5min)[_GAS])),
+            gas_5min=Capture(gas_5min, math.floor(latched[_GAS])),
             gas_hourly=Capture(gas_hourly, math.floor(self.registers_at(gas_hourly)[_GAS])),
-            water_5min=Capture(gas_5min, math.floor(self.registers_at(gas_5min)[_WATER])),
+            water_5min=Capture(gas_5min, math.floor(latched[_WATER])),
             short_power_failures=max(0, self._short_start + _scheduled(self.seed, "short", t)),
             long_power_failures=long_failures,
             power_failure_log=tuple(log),
