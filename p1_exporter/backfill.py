@@ -556,84 +556,6 @@ def merge(results: Sequence[WorkerResult], out: BinaryIO) -> Tally:
     return total
 
 
-# -- all together ---------------------------------------------------------------------------------
-
-#: Per worker: [bytes done, telegrams read], shared with the parent (set in each worker).
-_shared_progress: Any = None
-
-
-def _init_worker(shared: Any) -> None:
-    global _shared_progress
-    _shared_progress = shared
-
-
-def _work(index: int, parts: list[Part], workdir: str, meter: str,
-          extra: Labels) -> WorkerResult:
-    shared = _shared_progress
-
-    def report(done: int, read: int) -> None:
-        shared[2 * index] = done
-        shared[2 * index + 1] = read
-
-    return convert(parts, workdir, meter, log_times=index > 0, progress=report, extra=extra)
-
-
-def default_workers() -> int:
-    """Worker processes to use: the CPUs this process may run on, at most 4."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(4, cpus))
-
-
-def backfill(
-    paths: Sequence[str],
-    out_path: str,
-    *,
-    meter: str = "main",
-    labels: Labels = (),
-    workers: int | None = None,
-    tmpdir: str | None = None,
-    progress: Callable[[int, int, int], None] | None = None,
-) -> tuple[Tally, list[InputFile]]:
-    """Convert ``paths`` into the OpenMetrics file ``out_path``; return counts and inputs.
-
-    ``labels`` are added to every series (e.g. the ``job`` and ``instance`` Prometheus
-    gives the live exporter's series, so that history and live data are one series).
-    ``progress(bytes_done, bytes_total, telegrams_read)`` is called now and then.
-    Temporary files go next to ``out_path`` (or into ``tmpdir``; into the system's
-    temporary directory when the output is a device or pipe): they add up to about the
-    size of the output. Raises :class:`OutputRefused` when ``out_path`` is one of the
-    inputs or a directory, OSError (naming ``out_path``) when it cannot be written.
-    """
-    output = resolve_output(out_path, paths)
-    inputs = order_inputs([inspect_input(path) for path in paths])
-    inputs = [item for item in inputs if item.size > 0]
-    total = sum(item.size for item in inputs)
-    count = workers if workers is not None else default_workers()
-    if total < PARALLEL_MIN_BYTES and workers is None:
-        count = 1
-    runs = plan(inputs, max(1, count))
-    if tmpdir is not None:
-        where = tmpdir
-    elif output.stream:
-        where = tempfile.gettempdir()
-    else:
-        where = os.path.dirname(output.target)
-    try:
-        workdir = tempfile.mkdtemp(prefix=".p1-backfill-", dir=where)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, tmpdir or out_path) from None
-    try:
-        with open_output(output) as out:
-            results = _run(runs, workdir, meter, tuple(labels), total, progress)
-            tally = merge(results, out)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return tally, inputs
-
-
 # -- the output ---------------------------------------------------------------------------------
 
 
@@ -755,6 +677,84 @@ def open_output(output: Output) -> Iterator[BinaryIO]:
         if partial:
             with suppress(FileNotFoundError):
                 os.unlink(partial)
+
+
+# -- all together ---------------------------------------------------------------------------------
+
+#: Per worker: [bytes done, telegrams read], shared with the parent (set in each worker).
+_shared_progress: Any = None
+
+
+def _init_worker(shared: Any) -> None:
+    global _shared_progress
+    _shared_progress = shared
+
+
+def _work(index: int, parts: list[Part], workdir: str, meter: str,
+          extra: Labels) -> WorkerResult:
+    shared = _shared_progress
+
+    def report(done: int, read: int) -> None:
+        shared[2 * index] = done
+        shared[2 * index + 1] = read
+
+    return convert(parts, workdir, meter, log_times=index > 0, progress=report, extra=extra)
+
+
+def default_workers() -> int:
+    """Worker processes to use: the CPUs this process may run on, at most 4."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
+
+
+def backfill(
+    paths: Sequence[str],
+    out_path: str,
+    *,
+    meter: str = "main",
+    labels: Labels = (),
+    workers: int | None = None,
+    tmpdir: str | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> tuple[Tally, list[InputFile]]:
+    """Convert ``paths`` into the OpenMetrics file ``out_path``; return counts and inputs.
+
+    ``labels`` are added to every series (e.g. the ``job`` and ``instance`` Prometheus
+    gives the live exporter's series, so that history and live data are one series).
+    ``progress(bytes_done, bytes_total, telegrams_read)`` is called now and then.
+    Temporary files go next to ``out_path`` (or into ``tmpdir``; into the system's
+    temporary directory when the output is a device or pipe): they add up to about the
+    size of the output. Raises :class:`OutputRefused` when ``out_path`` is one of the
+    inputs or a directory, OSError (naming ``out_path``) when it cannot be written.
+    """
+    output = resolve_output(out_path, paths)
+    inputs = order_inputs([inspect_input(path) for path in paths])
+    inputs = [item for item in inputs if item.size > 0]
+    total = sum(item.size for item in inputs)
+    count = workers if workers is not None else default_workers()
+    if total < PARALLEL_MIN_BYTES and workers is None:
+        count = 1
+    runs = plan(inputs, max(1, count))
+    if tmpdir is not None:
+        where = tmpdir
+    elif output.stream:
+        where = tempfile.gettempdir()
+    else:
+        where = os.path.dirname(output.target)
+    try:
+        workdir = tempfile.mkdtemp(prefix=".p1-backfill-", dir=where)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, tmpdir or out_path) from None
+    try:
+        with open_output(output) as out:
+            results = _run(runs, workdir, meter, tuple(labels), total, progress)
+            tally = merge(results, out)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return tally, inputs
 
 
 def _run(runs: list[list[Part]], workdir: str, meter: str, extra: Labels, total: int,
