@@ -31,7 +31,8 @@ from p1_exporter.meter.sources import FileSource, open_source
 from p1_exporter.sim.faults import FaultInjector
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.outputs import TcpSink
-from tests.readerutil import Dongle, counts, fast_config, running, wait_until
+from tests.helpers.reader import Dongle, counts, fast_config, running
+from tests.helpers.wait import wait_for
 
 START = 1_718_143_200.0
 
@@ -300,12 +301,14 @@ def test_capture_over_tcp_records_valid_and_invalid_telegrams(
     runner = threading.Thread(target=lambda: codes.append(main([
         "capture", "--device", sink.url, "--out", str(out), "--count", str(count + 1),
         "--duration", "30"])))
+
+    def connected() -> bool:
+        sink.wait(0.02)  # the sink accepts clients while it waits
+        return bool(sink.clients)
+
     runner.start()
     try:
-        deadline = time.monotonic() + 10
-        while not sink.clients:
-            assert time.monotonic() < deadline, "capture did not connect"
-            sink.wait(0.02)
+        wait_for(connected, 10, "capture to connect", interval=0)
         for data in [*wire, originals[0]]:
             sink.write(data)
             sink.wait(0.01)
@@ -331,11 +334,11 @@ def test_capture_reconnects_when_the_dongle_drops(tmp_path: Path,
         "--duration", "20"],))
     runner.start()
     try:
-        wait_until(lambda: dongle.clients == 1)
+        wait_for(lambda: dongle.clients == 1)
         dongle.send(TELEGRAMS[0] + TELEGRAMS[1] + TELEGRAMS[2][:100])
-        wait_until(lambda: len(records_of(out.read_bytes())) == 2)
+        wait_for(lambda: len(records_of(out.read_bytes())) == 2)
         dongle.drop_clients()  # in the middle of a telegram
-        wait_until(lambda: dongle.accepted == 2 and dongle.clients == 1, timeout=10)
+        wait_for(lambda: dongle.accepted == 2 and dongle.clients == 1, timeout=10)
         dongle.send(TELEGRAMS[3] + TELEGRAMS[4])
         runner.join(10)
     finally:
@@ -356,7 +359,7 @@ def test_stopping_drops_a_telegram_that_is_still_arriving(tmp_path: Path) -> Non
         "capture", "--device", dongle.url, "--out", str(out), "--duration", "1.5"],))
     runner.start()
     try:
-        wait_until(lambda: dongle.clients == 1)
+        wait_for(lambda: dongle.clients == 1)
         dongle.send(TELEGRAMS[0] + TELEGRAMS[1][:300])
         runner.join(10)
     finally:
@@ -408,7 +411,7 @@ def test_the_exporter_counts_a_replayed_capture_as_the_capture_did(tmp_path: Pat
                 for result in ("ok", "crc_error", "malformed", "too_large", "rejected")}
     assert recorded["crc_error"] and recorded["malformed"]
     with running(fast_config(f"file:{path}?pace=fast")) as reader:
-        assert wait_until(lambda: reader.snapshot.last_error is not None)
+        wait_for(lambda: reader.snapshot.last_error is not None)
         assert counts(reader.snapshot) == recorded
         assert reader.snapshot.telegram is not None
         assert reader.snapshot.telegram.raw == originals[0]

@@ -16,7 +16,7 @@ from p1_exporter.meter.diagnostics import (
 )
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.uart import transcode
-from tests.readerutil import V2_2, V4_2, V5
+from tests.helpers.fixtures import V2_2, V4_2, V5
 
 START = 1_700_000_000.0
 

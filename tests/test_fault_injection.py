@@ -31,19 +31,11 @@ from p1_exporter.meter.sources import SerialSettings, SerialSource
 from p1_exporter.sim.uart import transcode
 from p1_exporter.web.app import ExporterApp
 from p1_exporter.web.server import ExporterHTTPServer
-from tests.readerutil import (
-    V5,
-    Dongle,
-    Pty,
-    corrupt_crc,
-    fast_config,
-    free_port,
-    open_pty,
-    point,
-    running,
-    wait_until,
-    with_crc,
-)
+from tests.helpers.fixtures import V5
+from tests.helpers.net import free_port
+from tests.helpers.reader import Dongle, Pty, fast_config, open_pty, point, running
+from tests.helpers.telegrams import corrupt_crc, with_crc
+from tests.helpers.wait import wait_for
 
 BACKOFF_CAP = 0.3
 INTERVAL = 0.05
@@ -184,7 +176,7 @@ def serving(reader: MeterReader) -> Iterator[Metrics]:
 def recovered(metrics: Metrics, meter: Meter, since: float, timeout: float = 5.0) -> float:
     """Wait until /metrics shows a value sent after ``since`` (a mark); return seconds taken."""
     began = time.monotonic()
-    value = wait_until(lambda: (v := metrics.energy()) is not None and v >= since and v,
+    value = wait_for(lambda: (v := metrics.energy()) is not None and v >= since and v,
                        timeout=timeout)
     took = time.monotonic() - began
     assert value, f"no value >= {since} within {timeout} s"
@@ -223,7 +215,7 @@ def test_twenty_unplug_replug_cycles(tmp_path: Path) -> None:
             errors = before.count("p1_source_errors_total")
             link.unlink()  # unplug: udev removes the link, the device node goes away
             line.unplug()
-            assert wait_until(lambda: metrics.scrape().count("p1_source_connected") == 0)
+            wait_for(lambda: metrics.scrape().count("p1_source_connected") == 0)
             time.sleep(0.1 + 0.1 * (cycle % 3))  # unplugged long enough to back off
             line.plug()
             point(link, line.path)
@@ -262,7 +254,7 @@ def test_tcp_dongle_restarts_under_the_real_exporter(tmp_path: Path) -> None:
             dongle.send(data)
 
         with Meter(send) as meter:
-            assert wait_until(lambda: dongle.clients == 1, timeout=10)
+            wait_for(lambda: dongle.clients == 1, timeout=10)
             recovered(metrics, meter, 0.0, timeout=10)
             for restart in range(1, 4):
                 dongle.stop()  # reboots: connection closed, then refused for a while
@@ -292,9 +284,9 @@ def test_silent_meter_goes_stale_then_comes_back() -> None:
         assert metrics.scrape().count("p1_up") == 1
         errors = metrics.count("p1_source_errors_total")
         meter.shape = lambda good: b""
-        assert wait_until(lambda: metrics.scrape().count("p1_up") == 0, timeout=3)
+        wait_for(lambda: metrics.scrape().count("p1_up") == 0, timeout=3)
         assert metrics.get(ENERGY, tariff="1") is None  # values withdrawn, not frozen
-        assert wait_until(lambda: metrics.scrape().count("p1_source_errors_total") > errors)
+        wait_for(lambda: metrics.scrape().count("p1_source_errors_total") > errors)
         meter.shape = None
         took = recovered(metrics, meter, meter.mark())
         assert metrics.scrape().count("p1_up") == 1
@@ -321,7 +313,7 @@ def test_garbage_bursts_are_counted_and_values_stay_true() -> None:
         recovered(metrics, meter, 0.0)
         ok = metrics.scrape().count("p1_telegrams_total", result="ok")
         meter.shape = with_garbage
-        assert wait_until(lambda: sum(bursts.values()) >= 30, timeout=5)
+        wait_for(lambda: sum(bursts.values()) >= 30, timeout=5)
         meter.shape = None
         took = recovered(metrics, meter, meter.mark())
         after = metrics.scrape()
@@ -348,8 +340,8 @@ def test_crc_storm_is_counted_and_never_published() -> None:
         recovered(metrics, meter, 0.0)
         crc_errors = metrics.scrape().count("p1_telegrams_total", result="crc_error")
         meter.shape = corrupted
-        assert wait_until(lambda: storm["left"] == 0, timeout=5)
-        assert wait_until(lambda: metrics.scrape().count("p1_telegrams_total",
+        wait_for(lambda: storm["left"] == 0, timeout=5)
+        wait_for(lambda: metrics.scrape().count("p1_telegrams_total",
                                                          result="crc_error") == crc_errors + 40)
         assert metrics.energy() == max(meter.sent)  # the last good one, throughout the storm
         assert metrics.count("p1_up") == 1
@@ -365,13 +357,13 @@ def test_crc_storm_is_counted_and_never_published() -> None:
 def test_slow_link_one_byte_at_a_time() -> None:
     line = PtyLine()
     with running(config(line.path)) as reader, serving(reader) as metrics:
-        assert wait_until(lambda: reader.snapshot.connected)
+        wait_for(lambda: reader.snapshot.connected)
         for wh in (5_000_100, 5_000_200):
             data = telegram(wh)
             for byte in data:
                 line.write(bytes((byte,)))
                 time.sleep(0.0005)
-            assert wait_until(lambda wh=wh: metrics.energy() == wh * 3600.0)  # type: ignore[misc]
+            wait_for(lambda wh=wh: metrics.energy() == wh * 3600.0)  # type: ignore[misc]
         snap = metrics.scrape()
         assert snap.count("p1_telegrams_total", result="ok") == 2
         assert snap.count("p1_bytes_read_total") == len(telegram(5_000_100)) * 2
@@ -471,7 +463,7 @@ def test_replaced_meter_is_accepted_and_logged_once(
         recovered(metrics, meter, 0.0)
         meter.make = lambda wh: telegram(wh - 5_000_000, ident=new_id)  # starts near zero
         began = time.monotonic()
-        assert wait_until(lambda: (metrics.energy() or 1e12) < 1e8)
+        wait_for(lambda: (metrics.energy() or 1e12) < 1e8)
         took = time.monotonic() - began
         time.sleep(0.3)  # more telegrams from the new meter
         after = metrics.scrape()

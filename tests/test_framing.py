@@ -16,7 +16,8 @@ from p1_exporter import (
     parse,
 )
 from p1_exporter.core.framing import DEFAULT_MAX_SIZE, Framer
-from tests.test_crc import FIXTURE_NAMES, content, load, seal
+from tests.helpers.fixtures import FIXTURE_NAMES, load
+from tests.helpers.telegrams import content, seal
 
 V5 = load("v5.txt")
 V4 = load("v4_2.txt")

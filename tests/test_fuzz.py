@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fuzz.harness import Checker, Input, Seed, generate, load_seeds, resign
 from p1_exporter.core import TelegramStream, parse
 from p1_exporter.metrics.collector import telegram_exposition
-from tests.readerutil import V5, fixture
+from tests.helpers.fixtures import V5, load
 
 SEEDS: list[Seed] = load_seeds()
 
@@ -77,7 +77,7 @@ def test_a_reader_stream_refuses_unsigned_telegrams_once_its_meter_signed() -> N
     # Without sticky_crc (captures of several meters, the decode command) it is accepted.
     assert [o.result for o in TelegramStream().feed(V5 + unsigned)] == ["ok", "ok"]
     # A meter that never signs is not affected.
-    v2 = fixture("v2_2.txt")
+    v2 = load("v2_2.txt")
     assert [o.result for o in TelegramStream(sticky_crc=True).feed(v2 + v2)] == ["ok", "ok"]
 
 

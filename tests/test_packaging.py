@@ -32,7 +32,6 @@ import socket
 import subprocess
 import sys
 import tarfile
-import time
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -45,7 +44,8 @@ import yaml
 
 import p1_exporter
 from p1_exporter.commands.config import ConfigError, build_parser, env_name, load_config
-from tests.binaries import require_binary
+from tests.helpers.binaries import require_binary
+from tests.helpers.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = p1_exporter.__version__
@@ -176,7 +176,7 @@ def test_sdist_is_the_full_source_release(release: Release) -> None:
         assert f"\nVersion: {VERSION}\n" in pkg_info.read().decode()
     needed = {
         "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "p1_exporter/__init__.py",
-        "tests/binaries.py", "tests/test_packaging.py", "tests/fixtures/README.md",
+        "tests/helpers/binaries.py", "tests/test_packaging.py", "tests/fixtures/README.md",
         "p1-exporter.rules.yml", "p1-exporter.recording.rules.yml", "prometheus.yml.example",
         "grafana/provisioning/datasources/prometheus.yml", "grafana/dashboards/p1-home.json",
         "contrib/p1-exporter.service", "contrib/99-p1-exporter.rules", "docs/metrics.md",
@@ -266,19 +266,14 @@ def demo(installed: Path, tmp_path: Path) -> Iterator[tuple[int, subprocess.Pope
 def test_installed_demo_serves_metrics(installed: Path, tmp_path: Path,
                                        demo: tuple[int, subprocess.Popen[str]]) -> None:
     port, process = demo
-    text = ""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def up() -> str:
         assert process.poll() is None, "the exporter exited"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                text = r.read().decode()
-        except OSError:
-            text = ""
-        if re.search(r'^p1_up\{meter="main"\} 1\.0$', text, re.M):
-            break
-        time.sleep(0.25)
-    assert re.search(r'^p1_up\{meter="main"\} 1\.0$', text, re.M), text[-2000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+        return text if re.search(r'^p1_up\{meter="main"\} 1\.0$', text, re.M) else ""
+
+    text = wait_for(up, 20, 'p1_up{meter="main"} 1', interval=0.25, retry_on=(OSError,))
     assert re.search(r'^p1_power_import_watts\{meter="main"\} [0-9.e+]+$', text, re.M)
     assert 'p1_exporter_build_info{python_version="' in text and f'version="{VERSION}"' in text
 

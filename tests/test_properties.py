@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p1_exporter import Outcome, Telegram, TelegramStream, iter_telegrams, parse
-from tests.test_crc import FIXTURE_NAMES, WITH_CRC, load
+from tests.helpers.fixtures import FIXTURE_NAMES, WITH_CRC, load
 
 FIXTURES = {name: load(name) for name in FIXTURE_NAMES}
 CAPTURE = b"".join(FIXTURES.values())

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from p1_exporter.core.clock import is_eu_summer_time
-from tests.binaries import require_binary
-from tests.dashboard_queries import (
+from tests.helpers.binaries import require_binary
+from tests.helpers.dashboards import (
     ALERTING_RULES,
     RECORDING_RULES,
     ROOT,
