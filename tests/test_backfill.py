@@ -143,6 +143,8 @@ def prometheus_on(tmp_path: Path) -> Iterator[Any]:
             process.wait()
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_a_backfilled_day_in_prometheus_matches_the_simulator_registers(
     tmp_path: Path, prometheus_on: Any
 ) -> None:

@@ -290,6 +290,7 @@ def test_a_torn_telegram_at_the_end_is_recorded_at_flush() -> None:
     assert (torn.result, torn.data, torn.time) == ("malformed", TELEGRAMS[1][:200], START + 1)
 
 
+@pytest.mark.integration
 def test_capture_over_tcp_records_valid_and_invalid_telegrams(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -325,6 +326,8 @@ def test_capture_over_tcp_records_valid_and_invalid_telegrams(
     assert f"captured {count + 1} telegrams (ok={ok} crc_error=" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_capture_reconnects_when_the_dongle_drops(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     dongle = Dongle()
@@ -352,6 +355,8 @@ def test_capture_reconnects_when_the_dongle_drops(tmp_path: Path,
     assert "1 reconnect(s)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_stopping_drops_a_telegram_that_is_still_arriving(tmp_path: Path) -> None:
     dongle = Dongle()
     out = tmp_path / "stop.p1cap"

@@ -172,6 +172,7 @@ def dongle() -> Iterator[ManualDongle]:
     line.close()
 
 
+@pytest.mark.integration
 def test_reader_counters_through_the_collector(dongle: ManualDongle) -> None:
     reader = MeterReader(MeterConfig(url=dongle.url, name="tcp", stale_after=30,
                                      backoff_initial=0.05, backoff_cap=0.1))

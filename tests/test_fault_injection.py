@@ -201,6 +201,7 @@ def config(url: str, **overrides: object) -> MeterConfig:
 # -- the faults -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_twenty_unplug_replug_cycles(tmp_path: Path) -> None:
     link = tmp_path / "ttyUSB-p1"
     line = PtyLine()
@@ -235,6 +236,7 @@ def test_twenty_unplug_replug_cycles(tmp_path: Path) -> None:
     assert max(times) <= RECOVERY, times
 
 
+@pytest.mark.slow
 def test_tcp_dongle_restarts_under_the_real_exporter(tmp_path: Path) -> None:
     dongle = Dongle()
     port = free_port()
@@ -275,6 +277,7 @@ def test_tcp_dongle_restarts_under_the_real_exporter(tmp_path: Path) -> None:
     assert "Traceback" not in log
 
 
+@pytest.mark.slow
 def test_silent_meter_goes_stale_then_comes_back() -> None:
     line = PtyLine()
     with Meter(line.write) as meter, \
@@ -294,6 +297,7 @@ def test_silent_meter_goes_stale_then_comes_back() -> None:
     assert took <= RECOVERY
 
 
+@pytest.mark.slow
 def test_garbage_bursts_are_counted_and_values_stay_true() -> None:
     rng = random.Random(3)
     noise = bytes(b for b in range(256) if b not in b"/!")
@@ -325,6 +329,7 @@ def test_garbage_bursts_are_counted_and_values_stay_true() -> None:
     assert took <= RECOVERY
 
 
+@pytest.mark.slow
 def test_crc_storm_is_counted_and_never_published() -> None:
     line = PtyLine()
     storm = {"left": 40}
@@ -354,6 +359,7 @@ def test_crc_storm_is_counted_and_never_published() -> None:
     assert took <= RECOVERY
 
 
+@pytest.mark.slow
 def test_slow_link_one_byte_at_a_time() -> None:
     line = PtyLine()
     with running(config(line.path)) as reader, serving(reader) as metrics:
@@ -408,6 +414,7 @@ def test_wrong_serial_settings_then_right_ones(no_reader_crash: pytest.LogCaptur
     assert took <= 0.6 + RECOVERY
 
 
+@pytest.mark.slow
 def test_inverted_line_then_fixed(no_reader_crash: pytest.LogCaptureFixture) -> None:
     """The other wiring fault: the P1 signal not inverted, at the right speed."""
     line = PtyLine()

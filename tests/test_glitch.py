@@ -139,6 +139,7 @@ def test_another_device_on_the_channel_starts_afresh() -> None:
     assert published.mbus[2].reading.value == pytest.approx(1.0)
 
 
+@pytest.mark.integration
 def test_backwards_registers_are_withheld_by_the_reader(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="p1_exporter.reader")
     first, lower, gas_back = v5(), v5(kwh="000004.000"), v5(kwh="000004.000", gas="00000.050")

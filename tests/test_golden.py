@@ -68,6 +68,7 @@ def test_exposition_matches_golden(fixture: str, golden: str) -> None:
     check_golden(normalise(telegram_exposition(telegram)), golden)
 
 
+@pytest.mark.integration
 def test_decode_command_prints_the_golden_text() -> None:
     result = run_exporter("decode", "--format", "metrics", str(FIXTURES / "v5.txt"))
     assert result.returncode == 0, result.stderr

@@ -39,7 +39,7 @@ from tests.helpers.dashboards import ALERTING_RULES, RECORDING_RULES, iter_dashb
 from tests.helpers.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 SPIKE_FOR = "4s"
 _NEGATIVE_OFFSET = re.compile(r"offset\s+-(\d+)([smhdw])")

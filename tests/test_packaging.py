@@ -123,6 +123,7 @@ def test_version_lives_in_one_place() -> None:
     assert not re.search(r"^version\s*=\s*\"", pyproject, re.M), "a literal version in pyproject"
 
 
+@pytest.mark.slow
 def test_wheel_holds_the_package_and_no_tests(release: Release) -> None:
     with zipfile.ZipFile(release.wheel) as archive:
         names = archive.namelist()
@@ -141,6 +142,7 @@ def test_wheel_holds_the_package_and_no_tests(release: Release) -> None:
     assert f"{dist_info}licenses/LICENSE" in names
 
 
+@pytest.mark.slow
 def test_wheel_metadata_is_complete(release: Release) -> None:
     meta = _wheel_metadata(release.wheel)
     assert meta["Name"] == "p1-exporter"
@@ -164,6 +166,7 @@ def test_wheel_metadata_is_complete(release: Release) -> None:
     assert "[console_scripts]\np1-exporter = p1_exporter.commands.cli:main" in entry_points
 
 
+@pytest.mark.slow
 def test_sdist_is_the_full_source_release(release: Release) -> None:
     top = f"p1_exporter-{VERSION}/"
     with tarfile.open(release.sdist) as archive:
@@ -204,6 +207,7 @@ def installed(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return venv
 
 
+@pytest.mark.slow
 def test_installed_command_answers_help(installed: Path, tmp_path: Path) -> None:
     exe = str(installed / "bin/p1-exporter")
     help_text = _run([exe, "--help"], cwd=tmp_path).stdout
@@ -263,6 +267,7 @@ def demo(installed: Path, tmp_path: Path) -> Iterator[tuple[int, subprocess.Pope
         process.communicate(timeout=10)
 
 
+@pytest.mark.slow
 def test_installed_demo_serves_metrics(installed: Path, tmp_path: Path,
                                        demo: tuple[int, subprocess.Popen[str]]) -> None:
     port, process = demo
@@ -325,6 +330,7 @@ def test_dockerfile_is_slim_multistage_and_non_root() -> None:
     assert "/healthz" not in _healthcheck_command()[-1]  # 503 while the meter is silent
 
 
+@pytest.mark.slow
 def test_docker_build_stage_works_from_its_context_alone(release: Release,
                                                          tmp_path: Path) -> None:
     """Replay the build stage on the files it COPYs, as .dockerignore lets them through."""

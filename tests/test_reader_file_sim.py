@@ -57,6 +57,7 @@ def test_fast_replay_counts_everything_then_goes_stale(
         assert len(messages(caplog_reader, "replay finished", logging.INFO)) == 2  # end, done
 
 
+@pytest.mark.slow
 def test_recorded_pace_follows_the_meter_clock(tmp_path: Path) -> None:
     telegrams = capture(3, step=1.0)
     path = tmp_path / "three.txt"
@@ -107,6 +108,7 @@ def test_unknown_file_option_is_refused() -> None:
 # -- sim:// -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_simulated_meter_registers_only_rise() -> None:
     seen: list[Telegram] = []
     with running(fast_config("sim://?seed=1&interval=0.2")) as reader:
@@ -135,6 +137,7 @@ def test_simulated_meter_registers_only_rise() -> None:
     assert all(t.crc_verified and t.equipment_id == seen[0].equipment_id for t in seen)
 
 
+@pytest.mark.slow
 def test_simulated_crc_errors_are_counted_and_diagnosed_once(
     caplog_reader: pytest.LogCaptureFixture,
 ) -> None:

@@ -154,6 +154,7 @@ def test_unplug_and_replug_through_the_same_path(
             second.close()
 
 
+@pytest.mark.slow
 def test_device_missing_at_start_is_waited_for(
     tmp_path: Path, caplog_reader: pytest.LogCaptureFixture
 ) -> None:
@@ -310,6 +311,7 @@ def test_autodetect_switches_to_dsmr22_and_locks(caplog_reader: pytest.LogCaptur
         assert not messages(caplog_reader, "trying 115200")
 
 
+@pytest.mark.slow
 def test_autodetect_moves_on_when_the_port_refuses_7e1(
     caplog_reader: pytest.LogCaptureFixture,
 ) -> None:

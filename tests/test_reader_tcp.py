@@ -23,6 +23,7 @@ def dongle() -> Iterator[Dongle]:
     server.stop()
 
 
+@pytest.mark.slow
 def test_dongle_restart_reconnects_with_backoff(
     dongle: Dongle, caplog_reader: pytest.LogCaptureFixture
 ) -> None:
@@ -87,6 +88,7 @@ def test_refused_from_the_start_then_the_dongle_appears(
             late.stop()
 
 
+@pytest.mark.slow
 def test_silent_dongle_is_reconnected_after_silence_timeout(
     dongle: Dongle, caplog_reader: pytest.LogCaptureFixture
 ) -> None:
@@ -115,6 +117,7 @@ def test_silent_dongle_is_reconnected_after_silence_timeout(
         assert len(messages(caplog_reader, "valid telegrams", logging.INFO)) == 1
 
 
+@pytest.mark.slow
 def test_a_burst_is_read_in_large_chunks(dongle: Dongle) -> None:
     """socket:// reports 0 or 1 bytes waiting: one read must still take what has arrived."""
     burst = b"".join(v5_at(f"{10 + i:06d}.000") for i in range(30))

@@ -78,6 +78,7 @@ def test_there_are_unit_tests() -> None:
 
 
 @pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
+@pytest.mark.slow
 def test_promtool_unit_tests(path: Path) -> None:
     result = _promtool("test", "rules", path.name, cwd=path.parent)
     assert result.returncode == 0, result.stdout + result.stderr

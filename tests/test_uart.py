@@ -142,6 +142,7 @@ def test_meter_with_a_wrong_receiver() -> None:
     assert b"/SIM5" not in data
 
 
+@pytest.mark.integration
 def test_cli_wire_settings() -> None:
     result = subprocess.run(
         [
