@@ -49,7 +49,7 @@ def test_fast_replay_counts_everything_then_goes_stale(
         assert (snap.connects, snap.glitches) == (1, 0)
         assert snap.source_errors == 1 and "replay finished" in (snap.last_error or "")
         assert not snap.connected and snap.source == f"file:{path}"
-        wait_for(lambda: not reader.snapshot.fresh(), timeout=2)
+        wait_for(lambda: not reader.snapshot.fresh())
         assert reader.snapshot.current_telegram() is None
         time.sleep(0.3)
         assert reader.alive  # finished, waiting to be stopped: no reconnect loop
@@ -66,15 +66,15 @@ def test_recorded_pace_follows_the_meter_clock(tmp_path: Path) -> None:
     with running(fast_config(f"file:{path}?pace=recorded", stale_after=5.0)) as reader:
         began = time.monotonic()
         for n in (1, 2, 3):
-            wait_for(lambda: ok_count(reader) >= n, timeout=3)  # noqa: B023
+            wait_for(lambda: ok_count(reader) >= n)  # noqa: B023
             arrivals.append(time.monotonic() - began)
         snap = reader.snapshot
         assert counts(snap) == {**NOTHING, "ok": 3}
         assert snap.bytes_read == len(b"".join(telegrams))
         assert snap.telegram is not None and snap.telegram.raw == telegrams[2]
-    assert arrivals[0] < 0.5
-    assert 0.8 <= arrivals[1] - arrivals[0] <= 1.4
-    assert 1.8 <= arrivals[2] <= 2.6
+    # Not before the meter clock says (one second apart); how close is not timed here.
+    assert arrivals[1] - arrivals[0] >= 0.8
+    assert arrivals[2] - arrivals[0] >= 1.8
 
 
 def test_looped_replay_keeps_going(tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_simulated_meter_registers_only_rise() -> None:
                 seen.append(telegram)
             return len(seen) >= 5
 
-        wait_for(collect, timeout=4, interval=0.02)
+        wait_for(collect, interval=0.02)
         snap = reader.snapshot
         assert snap.telegrams["ok"] >= 5 and counts(snap) == {**NOTHING, "ok": snap.telegrams["ok"]}
         assert snap.bytes_read >= sum(len(t.raw) for t in seen)
@@ -148,7 +148,7 @@ def test_simulated_crc_errors_are_counted_and_diagnosed_once(
             snap = reader.snapshot
             return snap.telegrams["ok"] + snap.telegrams["crc_error"]
 
-        wait_for(lambda: seen() >= 30, timeout=6)
+        wait_for(lambda: seen() >= 30)
         snap = reader.snapshot
         total = snap.telegrams["ok"] + snap.telegrams["crc_error"]
         assert 0.2 <= snap.telegrams["crc_error"] / total <= 0.8

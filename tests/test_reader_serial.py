@@ -292,7 +292,7 @@ def test_autodetect_switches_to_dsmr22_and_locks(caplog_reader: pytest.LogCaptur
         diagnose_wrong_baud(pty, reader, caplog_reader)
         # On a pty the line settings do not change the bytes; a real port would now
         # deliver the meter's telegram as sent.
-        wait_for(lambda: reader.snapshot.settings == "9600 7E1", timeout=3)
+        wait_for(lambda: reader.snapshot.settings == "9600 7E1")
         pty.write(V2_2)
         wait_for(lambda: ok_count(reader) == 1)
         snap = reader.snapshot
@@ -321,8 +321,8 @@ def test_autodetect_moves_on_when_the_port_refuses_7e1(
     with pty_pair() as pty, running(replace(config, url=pty.path)) as reader:
         diagnose_wrong_baud(pty, reader, caplog_reader)
         # The switch to 9600 7E1 is refused: counted, logged once, back to 115200 8N1.
-        wait_for(lambda: reader.snapshot.source_errors >= 1, timeout=3)
-        wait_for(lambda: reader.snapshot.connected, timeout=2)
+        wait_for(lambda: reader.snapshot.source_errors >= 1)
+        wait_for(lambda: reader.snapshot.connected)
         snap = reader.snapshot
         assert reader.alive and snap.connects == 2 and snap.settings == "115200 8N1"
         assert snap.last_error is not None and "does not accept 9600 7E1" in snap.last_error
@@ -394,7 +394,7 @@ def test_staleness_follows_the_last_valid_telegram() -> None:
         assert age is not None and age < 0.5
         assert snap.fresh() and snap.current_telegram() is snap.telegram
         assert snap.received_at is not None and abs(snap.received_at - time.time()) < 2
-        wait_for(lambda: not reader.snapshot.fresh(), timeout=2)
+        wait_for(lambda: not reader.snapshot.fresh())
         snap = reader.snapshot
         assert snap.current_telegram() is None
         assert snap.telegram is not None and snap.telegram.raw == V5  # kept, just stale

@@ -41,7 +41,7 @@ def test_dongle_restart_reconnects_with_backoff(
         dongle.stop()  # the dongle reboots: connection closed, then connects refused
         assert refused(dongle.port)
         wait_for(lambda: not reader.snapshot.connected)
-        began, errors = time.monotonic(), reader.snapshot.source_errors
+        errors = reader.snapshot.source_errors
         time.sleep(1.2)
         retries = reader.snapshot.source_errors - errors
         # backoff 0.05, 0.1, 0.2, 0.4, 0.5, 0.5 ... (+-20 %): a handful, not a busy loop
@@ -54,7 +54,6 @@ def test_dongle_restart_reconnects_with_backoff(
         assert snap.telegram is not None and snap.telegram.raw == V5  # kept until stale
 
         dongle.start()  # back on the same port
-        assert time.monotonic() - began < 5
         wait_for(lambda: reader.snapshot.connected and dongle.clients == 1)
         newer = v5_at("000004.500")
         dongle.send(newer)
@@ -96,11 +95,11 @@ def test_silent_dongle_is_reconnected_after_silence_timeout(
     with running(config) as reader:
         wait_for(lambda: reader.snapshot.connected)
         connected_at = time.monotonic()
-        wait_for(lambda: reader.snapshot.connects >= 2, timeout=3)
+        wait_for(lambda: reader.snapshot.connects >= 2)
         assert time.monotonic() - connected_at >= 0.45  # not before silence_timeout
-        wait_for(lambda: reader.snapshot.connects >= 3, timeout=5)
+        wait_for(lambda: reader.snapshot.connects >= 3)
         # The dongle's own accept thread may count the third connection a moment later.
-        wait_for(lambda: dongle.accepted >= 3, timeout=3)
+        wait_for(lambda: dongle.accepted >= 3)
         snap = reader.snapshot
         assert reader.alive and snap.source_errors >= 2
         assert snap.last_error is not None and "no bytes" in snap.last_error
@@ -110,7 +109,7 @@ def test_silent_dongle_is_reconnected_after_silence_timeout(
 
         # The dongle comes to life on the current connection.
         wait_for(lambda: reader.snapshot.connected and dongle.clients >= 1)
-        wait_for(lambda: dongle.send(V5) and ok_count(reader) >= 1, timeout=3)
+        wait_for(lambda: dongle.send(V5) and ok_count(reader) >= 1)
         snap = reader.snapshot
         assert snap.telegram is not None and snap.telegram.raw == V5
         assert snap.telegrams["ok"] >= 1 and snap.telegrams["crc_error"] == 0
