@@ -128,7 +128,7 @@ def prometheus_on(tmp_path: Path) -> Iterator[Any]:
         def ready() -> bool:
             assert process.poll() is None, "prometheus exited"
             with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as reply:
-                return reply.status == 200
+                return bool(reply.status == 200)
 
         wait_for(ready, 30, "prometheus to be ready", interval=0.1, retry_on=(OSError,))
         return Prometheus(url)

@@ -235,7 +235,7 @@ def test_a_value_that_cannot_be_exported_costs_only_its_meter(
     bad_telegram = parse(V5)
     registers = dict(bad_telegram.registers)
     # A value no float can hold: the exposition would raise OverflowError on it.
-    registers["1-0:1.7.0"] = registers["1-0:1.7.0"]._replace(value=10**400)  # type: ignore[arg-type]
+    registers["1-0:1.7.0"] = registers["1-0:1.7.0"]._replace(value=10**400)
     bad = dataclasses.replace(fresh("bad"), telegram=dataclasses.replace(
         bad_telegram, registers=MappingProxyType(registers)))
     registry = make_registry(lambda: [good, bad])

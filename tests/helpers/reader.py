@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from p1_exporter.core.errors import Result
 from p1_exporter.meter.reader import MeterConfig, MeterReader
 from p1_exporter.meter.snapshot import Snapshot
 
@@ -66,7 +67,7 @@ def ok_count(reader: MeterReader) -> int:
     return reader.snapshot.telegrams["ok"]
 
 
-def counts(snapshot: Snapshot) -> dict[str, int]:
+def counts(snapshot: Snapshot) -> dict[Result, int]:
     """The per-result telegram counters as a plain dict."""
     return dict(snapshot.telegrams)
 
@@ -307,4 +308,6 @@ class TelegramServer:
 
 
 #: Telegram counts of a reader that has framed nothing yet.
-NOTHING = {"ok": 0, "crc_error": 0, "malformed": 0, "too_large": 0, "rejected": 0}
+NOTHING: dict[Result, int] = {
+    "ok": 0, "crc_error": 0, "malformed": 0, "too_large": 0, "rejected": 0,
+}
