@@ -370,6 +370,7 @@ def _jumpy_capture(path: Path, seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.slow
 def test_worker_processes_give_the_same_output_and_counts_as_one(tmp_path: Path,
                                                                  seed: int) -> None:
     capture = tmp_path / "jumpy.p1cap"

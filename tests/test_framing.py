@@ -72,6 +72,7 @@ def test_every_chunk_size_of_one_telegram() -> None:
         assert garbage == 0
 
 
+@pytest.mark.slow
 def test_chunk_sizes_over_a_capture_of_all_fixtures() -> None:
     data = capture()
     whole, whole_garbage = run(data)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,6 +33,7 @@ def broken(checker: Checker) -> str:
     return f"{kind}: {detail}; seeds {item.seeds}, ops {item.ops}, data {item.data[:300]!r}"
 
 
+@pytest.mark.slow
 @settings(max_examples=250, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.randoms(use_true_random=False, note_method_calls=True))
@@ -41,6 +43,7 @@ def test_hypothesis_mutations_keep_every_promise(rng: random.Random) -> None:
     assert not checker.tally.failures, broken(checker)
 
 
+@pytest.mark.slow
 def test_a_seeded_run_keeps_every_promise() -> None:
     checker = Checker()
     rng = random.Random(20240601)
