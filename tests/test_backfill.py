@@ -16,7 +16,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -38,10 +37,11 @@ from p1_exporter.metrics.catalog import METRICS
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.model import MeterState
 from p1_exporter.sim.render import render
-from tests.binaries import require_binary
-from tests.readerutil import free_port
+from tests.helpers.binaries import require_binary
+from tests.helpers.fixtures import FIXTURE_NAMES, load
+from tests.helpers.net import free_port
+from tests.helpers.wait import wait_for
 
-FIXTURES = Path(__file__).parent / "fixtures"
 #: Local midnight (CEST, UTC+2) at the start of Wednesday 12 June 2024.
 DAY_START = calendar.timegm((2024, 6, 12, 0, 0, 0, 0, 0, 0)) - 7200
 DAY_END = DAY_START + 86400
@@ -128,17 +128,14 @@ def prometheus_on(tmp_path: Path) -> Iterator[Any]:
         )
         processes.append(process)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as reply:
-                    if reply.status == 200:
-                        return Prometheus(url)
-            except OSError:
-                pass
+
+        def ready() -> bool:
             assert process.poll() is None, "prometheus exited"
-            assert time.monotonic() < deadline, "prometheus not ready in 30 s"
-            time.sleep(0.1)
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as reply:
+                return bool(reply.status == 200)
+
+        wait_for(ready, 30, "prometheus to be ready", interval=0.1, retry_on=(OSError,))
+        return Prometheus(url)
 
     yield start
     for process in processes:
@@ -150,6 +147,8 @@ def prometheus_on(tmp_path: Path) -> Iterator[Any]:
             process.wait()
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_a_backfilled_day_in_prometheus_matches_the_simulator_registers(
     tmp_path: Path, prometheus_on: Any
 ) -> None:
@@ -233,16 +232,16 @@ def test_output_passes_the_strict_openmetrics_parser(tmp_path: Path) -> None:
 
 def test_plain_dumps_of_real_telegrams(tmp_path: Path) -> None:
     def clock(name: str) -> float:
-        (outcome,) = iter_telegrams((FIXTURES / name).read_bytes())
+        (outcome,) = iter_telegrams(load(name))
         assert outcome.telegram is not None
         return outcome.telegram.meter_time or 0.0
 
     # Oldest first (v5.txt and v5_invalid_gas_timestamp.txt share a time: one duplicate),
     # then an old one again (the clock goes back); the DSMR 2.2/3 ones have no clock.
-    names = sorted((path.name for path in FIXTURES.glob("*.txt")), key=clock)
+    names = sorted(FIXTURE_NAMES, key=clock)
     names.append("v4_2.txt")
     dump = tmp_path / "fixtures.txt"
-    dump.write_bytes(b"".join((FIXTURES / name).read_bytes() for name in names))
+    dump.write_bytes(b"".join(load(name) for name in names))
     # What one pass over the same bytes must decide, worked out independently.
     outcomes = list(iter_telegrams(dump.read_bytes()))
     expected = {"written": 0, "duplicates": 0, "backwards": 0, "no_clock": 0, "refused": 0}
@@ -375,6 +374,7 @@ def _jumpy_capture(path: Path, seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.slow
 def test_worker_processes_give_the_same_output_and_counts_as_one(tmp_path: Path,
                                                                  seed: int) -> None:
     capture = tmp_path / "jumpy.p1cap"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-import socket
 import time
 from collections.abc import Iterator
 from types import MappingProxyType
@@ -25,11 +24,12 @@ from p1_exporter.metrics.collector import (
     iter_metric_names,
     make_registry,
 )
-from tests.test_exporter_cli import FIXTURES, LabelKey, series, value, wait_for
-from tests.test_metrics_contract import make_telegram
+from tests.helpers.fixtures import BELGIAN, V5
+from tests.helpers.metrics import LabelKey, series, value
+from tests.helpers.reader import ManualDongle
+from tests.helpers.telegrams import make_telegram
+from tests.helpers.wait import wait_for
 
-V5 = (FIXTURES / "v5.txt").read_bytes()
-BELGIAN = (FIXTURES / "fluvius_v171.txt").read_bytes()
 HEALTH = {name for name, spec in METRICS.items() if spec.health}
 
 
@@ -161,40 +161,19 @@ def small(import_kwh: str, *extra: str) -> bytes:
                          "1-0:1.7.0(00.500*kW)", *extra)
 
 
-class Dongle:
-    """A TCP "P1 dongle" on 127.0.0.1: the reader connects; the test sends bytes."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.settimeout(5)
-        self.url = f"socket://127.0.0.1:{self.server.getsockname()[1]}"
-        self.conn: socket.socket | None = None
-
-    def accept(self) -> None:
-        self.conn, _ = self.server.accept()
-
-    def send(self, data: bytes) -> None:
-        assert self.conn is not None
-        self.conn.sendall(data)
-
-    def hang_up(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-    def close(self) -> None:
-        self.hang_up()
-        self.server.close()
+#: test_app.py imports it from here until it imports tests.helpers.reader.
+Dongle = ManualDongle
 
 
 @pytest.fixture
-def dongle() -> Iterator[Dongle]:
-    line = Dongle()
+def dongle() -> Iterator[ManualDongle]:
+    line = ManualDongle()
     yield line
     line.close()
 
 
-def test_reader_counters_through_the_collector(dongle: Dongle) -> None:
+@pytest.mark.integration
+def test_reader_counters_through_the_collector(dongle: ManualDongle) -> None:
     reader = MeterReader(MeterConfig(url=dongle.url, name="tcp", stale_after=30,
                                      backoff_initial=0.05, backoff_cap=0.1))
     registry = make_registry(lambda: [reader.snapshot])
@@ -256,7 +235,7 @@ def test_a_value_that_cannot_be_exported_costs_only_its_meter(
     bad_telegram = parse(V5)
     registers = dict(bad_telegram.registers)
     # A value no float can hold: the exposition would raise OverflowError on it.
-    registers["1-0:1.7.0"] = registers["1-0:1.7.0"]._replace(value=10**400)  # type: ignore[arg-type]
+    registers["1-0:1.7.0"] = registers["1-0:1.7.0"]._replace(value=10**400)
     bad = dataclasses.replace(fresh("bad"), telegram=dataclasses.replace(
         bad_telegram, registers=MappingProxyType(registers)))
     registry = make_registry(lambda: [good, bad])

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from p1_exporter.commands.cli import main
-from tests.test_crc import FIXTURE_NAMES, FIXTURES, content, load
-from tests.test_parser_fixtures import summer, winter
+from tests.helpers.fixtures import FIXTURE_NAMES, FIXTURES, load
+from tests.helpers.telegrams import content
+from tests.helpers.times import summer, winter
 
 V5 = load("v5.txt")
 BAD_CRC = content(V5) + b"0C97\r\n"

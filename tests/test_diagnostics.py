@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from p1_exporter.core.errors import RESULTS, Result
 from p1_exporter.logs.limiter import LogLimiter
 from p1_exporter.meter.diagnostics import (
     CRC_MIN_SEEN,
@@ -16,7 +17,7 @@ from p1_exporter.meter.diagnostics import (
 )
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.uart import transcode
-from tests.readerutil import V2_2, V4_2, V5
+from tests.helpers.fixtures import V2_2, V4_2, V5
 
 START = 1_700_000_000.0
 
@@ -132,11 +133,18 @@ def test_a_framed_telegram_resets_the_noise_count() -> None:
 # -- Diagnostics: CRC and torn telegrams ---------------------------------------------------
 
 
+#: The typed telegram outcome of each name (a typo is a KeyError, not a new outcome).
+OUTCOMES: dict[str, Result] = {result: result for result in RESULTS}
+
+
 def feed(diagnostics: Diagnostics, results: list[str]) -> list[Finding]:
+    """Feed telegram outcomes by name; "torn" is a malformed telegram cut off by the next."""
     found: list[Finding] = []
     for result in results:
-        torn = result == "torn"
-        found += diagnostics.outcome("malformed" if torn else result, torn=torn)
+        if result == "torn":
+            found += diagnostics.outcome("malformed", torn=True)
+        else:
+            found += diagnostics.outcome(OUTCOMES[result])
     return found
 
 

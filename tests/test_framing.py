@@ -16,7 +16,8 @@ from p1_exporter import (
     parse,
 )
 from p1_exporter.core.framing import DEFAULT_MAX_SIZE, Framer
-from tests.test_crc import FIXTURE_NAMES, content, load, seal
+from tests.helpers.fixtures import FIXTURE_NAMES, load
+from tests.helpers.telegrams import content, seal
 
 V5 = load("v5.txt")
 V4 = load("v4_2.txt")
@@ -71,6 +72,7 @@ def test_every_chunk_size_of_one_telegram() -> None:
         assert garbage == 0
 
 
+@pytest.mark.slow
 def test_chunk_sizes_over_a_capture_of_all_fixtures() -> None:
     data = capture()
     whole, whole_garbage = run(data)
@@ -406,7 +408,7 @@ def test_a_run_of_lone_starts_is_one_event_per_max_size(chunk: int | None) -> No
     # One event per DEFAULT_MAX_SIZE bytes of the run (it was one per byte), and the
     # events account for every byte: the last "/" is torn at flush.
     assert len(outcomes) == MEGABYTE // DEFAULT_MAX_SIZE + 1
-    sizes = [outcome.error.size for outcome in outcomes if outcome.error is not None]
+    sizes = [outcome.error.size for outcome in outcomes if isinstance(outcome.error, FramingError)]
     assert sizes == [DEFAULT_MAX_SIZE] * (MEGABYTE // DEFAULT_MAX_SIZE - 1) + [
         DEFAULT_MAX_SIZE - 1, 1]
     assert "line noise: 16384 telegram starts ('/') in 16384 bytes" in str(outcomes[0].error)
@@ -421,7 +423,8 @@ def test_short_torn_candidates_of_any_kind_join_the_run(piece: bytes) -> None:
         results = [outcome.result for outcome in outcomes]
         assert results[-1] == "ok" and outcomes[-1].raw == V5
         assert results[:-1] == ["malformed"] * len(results[:-1])
-        noise = [outcome.error.size for outcome in outcomes[:-1] if outcome.error is not None]
+        noise = [outcome.error.size for outcome in outcomes[:-1]
+                 if isinstance(outcome.error, FramingError)]
         assert sum(noise) == len(piece) * 2000
         assert len(noise) <= len(piece) * 2000 // DEFAULT_MAX_SIZE + 1
 

@@ -22,18 +22,12 @@ import pytest
 from p1_exporter.history.capture import encode_record, read_records
 from p1_exporter.meter import reader as reader_module
 from p1_exporter.meter.sources import FileSource
-from tests.readerutil import (
-    V5,
-    Dongle,
-    fast_config,
-    messages,
-    pty_pair,
-    replace_line,
-    running,
-    wait_until,
-    with_crc,
-)
-from tests.test_exporter_cli import ROOT, ExporterProcess, exporter_env, scrape, value, wait_for
+from tests.helpers.exporter import ROOT, ExporterProcess, exporter_env, scrape
+from tests.helpers.fixtures import V5
+from tests.helpers.metrics import value
+from tests.helpers.reader import Dongle, fast_config, messages, pty_pair, running
+from tests.helpers.telegrams import replace_line, with_crc
+from tests.helpers.wait import wait_for
 
 SERIAL = ["--baudrate", "115200", "--bytesize", "8", "--parity", "N"]
 #: Known codes whose values are malformed, and change every telegram.
@@ -86,10 +80,10 @@ def test_the_budget_summary_counts_what_it_held_back(
     caplog.set_level(logging.DEBUG, logger="p1_exporter.reader")
     telegrams = 60
     with pty_pair() as pty, running(fast_config(pty.path)) as reader:
-        assert wait_until(lambda: reader.snapshot.connected)
+        assert wait_for(lambda: reader.snapshot.connected)
         pty.write(b"".join(hostile(number) for number in range(1, telegrams + 1)))
-        assert wait_until(lambda: reader.snapshot.telegrams["ok"] == telegrams, timeout=10)
-        assert wait_until(lambda: messages(caplog, "held back", logging.WARNING), timeout=4)
+        assert wait_for(lambda: reader.snapshot.telegrams["ok"] == telegrams, timeout=10)
+        assert wait_for(lambda: messages(caplog, "held back", logging.WARNING), timeout=4)
         snap = reader.snapshot
     assert snap.malformed_lines == BAD_PER_TELEGRAM * telegrams  # the metric stays exact
     log = [r.getMessage() for r in caplog.records
@@ -114,10 +108,10 @@ def test_a_malformed_line_whose_value_changes_is_one_condition(
     caplog.set_level(logging.DEBUG, logger="p1_exporter.reader")
     line = b"1-0:1.7.0(00.244*kW)"
     with pty_pair() as pty, running(fast_config(pty.path)) as reader:
-        assert wait_until(lambda: reader.snapshot.connected)
+        assert wait_for(lambda: reader.snapshot.connected)
         for number in range(1, 31):
             pty.write(replace_line(V5, line, b"1-0:1.7.0(%d.5.5*kW)" % number))
-        assert wait_until(lambda: reader.snapshot.telegrams["ok"] == 30, timeout=10)
+        assert wait_for(lambda: reader.snapshot.telegrams["ok"] == 30, timeout=10)
         assert reader.snapshot.malformed_lines == 30
     assert len(messages(caplog, "skipped line", logging.WARNING)) == 1
 
@@ -131,11 +125,11 @@ def test_a_dongle_that_flaps_after_every_telegram_logs_within_the_budget(
     try:
         with running(fast_config(dongle.url)) as reader:
             for cycle in range(1, cycles + 1):
-                assert wait_until(lambda: dongle.clients == 1)
+                assert wait_for(lambda: dongle.clients == 1)
                 dongle.send(V5)
-                assert wait_until(lambda c=cycle: reader.snapshot.telegrams["ok"] == c)  # type: ignore[misc]
+                assert wait_for(lambda c=cycle: reader.snapshot.telegrams["ok"] == c)  # type: ignore[misc]
                 dongle.drop_clients()
-            assert wait_until(lambda: reader.snapshot.source_errors == cycles)
+            assert wait_for(lambda: reader.snapshot.source_errors == cycles)
     finally:
         dongle.stop()
     log = [r.getMessage() for r in caplog.records
@@ -159,11 +153,11 @@ def test_capture_of_a_mebibyte_of_slashes_stays_small(tmp_path: Path) -> None:
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            assert wait_until(out.exists, timeout=10)
+            assert wait_for(out.exists, timeout=10)
             time.sleep(0.3)  # the port is open once the file is
             pty.write(b"/" * size)
             # Noise is recorded at least once a second: wait until every byte is on disk.
-            assert wait_until(lambda: sum(len(r.data) for r in read_records(
+            assert wait_for(lambda: sum(len(r.data) for r in read_records(
                 out.read_bytes())[0]) >= size - 1, timeout=15)
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -21,7 +21,6 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from p1_exporter import __version__, parse
-from p1_exporter.core.crc import crc16_arc
 from p1_exporter.meter.reader import MeterConfig, MeterReader
 from p1_exporter.meter.snapshot import RESULTS
 from p1_exporter.metrics.catalog import METRICS
@@ -30,21 +29,16 @@ from p1_exporter.metrics.collector import (
     make_registry,
     telegram_exposition,
 )
-from tests.binaries import require_binary
-from tests.test_exporter_cli import FIXTURES, series
-
-FIXTURE_NAMES = sorted(path.name for path in FIXTURES.glob("*.txt"))
+from tests.helpers.binaries import require_binary
+from tests.helpers.fixtures import FIXTURE_NAMES
+from tests.helpers.fixtures import load as load_fixture
+from tests.helpers.metrics import series
+from tests.helpers.telegrams import make_telegram
 
 
 def utc(*fields: int) -> float:
     """Epoch of a UTC time given as (year, month, day, hour, minute, second)."""
     return float(calendar.timegm((*fields, 0, 0, 0)))
-
-
-def make_telegram(*lines: str, header: str = "XMX5SYNTHETIC-1") -> bytes:
-    """A DSMR 5 telegram with a valid CRC, CRLF line ends."""
-    body = (f"/{header}\r\n\r\n" + "".join(f"{line}\r\n" for line in lines) + "!").encode()
-    return body + b"%04X\r\n" % crc16_arc(body)
 
 
 #: Things no fixture sends: per-phase reactive power, average voltage, an M-Bus device of
@@ -113,7 +107,7 @@ SYNTHETIC = {"extras": EXTRAS, "wrong_units": WRONG_UNITS, "lux_phases": LUX_PHA
 
 
 def load(name: str) -> bytes:
-    return SYNTHETIC[name] if name in SYNTHETIC else (FIXTURES / name).read_bytes()
+    return SYNTHETIC[name] if name in SYNTHETIC else load_fixture(name)
 
 
 _EXPOSITIONS: dict[str, str] = {}

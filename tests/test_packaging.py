@@ -33,7 +33,6 @@ import socket
 import subprocess
 import sys
 import tarfile
-import time
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -46,7 +45,8 @@ import yaml
 
 import p1_exporter
 from p1_exporter.commands.config import ConfigError, build_parser, env_name, load_config
-from tests.binaries import require_binary
+from tests.helpers.binaries import require_binary
+from tests.helpers.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = p1_exporter.__version__
@@ -124,6 +124,7 @@ def test_version_lives_in_one_place() -> None:
     assert not re.search(r"^version\s*=\s*\"", pyproject, re.M), "a literal version in pyproject"
 
 
+@pytest.mark.slow
 def test_wheel_holds_the_package_and_no_tests(release: Release) -> None:
     with zipfile.ZipFile(release.wheel) as archive:
         names = archive.namelist()
@@ -142,6 +143,7 @@ def test_wheel_holds_the_package_and_no_tests(release: Release) -> None:
     assert f"{dist_info}licenses/LICENSE" in names
 
 
+@pytest.mark.slow
 def test_wheel_metadata_is_complete(release: Release) -> None:
     meta = _wheel_metadata(release.wheel)
     assert meta["Name"] == "p1-exporter"
@@ -165,6 +167,7 @@ def test_wheel_metadata_is_complete(release: Release) -> None:
     assert "[console_scripts]\np1-exporter = p1_exporter.commands.cli:main" in entry_points
 
 
+@pytest.mark.slow
 def test_sdist_is_the_full_source_release(release: Release) -> None:
     top = f"p1_exporter-{VERSION}/"
     with tarfile.open(release.sdist) as archive:
@@ -177,7 +180,7 @@ def test_sdist_is_the_full_source_release(release: Release) -> None:
         assert f"\nVersion: {VERSION}\n" in pkg_info.read().decode()
     needed = {
         "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "p1_exporter/__init__.py",
-        "tests/binaries.py", "tests/test_packaging.py", "tests/fixtures/README.md",
+        "tests/helpers/binaries.py", "tests/test_packaging.py", "tests/fixtures/README.md",
         "p1-exporter.rules.yml", "p1-exporter.recording.rules.yml", "prometheus.yml.example",
         "grafana/provisioning/datasources/prometheus.yml", "grafana/dashboards/p1-home.json",
         "contrib/p1-exporter.service", "contrib/99-p1-exporter.rules", "docs/metrics.md",
@@ -205,6 +208,7 @@ def installed(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return venv
 
 
+@pytest.mark.slow
 def test_installed_command_answers_help(installed: Path, tmp_path: Path) -> None:
     exe = str(installed / "bin/p1-exporter")
     help_text = _run([exe, "--help"], cwd=tmp_path).stdout
@@ -349,22 +353,18 @@ def demo(installed: Path, tmp_path: Path) -> Iterator[tuple[int, subprocess.Pope
         process.communicate(timeout=10)
 
 
+@pytest.mark.slow
 def test_installed_demo_serves_metrics(installed: Path, tmp_path: Path,
                                        demo: tuple[int, subprocess.Popen[str]]) -> None:
     port, process = demo
-    text = ""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def up() -> str:
         assert process.poll() is None, "the exporter exited"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                text = r.read().decode()
-        except OSError:
-            text = ""
-        if re.search(r'^p1_up\{meter="main"\} 1\.0$', text, re.M):
-            break
-        time.sleep(0.25)
-    assert re.search(r'^p1_up\{meter="main"\} 1\.0$', text, re.M), text[-2000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+        return text if re.search(r'^p1_up\{meter="main"\} 1\.0$', text, re.M) else ""
+
+    text = wait_for(up, 20, 'p1_up{meter="main"} 1', interval=0.25, retry_on=(OSError,))
     assert re.search(r'^p1_power_import_watts\{meter="main"\} [0-9.e+]+$', text, re.M)
     assert 'p1_exporter_build_info{python_version="' in text and f'version="{VERSION}"' in text
 
@@ -416,6 +416,7 @@ def test_dockerfile_is_slim_multistage_and_non_root() -> None:
     assert "/healthz" not in _healthcheck_command()[-1]  # 503 while the meter is silent
 
 
+@pytest.mark.slow
 def test_docker_build_stage_works_from_its_context_alone(release: Release,
                                                          tmp_path: Path) -> None:
     """Replay the build stage on the files it COPYs, as .dockerignore lets them through."""

@@ -7,13 +7,14 @@ the code under test, and a few are spelled out as literals. Expected times come 
 
 from __future__ import annotations
 
-import calendar
 from fractions import Fraction
 
 import pytest
 
 from p1_exporter import MBusDevice, MonthPeak, ObisLine, PowerFailure, Register, Telegram, parse
-from tests.test_crc import content, load, seal
+from tests.helpers.fixtures import load
+from tests.helpers.telegrams import content, seal
+from tests.helpers.times import summer, winter
 
 #: unit as sent -> (factor to the base unit, base unit); the tests' own table.
 SCALE: dict[str, tuple[int, str]] = {
@@ -41,16 +42,6 @@ def base(raw: str) -> Register:
     number, _, unit = raw.partition("*")
     factor, base_unit = SCALE[unit]
     return Register(float(Fraction(number) * factor), base_unit, raw)
-
-
-def summer(*fields: int) -> float:
-    """Epoch of a CEST wall-clock time (``S``, UTC+2)."""
-    return float(calendar.timegm((*fields, 0, 0, 0)) - 7200)
-
-
-def winter(*fields: int) -> float:
-    """Epoch of a CET wall-clock time (``W``, UTC+1)."""
-    return float(calendar.timegm((*fields, 0, 0, 0)) - 3600)
 
 
 def check_registers(telegram: Telegram, expected: dict[str, str]) -> None:

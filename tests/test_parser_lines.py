@@ -18,8 +18,9 @@ from p1_exporter import (
     parse,
 )
 from p1_exporter.core.parser import MEMO_SIZE, LineMemo
-from tests.test_crc import FIXTURE_NAMES, load, seal
-from tests.test_parser_fixtures import summer, winter
+from tests.helpers.fixtures import FIXTURE_NAMES, load
+from tests.helpers.telegrams import seal
+from tests.helpers.times import summer, winter
 
 GOOD_BEFORE = "1-0:1.8.1(000001.500*kWh)"
 GOOD_AFTER = "1-0:32.7.0(230.1*V)"

@@ -282,6 +282,7 @@ def week() -> Week:
     return Week(times, states, registers, integrals, low, import_w, export_w, shown_ok)
 
 
+@pytest.mark.slow
 def test_registers_never_decrease(week: Week) -> None:
     for before, after in zip(week.registers, week.registers[1:], strict=False):
         assert all(a >= b for a, b in zip(after, before, strict=True))
@@ -664,6 +665,7 @@ def read_telegrams(fd: int, wanted: int, timeout: float = 10.0) -> list[bytes]:
     return list(TELEGRAM.findall(data))
 
 
+@pytest.mark.integration
 def test_cli_stdout_count(processes: list[subprocess.Popen[bytes]]) -> None:
     proc = simulate("--count", "3", "--interval", "0.05", "--dialect", "dsmr4", "--stdout")
     processes.append(proc)
@@ -674,6 +676,7 @@ def test_cli_stdout_count(processes: list[subprocess.Popen[bytes]]) -> None:
     assert all(crc_ok(t) and b"1-3:0.2.8(42)" in t for t in telegrams)
 
 
+@pytest.mark.integration
 def test_cli_speed_fast_forwards_the_meter_clock(processes: list[subprocess.Popen[bytes]]) -> None:
     start = "2024-01-15T07:00:00Z"
     proc = simulate("--count", "3", "--interval", "0.05", "--speed", "1200", "--start", start)
@@ -683,6 +686,7 @@ def test_cli_speed_fast_forwards_the_meter_clock(processes: list[subprocess.Pope
     assert clocks == [WINTER_MORNING, WINTER_MORNING + 60, WINTER_MORNING + 120]
 
 
+@pytest.mark.integration
 def test_cli_pty(processes: list[subprocess.Popen[bytes]]) -> None:
     proc = simulate("--pty", "--interval", "0.05", "--count", "200")
     processes.append(proc)
@@ -699,6 +703,7 @@ def test_cli_pty(processes: list[subprocess.Popen[bytes]]) -> None:
     assert proc.poll() is None
 
 
+@pytest.mark.integration
 def test_cli_pty_survives_without_reader(processes: list[subprocess.Popen[bytes]]) -> None:
     proc = simulate("--pty", "--interval", "0.001", "--count", "400")
     processes.append(proc)
@@ -707,6 +712,7 @@ def test_cli_pty_survives_without_reader(processes: list[subprocess.Popen[bytes]
     assert proc.returncode == 0, err
 
 
+@pytest.mark.integration
 def test_cli_tcp_clients_come_and_go(processes: list[subprocess.Popen[bytes]]) -> None:
     proc = simulate("--tcp", "127.0.0.1:0", "--interval", "0.05", "--dialect", "belgian")
     processes.append(proc)
@@ -728,6 +734,7 @@ def test_cli_tcp_clients_come_and_go(processes: list[subprocess.Popen[bytes]]) -
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.integration
 def test_cli_stops_cleanly_on_signals(
     processes: list[subprocess.Popen[bytes]], sig: signal.Signals
 ) -> None:
@@ -741,6 +748,7 @@ def test_cli_stops_cleanly_on_signals(
     assert b"Traceback" not in proc.stderr.read()
 
 
+@pytest.mark.integration
 def test_cli_refuses_bad_options(processes: list[subprocess.Popen[bytes]]) -> None:
     proc = simulate("--crc-error-rate", "3", "--count", "1")
     processes.append(proc)
@@ -788,7 +796,7 @@ COUNTERS = re.compile(
 def demo_counters() -> tuple[float, dict[str, float]]:
     """Start ``p1-exporter --demo``, read its counters from /metrics once the meter's
     first telegram is in, stop it; (wall-clock time of the scrape, series -> value)."""
-    from tests.test_exporter_cli import ExporterProcess
+    from tests.helpers.exporter import ExporterProcess
 
     with ExporterProcess(["--demo", "--web.listen-address", "127.0.0.1:0"]) as exporter:
         exporter.wait_listening()

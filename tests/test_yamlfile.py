@@ -14,12 +14,7 @@ from pathlib import Path
 import pytest
 
 from p1_exporter.yamlfile import MAX_BYTES, MAX_DEPTH, MAX_NODES, YamlFileError, load_yaml
-
-#: A few hundred bytes that expand to 9**9 = 387,420,489 strings through aliases.
-_LEVELS = ["&a [lol,lol,lol,lol,lol,lol,lol,lol,lol]"] + [
-    f"&{n} [" + ",".join([f"*{p}"] * 9) + "]" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
-]
-ALIAS_BOMB = "meters:\n- device: sim://\n  stale_after: [" + ", ".join(_LEVELS) + "]\n"
+from tests.helpers.attacks import ALIAS_BOMB
 
 
 def write(tmp_path: Path, text: str | bytes, name: str = "c.yml") -> str:

@@ -95,7 +95,7 @@ def iter_telegrams(data: bytes, *, check_crc: bool = True) -> Iterator[Outcome]:
     yield from stream.flush()
 
 
-def parse(data: bytes, *, check_crc: bool = True) -> Telegram:
+def parse(data: bytes | bytearray | memoryview, *, check_crc: bool = True) -> Telegram:
     """Decode exactly one telegram from ``data``.
 
     Bytes around the telegram (noise, filler) are ignored. Raises a
