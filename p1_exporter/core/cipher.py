@@ -41,7 +41,8 @@ SUPPORTED_SC = _AUTHENTICATED | ENCRYPTED_ONLY
 
 KEY_HELP = (
     "ask the grid operator for the meter's encryption key (Luxembourg: the supplier's "
-    "customer portal; Austria: the network operator's smart-meter web portal)"
+    "customer portal; Austria: the network operator's smart-meter web portal) and set it "
+    "as the meter's key or key_file in --config, or in P1_EXPORTER_KEY"
 )
 
 
@@ -78,6 +79,9 @@ class Keys(NamedTuple):
 
     encryption: bytes
     authentication: bytes | None = None
+
+    def __repr__(self) -> str:  # keys never reach a log line through a repr
+        return "Keys(<hidden>)"
 
 
 class Ciphered(NamedTuple):

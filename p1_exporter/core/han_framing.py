@@ -244,7 +244,7 @@ class HanFramer:
 class Reassembler:
     """Joins segmented frames into one APDU; bounded by ``max_size``."""
 
-    __slots__ = ("_kind", "_next", "_parts", "_raw", "_size", "max_size")
+    __slots__ = ("_kind", "_next", "_parts", "_raw", "_size", "_skip", "max_size")
 
     def __init__(self, max_size: int = DEFAULT_MAX_APDU) -> None:
         self.max_size = max_size
@@ -253,6 +253,7 @@ class Reassembler:
         self._size = 0
         self._next = 0
         self._kind = ""
+        self._skip = False  # after an overflow: drop the rest of that APDU
 
     def reset(self) -> None:
         """Forget a partly assembled APDU."""
@@ -265,6 +266,9 @@ class Reassembler:
     def add(self, frame: LinkFrame) -> list[tuple[bytes, bytes] | P1Error]:
         """Add a frame; return what it completes: (apdu, raw frames) and/or errors."""
         out: list[tuple[bytes, bytes] | P1Error] = []
+        if self._skip:
+            self._skip = not frame.last
+            return out
         if self._parts and frame.kind != self._kind:
             out.append(FramingError("segmented APDU interrupted by a frame of another kind"))
             self.reset()
@@ -284,6 +288,7 @@ class Reassembler:
         self._next = (frame.sequence + 1) & 0x0F
         if self._size > self.max_size:
             self.reset()
+            self._skip = not frame.last
             out.append(TelegramTooLarge(f"segmented APDU exceeds {self.max_size} bytes"))
             return out
         if frame.last:

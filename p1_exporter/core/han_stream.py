@@ -13,6 +13,7 @@ from __future__ import annotations
 from p1_exporter.core.axdr import AxdrError
 from p1_exporter.core.cipher import (
     ENCRYPTED_ONLY,
+    KEY_HELP,
     TAG,
     DecryptError,
     FrameCounter,
@@ -85,7 +86,8 @@ class HanStream:
         if frame is None:
             raise FramingError("ciphered APDU is shorter than its length says")
         if self.keys is None:
-            raise NoKeyError("this meter sends encrypted frames and no key is configured")
+            raise NoKeyError("this meter sends encrypted frames and no key is configured: "
+                             f"{KEY_HELP}")
         self.counter.check(frame)
         plain = decrypt(frame, self.keys)
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from p1_exporter.core.cipher import (
     ENCRYPTED_ONLY,
+    KEY_HELP,
     SYSTEM_TITLE_LENGTH,
     TAG,
     DecryptError,
@@ -138,7 +139,8 @@ class EncryptedTelegramStream:
         if frame is None:
             raise FramingError("ciphered frame is incomplete")
         if self.keys is None:
-            raise NoKeyError("this meter sends encrypted telegrams and no key is configured")
+            raise NoKeyError("this meter sends encrypted telegrams and no key is configured: "
+                             f"{KEY_HELP}")
         self.counter.check(frame)
         plain = decrypt(frame, self.keys)
         if frame.security_control in ENCRYPTED_ONLY:

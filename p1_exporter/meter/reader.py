@@ -12,17 +12,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from p1_exporter.core.cipher import FrameCounter, Keys
 from p1_exporter.core.errors import TornTelegram
 from p1_exporter.core.framing import DEFAULT_MAX_SIZE
-from p1_exporter.core.stream import Outcome, TelegramStream
+from p1_exporter.core.stream import Outcome
 from p1_exporter.core.telegram import Telegram
 from p1_exporter.logs.limiter import LogLimiter
 from p1_exporter.meter.backoff import Backoff
 from p1_exporter.meter.diagnostics import Diagnostics, Finding
 from p1_exporter.meter.glitch import GlitchGuard
+from p1_exporter.meter.protocol import EXTRA_RESULTS, HAN_SERIAL, Stream, make_stream
 from p1_exporter.meter.snapshot import RESULTS, Snapshot
 from p1_exporter.meter.sources import SerialSettings, SerialSource, Source, SourceError, open_source
 
@@ -52,6 +54,9 @@ class MeterConfig:
     backoff_initial: float = 0.5
     backoff_cap: float = 30.0
     max_telegram_size: int = DEFAULT_MAX_SIZE
+    #: dsmr (plain telegrams), encrypted (DLMS-encrypted P1) or han (DLMS/COSEM frames).
+    protocol: str = "dsmr"
+    keys: Keys | None = field(default=None, repr=False)
 
 
 class MeterReader:
@@ -67,6 +72,12 @@ class MeterReader:
         self._diagnostics = Diagnostics(f"meter {config.name}")
         self._guard = GlitchGuard()
         self._counts = dict.fromkeys(RESULTS, 0)
+        if config.protocol != "dsmr":
+            self._counts.update(dict.fromkeys(EXTRA_RESULTS, 0))
+        self._frame_counter = FrameCounter()  # outlives reconnects: replays stay refused
+        if config.protocol == "han" and isinstance(self.source, SerialSource) \
+                and self.source.autodetect:
+            self.source.candidates = list(HAN_SERIAL)
         self._latest: Telegram | None = None
         self._received_at: float | None = None
         self._received_mono: float | None = None
@@ -206,11 +217,11 @@ class MeterReader:
                 last_detect = now
                 self._publish()
 
-    def _new_stream(self) -> TelegramStream:
+    def _new_stream(self) -> Stream:
         """A fresh framer for a new connection or new line settings (no half telegram kept)."""
         config = self.config
-        return TelegramStream(check_crc=config.check_crc, max_size=config.max_telegram_size,
-                              sticky_crc=True)
+        return make_stream(config.protocol, config.keys, self._frame_counter,
+                           check_crc=config.check_crc, max_size=config.max_telegram_size)
 
     def _handle(self, outcome: Outcome) -> None:
         name = self.config.name

@@ -1,0 +1,48 @@
+"""Which decoder reads a meter's bytes: plain DSMR, encrypted P1, or DLMS/COSEM HAN.
+
+Chosen by the meter's ``protocol`` setting. The encrypted and HAN streams count
+refusals under reasons of their own (``EXTRA_RESULTS``), next to the DSMR ones.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from p1_exporter.core.cipher import FrameCounter, Keys
+from p1_exporter.core.han_stream import HanStream
+from p1_exporter.core.secure_stream import EncryptedTelegramStream
+from p1_exporter.core.stream import Outcome, TelegramStream
+from p1_exporter.meter.sources import SerialSettings
+
+PROTOCOLS = ("dsmr", "encrypted", "han")
+#: Outcome labels only the encrypted and HAN paths produce.
+EXTRA_RESULTS = ("decrypt_error", "replay", "no_key", "unsupported")
+#: Serial settings auto-detection tries for HAN meters: Norwegian M-Bus adapters
+#: (Aidon, Kaifa, Kamstrup) speak 2400 8E1; Aidon's RJ12 port and Austrian meters
+#: 115200 8N1 (some Austrian M-Bus ports 2400 8N1... fix those with --baudrate).
+HAN_SERIAL = (SerialSettings(2400, 8, "E"), SerialSettings(115200, 8, "N"))
+
+
+class Stream(Protocol):
+    """What the reader needs from a decoder: bytes in, outcomes out."""
+
+    def feed(self, data: bytes) -> list[Outcome]: ...
+
+    def flush(self) -> list[Outcome]: ...
+
+
+def make_stream(
+    protocol: str,
+    keys: Keys | None,
+    counter: FrameCounter,
+    *,
+    check_crc: bool,
+    max_size: int,
+) -> Stream:
+    """A fresh decoder for one connection; ``counter`` outlives it (replay check)."""
+    if protocol == "encrypted":
+        return EncryptedTelegramStream(keys, check_crc=check_crc, max_size=max_size,
+                                       counter=counter)
+    if protocol == "han":
+        return HanStream(keys, max_size=max_size, counter=counter)
+    return TelegramStream(check_crc=check_crc, max_size=max_size, sticky_crc=True)
