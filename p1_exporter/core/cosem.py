@@ -272,6 +272,9 @@ def decode_body(body: Value, builder: _Builder) -> str:
             item = body[index]
             if not _is_code(item) or index + 1 >= len(body):
                 index += 1  # a list version, clock or meter number standing alone
+                if (builder.equipment_id is None and isinstance(item, bytes)
+                        and 8 <= len(item) <= 32 and item.isascii() and item.isalnum()):
+                    builder.equipment_id = item.decode("ascii")  # Austrian meter number
                 continue
             assert isinstance(item, bytes)
             code = obis_key(item)

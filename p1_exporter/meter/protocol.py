@@ -46,3 +46,33 @@ def make_stream(
     if protocol == "han":
         return HanStream(keys, max_size=max_size, counter=counter)
     return TelegramStream(check_crc=check_crc, max_size=max_size, sticky_crc=True)
+
+
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+_HEX_TEXT = _HEX_DIGITS | frozenset(b" \t\r\n:")
+
+
+def unhex(data: bytes) -> bytes:
+    """A hex dump (digits with optional spaces, colons, line breaks) as bytes; else unchanged."""
+    if not data or not set(data) <= _HEX_TEXT:
+        return data
+    digits = bytes(b for b in data if b in _HEX_DIGITS)
+    if len(digits) % 2 or len(digits) < 4:
+        return data
+    return bytes.fromhex(digits.decode("ascii"))
+
+
+def detect_protocol(data: bytes) -> str:
+    """dsmr, encrypted or han: whichever kind of frame starts first in ``data``."""
+    candidates = []
+    for protocol, marker in (("dsmr", b"/"), ("encrypted", b"\xdb\x08"), ("han", b"\x7e\xa0"),
+                             ("han", b"\x7e\xa1"), ("han", b"\x7e\xa2"), ("han", b"\x68")):
+        index = data.find(marker)
+        if index >= 0:
+            candidates.append((index, protocol))
+    if not candidates:
+        return "dsmr"
+    first = min(candidates)
+    if first[1] == "encrypted" or first[1] == "dsmr":
+        return first[1]
+    return "han"
