@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("cryptography")
 
-from fuzz import dlms  # noqa: E402
-from fuzz.harness import Checker, generate, load_seeds  # noqa: E402
+from fuzz import dlms
+from fuzz.harness import Checker, generate, load_seeds
 
 
 def test_seeds_decode_before_damage() -> None:
