@@ -17,9 +17,9 @@ from p1_exporter.meter.sources import SerialSettings
 PROTOCOLS = ("dsmr", "encrypted", "han")
 #: Outcome labels only the encrypted and HAN paths produce.
 EXTRA_RESULTS = ("decrypt_error", "replay", "no_key", "unsupported")
-#: Serial settings auto-detection tries for HAN meters: Norwegian M-Bus adapters
-#: (Aidon, Kaifa, Kamstrup) speak 2400 8E1; Aidon's RJ12 port and Austrian meters
-#: 115200 8N1 (some Austrian M-Bus ports 2400 8N1... fix those with --baudrate).
+#: Serial settings auto-detection tries for HAN meters: Norwegian M-Bus ports (Aidon,
+#: Kaifa, Kamstrup) speak 2400 8E1, Aidon's RJ12 port 115200 8N1. Other settings (an
+#: Austrian M-Bus interface at 2400 8N1) are fixed with --baudrate/--parity.
 HAN_SERIAL = (SerialSettings(2400, 8, "E"), SerialSettings(115200, 8, "N"))
 
 
