@@ -198,3 +198,35 @@ def test_mbus_frames_roundtrip_and_obis_keys() -> None:
     assert obis_key(bytes([1, 1, 31, 7, 0, 255])) == "1-0:31.7.0"
     assert obis_key(bytes([0, 0, 96, 1, 0, 7])) == "0-0:96.1.0.7"
     assert cosem_time(bytes.fromhex("07e60a100715000aff800000")) is None
+
+
+def test_lists_1_and_2_carry_the_hourly_energy_forward() -> None:
+    """Norwegian meters: list 3 (energy) hourly, list 1 (power) every 2.5 s."""
+    list1, list2, list3 = ((HAN / f"kaifa_no_list{n}.hdlc").read_bytes() for n in (1, 2, 3))
+    stream = HanStream()
+    first = stream.feed(list3)[0].telegram
+    power_only = stream.feed(list1)[0].telegram
+    instant = stream.feed(list2)[0].telegram
+    assert first is not None and power_only is not None and instant is not None
+    energy = first.value("1-0:1.8.0")
+    assert power_only.value("1-0:1.7.0") == 0xD5F  # list 1's own power
+    assert power_only.value("1-0:1.8.0") == energy  # list 3's energy, carried
+    assert power_only.equipment_id == first.equipment_id  # list 1 names no meter
+    assert instant.value("1-0:31.7.0") == pytest.approx(0x291A / 1000)  # list 2's, newer
+    assert power_only.header == first.header == instant.header  # one p1_meter_info series
+
+
+def test_carried_values_expire_and_a_replaced_meter_starts_afresh() -> None:
+    from p1_exporter.core.han_stream import ListMerger
+
+    list1, list3 = ((HAN / f"kaifa_no_list{n}.hdlc").read_bytes() for n in (1, 3))
+    stream = HanStream(merger=ListMerger(carry_frames=5))
+    stream.feed(list3)
+    results = [stream.feed(list1)[0].telegram for _ in range(6)]
+    assert results[4] is not None and results[4].value("1-0:1.8.0") is not None
+    assert results[5] is not None and results[5].value("1-0:1.8.0") is None
+    assert results[5].value("1-0:1.7.0") == 0xD5F
+    other = HanStream()
+    other.feed(list3)
+    kamstrup = other.feed((HAN / "kamstrup_list1.hdlc").read_bytes())[0].telegram
+    assert kamstrup is not None and kamstrup.value("1-0:1.8.0") is None  # not Kaifa's

@@ -298,7 +298,7 @@ def decode_body(body: Value, builder: _Builder) -> str:
     for code, value in zip(codes, body, strict=True):
         fixed = _maker_scaling("Kaifa", code) if isinstance(value, int) else None
         builder.add(code, value, fixed)
-    return f"list without codes (Kaifa, {len(body)} elements)"
+    return "list without codes (Kaifa)"
 
 
 def telegram_from_apdu(apdu: bytes, raw: bytes, transport: str) -> Telegram:
@@ -308,10 +308,8 @@ def telegram_from_apdu(apdu: bytes, raw: bytes, transport: str) -> Telegram:
     layout = decode_body(notification.body, builder)
     if builder.meter_time is None and notification.date_time is not None:
         builder.meter_time = cosem_time(notification.date_time)
-    maker = _maker(tuple(builder.texts.values()))
+    # The header is the same for every list a meter sends (it labels p1_meter_info).
     header = f"DLMS/COSEM {transport}, {layout}"
-    if maker and maker not in header:
-        header += f", {maker}"
     return Telegram(
         raw=raw,
         header=header,

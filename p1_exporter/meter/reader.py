@@ -18,6 +18,7 @@ from types import MappingProxyType
 from p1_exporter.core.cipher import FrameCounter, Keys
 from p1_exporter.core.errors import TornTelegram
 from p1_exporter.core.framing import DEFAULT_MAX_SIZE
+from p1_exporter.core.han_stream import ListMerger
 from p1_exporter.core.stream import Outcome
 from p1_exporter.core.telegram import Telegram
 from p1_exporter.logs.limiter import LogLimiter
@@ -75,6 +76,7 @@ class MeterReader:
         if config.protocol != "dsmr":
             self._counts.update(dict.fromkeys(EXTRA_RESULTS, 0))
         self._frame_counter = FrameCounter()  # outlives reconnects: replays stay refused
+        self._merger = ListMerger()  # HAN lists 1-3 carried forward across reconnects
         if config.protocol == "han" and isinstance(self.source, SerialSource) \
                 and self.source.autodetect:
             self.source.candidates = list(HAN_SERIAL)
@@ -221,7 +223,8 @@ class MeterReader:
         """A fresh framer for a new connection or new line settings (no half telegram kept)."""
         config = self.config
         return make_stream(config.protocol, config.keys, self._frame_counter,
-                           check_crc=config.check_crc, max_size=config.max_telegram_size)
+                           check_crc=config.check_crc, max_size=config.max_telegram_size,
+                           merger=self._merger)
 
     def _handle(self, outcome: Outcome) -> None:
         name = self.config.name
