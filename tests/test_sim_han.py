@@ -89,3 +89,26 @@ def test_exporter_serves_a_simulated_han_meter_and_promtool_accepts_it() -> None
         assert b'p1_power_import_watts{meter="main"}' in body
         assert b'p1_phase_voltage_volts{meter="main",phase="L1"}' in body
         proc.stop()
+
+
+@pytest.mark.parametrize("dialect", ["han-aidon", "han-kaifa"])
+def test_line_faults_on_han_dialects_cost_only_the_damaged_frames(dialect: str) -> None:
+    from collections import Counter
+
+    from p1_exporter.sim.meter import SimOptions
+
+    options = SimOptions.from_url(f"sim://?dialect={dialect}&seed=3&crc_error_rate=0.2"
+                                  "&torn_rate=0.1&garbage_rate=0.2&start=1700000000")
+    meter = SimulatedMeter.from_options(options)
+    stream = HanStream()
+    results: Counter[str] = Counter()
+    for step in range(300):
+        for chunk in meter.chunks_at(1_700_000_000 + 2.5 * step):
+            results.update(o.result for o in stream.feed(chunk.data))
+    assert meter.faults is not None
+    damaged = meter.faults.counts["crc_error"] + meter.faults.counts["torn"]
+    assert results["crc_error"] >= meter.faults.counts["crc_error"] - 10
+    assert results["ok"] >= 300 - damaged - 10  # a good frame is never lost to a bad one
+    # and no damaged one is accepted (a frame may be both corrupted and torn)
+    assert results["ok"] <= 300 - max(meter.faults.counts["crc_error"],
+                                      meter.faults.counts["torn"])
