@@ -13,7 +13,8 @@
 
 ARG PYTHON_VERSION=3.12
 
-# Stage 1: build the wheel and install it, with its dependencies, into /opt/p1-exporter.
+# Stage 1: build the wheel and install it, with its dependencies and the crypto extra
+# (encrypted meters: Luxembourg, Austria, Denmark), into /opt/p1-exporter.
 FROM python:${PYTHON_VERSION}-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
@@ -21,7 +22,7 @@ COPY pyproject.toml README.md LICENSE ./
 COPY p1_exporter ./p1_exporter
 RUN pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/p1-exporter \
- && /opt/p1-exporter/bin/pip install /wheels/*.whl \
+ && for wheel in /wheels/*.whl; do /opt/p1-exporter/bin/pip install "$wheel[crypto]"; done \
  && /opt/p1-exporter/bin/p1-exporter --version
 
 # Stage 2: the same base image with only the venv; no compiler, no pip cache, no sources.

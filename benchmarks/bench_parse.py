@@ -9,6 +9,14 @@ Columns:
   and some repeat), the case the exporter lives in;
 - same: the same telegram again and again (memo fully warm);
 - dsmr-parser: ``TelegramParser(spec).parse(text)`` with its CRC check on.
+
+Then the binary paths, per frame, on the same bytes for both sides:
+- encrypted P1: v5.txt encrypted (AES-128-GCM, SC 0x30, Luxembourg's authentication
+  key): our decrypt + frame + CRC + parse, against dsmr-parser's MSN path
+  (``parse(frame.hex(), encryption_key=...)``, decryption by dlms-cosem);
+- HAN: real HDLC frames (Kaifa list 3, Aidon's 27-element Swedish list): our FCS check +
+  A-XDR + layout decode, against amshan's ``HdlcFrameReader`` + ``AutoDecoder``; and an
+  encrypted Austrian M-Bus push (ours only: amshan does not decrypt).
 """
 
 from __future__ import annotations
@@ -134,6 +142,8 @@ def main() -> None:
           f" {'':>10} {t_theirs / t_stream:9.1f}x"
           f"   ({len(telegrams)} distinct telegrams, 1 s apart)")
 
+    binary_paths(seconds)
+
     # Memory: a telegram with a 10-event power-failure log, parsed many times.
     events = b"".join(b"(%s)(%010d*s)" % (b"2301%02d120000W" % (i + 1), 100 + i) for i in range(10))
     log_line = b"1-0:99.97.0(10)(0-0:96.7.19)" + events + b"\r\n"
@@ -166,6 +176,84 @@ def main() -> None:
     print(f"memory, dsmr-parser: {theirs_parses:,} parses: RSS {before} KiB -> {after} KiB "
           f"({after - before:+d} KiB)")
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} KiB")
+
+
+def binary_paths(seconds: float) -> None:
+    """Encrypted P1 and HAN frames: ours beside dsmr-parser's and amshan's, same bytes."""
+    from dsmr_parser import telegram_specifications
+    from dsmr_parser.parsers import TelegramParser
+    from han import autodecoder, hdlc
+
+    from p1_exporter.core.cipher import LUXEMBOURG_AUTH_KEY, FrameCounter, Keys, encrypt
+    from p1_exporter.core.han_stream import HanStream
+    from p1_exporter.core.secure_stream import EncryptedTelegramStream
+
+    class NoReplayCheck(FrameCounter):
+        """The same frame again and again: the benchmark turns the replay check off."""
+
+        def check(self, frame: object) -> None:
+            return None
+
+    key_hex = "0123456789ABCDEF0123456789ABCDEF"
+    keys = Keys(bytes.fromhex(key_hex), LUXEMBOURG_AUTH_KEY)
+    plain = FIXTURES.joinpath("v5.txt").read_bytes()
+    frame = encrypt(plain, keys, b"SAGgp\x00\x00\x01", 5)
+    stream = EncryptedTelegramStream(keys, counter=NoReplayCheck())
+
+    def ours_encrypted() -> object:
+        (outcome,) = stream.feed(frame)
+        assert outcome.telegram is not None
+        return outcome
+
+    theirs = TelegramParser(telegram_specifications.MSN)
+    text = frame.hex()
+    assert len(theirs.parse(text, encryption_key=key_hex)) > 10
+    t_plain = per_call_us(ours(plain, memo=True), seconds)
+    t_ours = per_call_us(ours_encrypted, seconds)
+    t_theirs = per_call_us(lambda: theirs.parse(text, encryption_key=key_hex), seconds)
+    header = f"{'frame':<34} {'ours us':>8} {'peer us':>8} {'ratio':>7}  peer"
+    print(f"\n{header}\n{'-' * (len(header) + 20)}")
+    print(f"{'DSMR 5 plain (v5.txt), for scale':<34} {t_plain:8.1f} {'':>8} {'':>7}")
+    print(f"{'encrypted P1 (v5.txt, SC 0x30)':<34} {t_ours:8.1f} {t_theirs:8.1f}"
+          f" {t_theirs / t_ours:6.1f}x  dsmr-parser MSN (dlms-cosem)")
+
+    han = FIXTURES / "han"
+    for title, name in (("HAN Kaifa list 3 (HDLC)", "kaifa_no_list3.hdlc"),
+                        ("HAN Aidon SE, 27 values (HDLC)", "aidon_se.hdlc")):
+        data = han.joinpath(name).read_bytes()
+        ours_stream = HanStream()
+        decoder = autodecoder.AutoDecoder()
+
+        def run_ours(s: HanStream = ours_stream, d: bytes = data) -> object:
+            (outcome,) = s.feed(d)
+            assert outcome.telegram is not None
+            return outcome
+
+        def run_amshan(dec: autodecoder.AutoDecoder = decoder, d: bytes = data) -> object:
+            (message,) = hdlc.HdlcFrameReader(False).read(d)
+            decoded = dec.decode_message(message)
+            assert decoded
+            return decoded
+
+        telegram = run_ours().telegram  # type: ignore[attr-defined]
+        decoded = run_amshan()
+        assert telegram.value("1-0:1.7.0") == decoded["active_power_import"]  # type: ignore[index]
+        t_ours = per_call_us(run_ours, seconds)
+        t_theirs = per_call_us(run_amshan, seconds)
+        print(f"{title:<34} {t_ours:8.1f} {t_theirs:8.1f} {t_theirs / t_ours:6.1f}x"
+              "  amshan (HdlcFrameReader + AutoDecoder)")
+    evn = han.joinpath("evn_kaifa_ma309.mbus").read_bytes()
+    evn_stream = HanStream(Keys(bytes.fromhex("36C66639E48A8CA4D6BC8B282A793BBB")),
+                           counter=NoReplayCheck())
+
+    def run_evn() -> object:
+        (outcome,) = evn_stream.feed(evn)
+        assert outcome.telegram is not None
+        return outcome
+
+    t_evn = per_call_us(run_evn, seconds)
+    print(f"{'HAN Austria, 2 M-Bus, encrypted':<34} {t_evn:8.1f} {'-':>8} {'':>7}"
+          "  (amshan does not decrypt)")
 
 
 if __name__ == "__main__":

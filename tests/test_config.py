@@ -127,6 +127,9 @@ ENV_SAMPLES: dict[str, tuple[str, Callable[[ExporterConfig], object], object]] =
     "--web.max-connections": ("5", lambda c: c.web.max_connections, 5),
     "--log.level": ("warn", lambda c: c.log_level, "warn"),
     "--log.format": ("json", lambda c: c.log_format, "json"),
+    "--protocol": ("han", lambda c: c.meters[0].protocol, "han"),
+    "--key-file": (str(Path(__file__).parent / "fixtures" / "han" / "example.key"),
+                   lambda c: c.meters[0].protocol, "encrypted"),
 }
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from p1_exporter.commands import meter_keys
 from p1_exporter.meter.reader import MeterConfig
 from p1_exporter.meter.sources import SerialSettings, check_address, redact
 
@@ -168,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     serial.add_argument("--detect-timeout", type=_ranged("detect_timeout"), metavar="SECONDS",
                         help="time without a valid telegram before trying the other "
                         "settings (default 25)")
+    serial.add_argument("--protocol", choices=["dsmr", "encrypted", "han"],
+                        help="what the --device meters send: dsmr (plain telegrams, the "
+                        "default), encrypted (DLMS-encrypted P1: Luxembourg, Austria) or han "
+                        "(DLMS/COSEM frames: Norway, Sweden, Denmark, Austria; auto-detects "
+                        "2400 8E1 and 115200 8N1)")
+    serial.add_argument("--key-file", metavar="FILE",
+                        help="file with the --device meters' key (and auth_key); or set "
+                        "P1_EXPORTER_KEY / P1_EXPORTER_AUTH_KEY. Never put a key in --device")
     link = parser.add_argument_group("links")
     link.add_argument("--silence-timeout", type=_ranged("silence_timeout"), metavar="SECONDS",
                       help="reconnect when no bytes arrive for this long (default 30)")
@@ -254,6 +263,7 @@ def _unknown_variable(name: str, known: Sequence[str]) -> str:
 
 _METER_KEYS = {"name", "device", "baudrate", "bytesize", "parity", "stopbits", "stale_after",
                "detect_timeout", "silence_timeout", "poll_interval", "backoff_cap"}
+_METER_KEYS |= meter_keys.YAML_KEYS
 _TOP_KEYS = {"meters", "web", "log", "defaults"}
 _WEB_KEYS = {"listen_address", "telemetry_path", "config_file", "request_timeout",
              "max_connections"}
@@ -321,6 +331,10 @@ def _meter_from_mapping(where: str, item: object, defaults: Mapping[str, Any]) -
             SerialSettings.parse(str(kwargs["settings"]).replace(" ", "-"))
         except ValueError as exc:
             raise ConfigError(f"{where}: invalid serial settings: {exc}") from None
+    try:
+        kwargs.update(meter_keys.options_from_mapping(where, entry))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return MeterConfig(**kwargs)
 
 
@@ -370,10 +384,17 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ExporterConf
     origin = "--device" if args.device else f"environment variable {ENV_PREFIX}DEVICE:"
     if args.demo:
         devices.append(DEMO_URL)
+    device_names = set()
     for text in devices:
         name, url = _split_device(text)
         _check_device(origin, url)
         meters.append(MeterConfig(url=url, name=name))
+        device_names.add(name)
+    try:
+        meters = meter_keys.apply_flags(meters, device_names, args.protocol, args.key_file,
+                                        environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     meters = [dataclasses.replace(m, **overrides) for m in meters]
     if not meters:
         raise ConfigError("no meter configured: pass --device URL (or --demo, or --config "

@@ -1,4 +1,9 @@
-"""``p1-exporter decode``: show what the exporter reads in a telegram or a capture."""
+"""``p1-exporter decode``: show what the exporter reads in a telegram or a capture.
+
+Reads plain DSMR telegrams, encrypted P1 frames and DLMS/COSEM HAN frames (HDLC
+or M-Bus), as binary or as a hex dump; the protocol is recognised from the data
+unless ``--protocol`` fixes it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import TextIO
 
 from p1_exporter.core.render_json import format_json
 from p1_exporter.core.render_text import format_telegram
-from p1_exporter.core.stream import iter_telegrams
+from p1_exporter.core.stream import Outcome, iter_telegrams
 from p1_exporter.core.telegram import Telegram
 
 
@@ -32,6 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="same as --format json")
     parser.add_argument("--metrics", dest="format", action="store_const", const="metrics",
                         help="same as --format metrics")
+    parser.add_argument("--protocol", choices=["auto", "dsmr", "encrypted", "han"],
+                        default="auto", help="what the file holds (default: recognised)")
+    parser.add_argument("--key", metavar="HEX", help="encryption key (32 hex digits) of an "
+                        "encrypted meter; visible in ps, prefer --key-file")
+    parser.add_argument("--auth-key", metavar="HEX", help="authentication key (default for "
+                        "encrypted P1: Luxembourg's published one)")
+    parser.add_argument("--key-file", metavar="FILE", help="file with key: HEX (and "
+                        "auth_key: HEX) lines")
 
 
 def _read(path: str) -> bytes:
@@ -59,8 +72,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         from p1_exporter.metrics.collector import telegram_exposition
 
         render = telegram_exposition
+    try:
+        outcomes = _outcomes(data, args)
+    except ValueError as exc:
+        print(f"p1-exporter decode: {exc}", file=err)
+        return 2
     accepted = refused = 0
-    for index, outcome in enumerate(iter_telegrams(data, check_crc=not args.ignore_crc), 1):
+    for index, outcome in enumerate(outcomes, 1):
         if outcome.telegram is None:
             refused += 1
             print(f"telegram {index} refused ({outcome.result}): {outcome.error}", file=err)
@@ -74,3 +92,37 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         print(f"p1-exporter decode: no telegram found in {args.file}", file=err)
         return 1
     return 1 if refused else 0
+
+
+def _outcomes(data: bytes, args: argparse.Namespace) -> list[Outcome]:
+    """Every outcome in ``data`` under the chosen (or recognised) protocol."""
+    from p1_exporter.commands.meter_keys import read_key_file
+    from p1_exporter.core.cipher import (
+        LUXEMBOURG_AUTH_KEY,
+        FrameCounter,
+        Keys,
+        parse_key,
+        require_crypto,
+    )
+    from p1_exporter.meter.protocol import detect_protocol, make_stream, unhex
+
+    data = unhex(data)
+    protocol = args.protocol if args.protocol != "auto" else detect_protocol(data)
+    key, auth = args.key, args.auth_key
+    if args.key_file:
+        key, file_auth = read_key_file(args.key_file)
+        auth = auth or file_auth
+    keys = None
+    if key is not None:
+        try:
+            require_crypto()
+        except RuntimeError as exc:
+            raise ValueError(str(exc)) from None
+        authentication = parse_key(auth, "--auth-key") if auth else (
+            LUXEMBOURG_AUTH_KEY if protocol == "encrypted" else None)
+        keys = Keys(parse_key(key, "--key"), authentication)
+    if protocol == "dsmr":
+        return list(iter_telegrams(data, check_crc=not getattr(args, "ignore_crc", False)))
+    stream = make_stream(protocol, keys, FrameCounter(),
+                         check_crc=not getattr(args, "ignore_crc", False), max_size=64 * 1024)
+    return stream.feed(data) + stream.flush()

@@ -297,3 +297,23 @@ def check_table(rows: list[Row]) -> list[str]:
         if row.cumulative and not row.metric.endswith("_total"):
             problems.append(f"{row.code}: cumulative, but {row.metric!r} is no counter")
     return problems
+
+
+# -- DLMS/COSEM HAN layouts: facts of those lists, not rows (no line of their own) ----------
+
+#: Codes in HAN lists that name the meter or the list rather than measure anything.
+HAN_IDENTITY: dict[str, str] = {
+    "0-0:96.1.0": "equipment_id",  # Aidon, Kaifa: meter serial (GS1)
+    "1-0:0.0.5": "equipment_id",  # Kamstrup
+    "0-0:96.1.7": "meter type",
+    "1-0:96.1.1": "meter type",  # Kamstrup
+    "1-0:0.2.129": "list version",
+}
+
+#: Kaifa, Norway: the code at each position of NVE list 3, three-phase (lists 1, 2 and the
+#: single-phase variants are cut from it in :mod:`p1_exporter.core.cosem`).
+HAN_KAIFA_THREE_PHASE: tuple[str, ...] = (
+    "1-0:0.2.129", "0-0:96.1.0", "0-0:96.1.7", "1-0:1.7.0", "1-0:2.7.0", "1-0:3.7.0",
+    "1-0:4.7.0", "1-0:31.7.0", "1-0:51.7.0", "1-0:71.7.0", "1-0:32.7.0", "1-0:52.7.0",
+    "1-0:72.7.0", CLOCK, "1-0:1.8.0", "1-0:2.8.0", "1-0:3.8.0", "1-0:4.8.0",
+)

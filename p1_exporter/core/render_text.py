@@ -27,13 +27,17 @@ def _number(value: float) -> str:
 def format_telegram(telegram: Telegram, index: int | None = None) -> str:
     """Every value of a telegram, one per line, with its base unit and the text as sent."""
     title = f"Telegram {index}: " if index is not None else "Telegram: "
-    if telegram.crc_verified:
+    if telegram.crc_verified and telegram.crc is None:  # a DLMS frame: FCS or checksum
+        crc = "frame check ok"
+    elif telegram.crc_verified:
         crc = f"CRC {telegram.crc:04X} ok"
     elif telegram.crc is None:
         crc = "no CRC (not sent)"
     else:
         crc = f"CRC {telegram.crc:04X} NOT CHECKED (--ignore-crc)"
     version = f"DSMR {telegram.dsmr_version}" if telegram.dsmr_version else "DSMR version not sent"
+    if telegram.header.startswith("DLMS"):
+        version = "no DSMR version"
     out = [f"{title}{telegram.header}  ({version}, {crc})"]
     out.append(f"  {'meter time':<44} {format_time(telegram.meter_time)}")
     out.append(f"  {'equipment id':<44} {telegram.equipment_id or '-'}")

@@ -61,6 +61,11 @@ class TelegramStream:
         self.sticky_crc = sticky_crc
         self.signed = False
 
+    @property
+    def garbage_bytes(self) -> int:
+        """Bytes the framer skipped outside any frame (line noise), for the garbage metric."""
+        return self.framer.garbage_bytes
+
     def feed(self, data: bytes) -> list[Outcome]:
         """Add bytes; return the outcomes they complete, in order."""
         return [self._outcome(event) for event in self.framer.feed(data)]
@@ -68,6 +73,11 @@ class TelegramStream:
     def flush(self) -> list[Outcome]:
         """End of stream: report what is left in the buffer."""
         return [self._outcome(event) for event in self.framer.flush()]
+
+    @property
+    def noise_pending(self) -> int:
+        """Bytes of line noise the framer holds back, not yet reported (0: none)."""
+        return self.framer.noise_pending
 
     def release_noise(self) -> list[Outcome]:
         """Report the line noise held back so far (see :mod:`p1_exporter.framing`)."""

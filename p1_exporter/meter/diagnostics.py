@@ -42,6 +42,9 @@ def classify_noise(sample: bytes) -> Finding:
     speed, gives bytes with the top bit set, because the next character's
     inverted start bit lands where the last data bit is sampled.
     """
+    dlms = classify_dlms(sample)
+    if dlms is not None:
+        return dlms
     total = max(1, len(sample))
     high = sum(1 for b in sample if b & 0x80) / total
     zeros = sample.count(0) / total
@@ -80,6 +83,34 @@ def classify_noise(sample: bytes) -> Finding:
         "bytes arrive but they are noise, never a telegram: the serial speed is probably wrong "
         "(DSMR 4/5: 115200 8N1; DSMR 2.2/3: 9600 7E1), or the signal is not inverted",
     )
+
+
+def classify_dlms(sample: bytes) -> Finding | None:
+    """A Finding when the bytes are DLMS frames that a DSMR meter setting cannot read."""
+    from p1_exporter.core.cipher import KEY_HELP
+
+    if sample.count(b"\xdb\x08") >= 2:
+        return Finding(
+            "encrypted", "warning",
+            "the meter sends encrypted DLMS frames (general-glo-ciphering, as Luxembourg's "
+            f"Smarty and Austrian meters do): set protocol encrypted (P1) or han, and {KEY_HELP}",
+        )
+    size = len(sample)
+    # A frame start counts only where its length field leads to its closing byte.
+    hdlc = sum(1 for i in range(size - 2)
+               if sample[i] == 0x7E and sample[i + 1] >> 4 == 0xA
+               and (end := i + 1 + (((sample[i + 1] & 7) << 8) | sample[i + 2])) < size
+               and sample[end] == 0x7E)
+    mbus = sum(1 for i in range(size - 3)
+               if sample[i] == 0x68 == sample[i + 3] and sample[i + 1] == sample[i + 2]
+               and i + sample[i + 1] + 5 < size and sample[i + sample[i + 1] + 5] == 0x16)
+    if hdlc >= 2 or mbus >= 2:
+        return Finding(
+            "han", "warning",
+            "the meter sends DLMS/COSEM HAN frames (HDLC or M-Bus), not DSMR telegrams: set "
+            "protocol han for it (--protocol han, or protocol: han in --config)",
+        )
+    return None
 
 
 class Diagnostics:

@@ -13,17 +13,20 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from p1_exporter.core.errors import Result, TornTelegram
+from p1_exporter.core.cipher import FrameCounter, Keys
+from p1_exporter.core.errors import EXTRA_RESULTS, Result, TornTelegram
 from p1_exporter.core.framing import DEFAULT_MAX_SIZE, NOISE_REPORT_SECONDS
-from p1_exporter.core.stream import Outcome, TelegramStream
+from p1_exporter.core.han_stream import ListMerger
+from p1_exporter.core.stream import Outcome
 from p1_exporter.core.telegram import Telegram
 from p1_exporter.logs.limiter import LogLimiter
 from p1_exporter.meter.backoff import Backoff
 from p1_exporter.meter.diagnostics import Diagnostics, Finding
 from p1_exporter.meter.glitch import GlitchGuard
+from p1_exporter.meter.protocol import HAN_SERIAL, Stream, make_stream
 from p1_exporter.meter.snapshot import RESULTS, Snapshot
 from p1_exporter.meter.sources import SerialSettings, SerialSource, Source, SourceError, open_source
 
@@ -70,6 +73,9 @@ class MeterConfig:
     backoff_initial: float = 0.5
     backoff_cap: float = 30.0
     max_telegram_size: int = DEFAULT_MAX_SIZE
+    #: dsmr (plain telegrams), encrypted (DLMS-encrypted P1) or han (DLMS/COSEM frames).
+    protocol: str = "dsmr"
+    keys: Keys | None = field(default=None, repr=False)
 
 
 class MeterReader:
@@ -90,12 +96,19 @@ class MeterReader:
         self._diagnostics = Diagnostics(f"meter {config.name}")
         self._guard = GlitchGuard()
         self._counts: dict[Result, int] = dict.fromkeys(RESULTS, 0)
+        if config.protocol != "dsmr":
+            self._counts.update(dict.fromkeys(EXTRA_RESULTS, 0))
+        self._frame_counter = FrameCounter()  # outlives reconnects: replays stay refused
+        self._merger = ListMerger()  # HAN lists 1-3 carried forward across reconnects
+        if config.protocol == "han" and isinstance(self.source, SerialSource) \
+                and self.source.autodetect:
+            self.source.candidates = list(HAN_SERIAL)
         self._latest: Telegram | None = None
         self._received_at: float | None = None
         self._received_mono: float | None = None
         self._bytes = 0
         self._garbage = 0  # skipped by the framers of earlier streams
-        self._stream: TelegramStream | None = None
+        self._stream: Stream | None = None
         self._connects = 0
         self._glitches = 0
         self._unknown = 0
@@ -208,7 +221,7 @@ class MeterReader:
             now = time.monotonic()
             self._data_log.tick(now)
             self._limiter.tick(now)
-            if not stream.framer.noise_pending:
+            if not stream.noise_pending:
                 noise_since = None
             elif noise_since is None:
                 noise_since = now
@@ -245,18 +258,19 @@ class MeterReader:
                 last_detect = now
                 self._publish()
 
-    def _new_stream(self) -> TelegramStream:
+    def _new_stream(self) -> Stream:
         """A fresh framer for a new connection or new line settings (no half telegram kept)."""
         config = self.config
         self._garbage = self._garbage_bytes()
-        self._stream = TelegramStream(check_crc=config.check_crc,
-                                      max_size=config.max_telegram_size, sticky_crc=True)
+        self._stream = make_stream(config.protocol, config.keys, self._frame_counter,
+                                   check_crc=config.check_crc,
+                                   max_size=config.max_telegram_size, merger=self._merger)
         return self._stream
 
     def _garbage_bytes(self) -> int:
-        """Bytes the framers skipped outside any telegram, over every stream so far."""
+        """Bytes the framers skipped outside any frame, over every stream so far."""
         stream = self._stream
-        return self._garbage + (stream.framer.garbage_bytes if stream is not None else 0)
+        return self._garbage + (stream.garbage_bytes if stream is not None else 0)
 
     def _handle(self, outcome: Outcome) -> None:
         name = self.config.name

@@ -79,7 +79,7 @@ class P1Collector(Collector):
             add("p1_up", (meter,), 1.0 if fresh else 0.0)
             add("p1_last_telegram_timestamp_seconds", (meter,), snap.received_at or 0.0)
             add("p1_stale_after_seconds", (meter,), snap.stale_after)
-            for result in RESULTS:
+            for result in (*RESULTS, *(r for r in snap.telegrams if r not in RESULTS)):
                 add("p1_telegrams_total", (meter, result), float(snap.telegrams.get(result, 0)))
             add("p1_source_connects_total", (meter,), float(snap.connects))
             add("p1_source_errors_total", (meter,), float(snap.source_errors))

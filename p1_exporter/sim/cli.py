@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+from p1_exporter.core.cipher import LUXEMBOURG_AUTH_KEY, Keys, parse_key
 from p1_exporter.sim.meter import SimOptions, SimulatedMeter, parse_start
 from p1_exporter.sim.outputs import PtySink, Sink, StdoutSink, TcpSink, parse_host_port, stream
-from p1_exporter.sim.render import DIALECTS
+from p1_exporter.sim.render import ALL_DIALECTS
 
 _PROG = "p1-exporter simulate"
 
@@ -21,9 +22,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the simulator's options to ``parser``."""
     parser.add_argument(
         "--dialect",
-        choices=DIALECTS,
+        choices=ALL_DIALECTS,
         default="dsmr5",
-        help="telegram format (default: %(default)s)",
+        help="telegram format (default: %(default)s); han-aidon and han-kaifa send DLMS/COSEM "
+        "HDLC frames, encrypted sends DSMR 5 encrypted with --key",
+    )
+    parser.add_argument(
+        "--key",
+        metavar="HEX",
+        help="encrypt with this key (32 hex digits): the encrypted dialect, any DSMR dialect "
+        "(encrypted P1) or a HAN dialect (ciphered APDUs). A test key: it shows in ps",
+    )
+    parser.add_argument(
+        "--auth-key",
+        metavar="HEX",
+        help="authentication key (default: Luxembourg's published one)",
     )
     parser.add_argument(
         "--interval",
@@ -129,6 +142,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _keys(args: argparse.Namespace) -> Keys | None:
+    """The meter's keys from --key/--auth-key (ValueError for a malformed one)."""
+    if args.key is None:
+        if args.auth_key is not None:
+            raise ValueError("--auth-key needs --key")
+        return None
+    auth = parse_key(args.auth_key, "--auth-key") if args.auth_key else LUXEMBOURG_AUTH_KEY
+    return Keys(parse_key(args.key, "--key"), auth)
+
+
 def options_from_args(args: argparse.Namespace) -> SimOptions:
     """The :class:`SimOptions` the command line describes."""
     return SimOptions(
@@ -185,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = options_from_args(args)
         meter = SimulatedMeter.from_options(options)
+        meter.keys = _keys(args)
+        meter.telegram_at(meter.start)  # an encrypted dialect without a key fails here
     except ValueError as error:
         print(f"{_PROG}: error: {error}", file=sys.stderr)
         return 2

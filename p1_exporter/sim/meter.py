@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, urlsplit
 
+from p1_exporter.core.cipher import Keys
 from p1_exporter.sim.faults import Chunk, FaultInjector
+from p1_exporter.sim.han import ENCRYPTED, HAN_DIALECTS, encrypt_p1, render_han
 from p1_exporter.sim.model import HouseholdModel, MeterState
-from p1_exporter.sim.render import DIALECTS, WIRE_SETTINGS, render
+from p1_exporter.sim.render import ALL_DIALECTS, WIRE_SETTINGS, render
 from p1_exporter.sim.uart import SerialSettings, Wire
 
 #: The household when no seed is given (the demo meter).
@@ -74,8 +76,9 @@ class SimOptions:
     inverted: bool = False
 
     def __post_init__(self) -> None:
-        if self.dialect not in DIALECTS:
-            raise ValueError(f"unknown dialect {self.dialect!r}; choose from {', '.join(DIALECTS)}")
+        if self.dialect not in ALL_DIALECTS:
+            raise ValueError(f"unknown dialect {self.dialect!r}; choose from "
+                             f"{', '.join(ALL_DIALECTS)}")
         if not (math.isfinite(self.interval) and self.interval > 0):
             raise ValueError(f"interval must be a positive number of seconds, not {self.interval}")
         if not (math.isfinite(self.speed) and self.speed > 0):
@@ -151,8 +154,8 @@ class SimulatedMeter:
         faults: FaultInjector | None = None,
         wire: Wire | None = None,
     ) -> None:
-        if dialect not in DIALECTS:
-            raise ValueError(f"unknown dialect {dialect!r}; choose from {', '.join(DIALECTS)}")
+        if dialect not in ALL_DIALECTS:
+            raise ValueError(f"unknown dialect {dialect!r}; choose from {', '.join(ALL_DIALECTS)}")
         self.dialect = dialect
         # The household is a function of the seed and the clock: with the default seed a
         # restarted demo meter is the same household and its registers continue.
@@ -161,6 +164,9 @@ class SimulatedMeter:
         self.faults = faults
         self.wire = wire
         self.model = HouseholdModel(self.seed, self.start)
+        #: With keys, telegrams are encrypted (encrypted P1, or ciphered HAN APDUs). Keys
+        #: come from the simulator's command line, never from a sim:// address.
+        self.keys: Keys | None = None
 
     @classmethod
     def from_options(cls, options: SimOptions) -> SimulatedMeter:
@@ -189,7 +195,14 @@ class SimulatedMeter:
 
     def telegram_at(self, t: float) -> bytes:
         """A valid telegram for moment ``t``."""
-        return render(self.state_at(t), self.dialect, t)
+        if self.dialect in HAN_DIALECTS:
+            return render_han(self.state_at(t), self.dialect, t, self.keys)
+        telegram = render(self.state_at(t), self.dialect, t)
+        if self.dialect == ENCRYPTED or self.keys is not None:
+            if self.keys is None:
+                raise ValueError("the encrypted dialect needs a key (simulate --key HEX)")
+            return encrypt_p1(telegram, self.keys, t)
+        return telegram
 
     def chunks_at(self, t: float) -> list[Chunk]:
         """What goes on the wire for moment ``t``: faults applied, then the receiver's view."""

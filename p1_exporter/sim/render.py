@@ -11,24 +11,40 @@ from collections.abc import Callable
 
 from p1_exporter.core.clock import format_meter_time
 from p1_exporter.core.crc import crc16_arc
+from p1_exporter.sim.han import ENCRYPTED, HAN_DIALECTS, render_han
 from p1_exporter.sim.model import Capture, MeterState
 
 DIALECTS = ("dsmr5", "dsmr4", "dsmr22", "belgian")
+#: Binary dialects (p1_exporter.sim.han): HAN pushes over HDLC, and encrypted P1.
+BINARY_DIALECTS = (*HAN_DIALECTS, ENCRYPTED)
+ALL_DIALECTS = DIALECTS + BINARY_DIALECTS
 #: The serial settings each dialect's meters use on the P1 port.
 WIRE_SETTINGS = {
     "dsmr5": "115200-8N1",
     "dsmr4": "115200-8N1",
     "dsmr22": "9600-7E1",
     "belgian": "115200-8N1",
+    "han-aidon": "115200-8N1",  # Aidon's RJ12 HAN port
+    "han-kaifa": "2400-8E1",  # Norwegian M-Bus HAN port
+    "encrypted": "115200-8N1",
 }
 #: How often each dialect's meters send a telegram, in seconds.
-NATIVE_INTERVAL = {"dsmr5": 1.0, "dsmr4": 10.0, "dsmr22": 10.0, "belgian": 1.0}
+NATIVE_INTERVAL = {"dsmr5": 1.0, "dsmr4": 10.0, "dsmr22": 10.0, "belgian": 1.0,
+                   "han-aidon": 2.5, "han-kaifa": 2.5, "encrypted": 10.0}
 
 _PLACEHOLDER_TIME = "632525252525W"  # "no time" in e-MUCS history entries
 
 
 def render(state: MeterState, dialect: str = "dsmr5", meter_time: float | None = None) -> bytes:
-    """One complete telegram for ``state``; ``meter_time`` is the meter clock (default: state)."""
+    """One complete telegram for ``state``; ``meter_time`` is the meter clock (default: state).
+
+    HAN dialects give a plain HDLC frame; ``encrypted`` gives the DSMR 5 telegram that
+    :class:`~p1_exporter.sim.meter.SimulatedMeter` then encrypts with its key.
+    """
+    if dialect in HAN_DIALECTS:
+        return render_han(state, dialect, state.time if meter_time is None else meter_time)
+    if dialect == ENCRYPTED:
+        dialect = "dsmr5"
     try:
         body = _BODIES[dialect]
     except KeyError:

@@ -1,0 +1,130 @@
+"""A meter's protocol and keys from the YAML config, a key file or the environment.
+
+Keys never come from ``--device`` (URLs land in logs, labels, ``/api/v1/meters``
+and ``ps``) nor from a flag of the exporter; they are kept out of every repr.
+A key is exactly 32 hex digits; anything else is refused at start. Errors are
+ValueErrors naming the setting at fault; the config turns them into exit 2.
+
+* YAML, per meter: ``protocol: dsmr|encrypted|han``, ``key``, ``auth_key``, or
+  ``key_file`` (a file whose lines are ``key: HEX`` and ``auth_key: HEX``, or
+  the encryption key alone on its first line).
+* Flags for ``--device`` meters: ``--protocol`` and ``--key-file``.
+* Environment: ``P1_EXPORTER_KEY`` and ``P1_EXPORTER_AUTH_KEY`` for ``--device``
+  meters without a key of their own.
+
+An encrypted P1 meter without ``auth_key`` uses Luxembourg's published one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from p1_exporter.core.cipher import LUXEMBOURG_AUTH_KEY, Keys, parse_key, require_crypto
+from p1_exporter.meter.protocol import PROTOCOLS
+from p1_exporter.meter.reader import MeterConfig
+
+YAML_KEYS = frozenset({"protocol", "key", "auth_key", "key_file"})
+ENV_KEY = "P1_EXPORTER_KEY"
+ENV_AUTH_KEY = "P1_EXPORTER_AUTH_KEY"
+
+
+def read_key_file(path: str) -> tuple[str, str | None]:
+    """(key, auth key or None) as text from a key file; ValueError when unreadable."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            text = handle.read(4096)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"key file {path}: cannot read it ({exc.__class__.__name__})"
+                         ) from None
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    values: dict[str, str] = {}
+    for index, line in enumerate(lines):
+        name, sep, value = line.partition(":")
+        if not sep:
+            name, value = ("key" if index == 0 else "auth_key"), line
+        name = name.strip().lower()
+        if name not in ("key", "auth_key"):
+            raise ValueError(f"key file {path}: unknown entry {name!r} (use key, auth_key)")
+        values[name] = value.strip()
+    if "key" not in values:
+        raise ValueError(f"key file {path}: no key in it")
+    return values["key"], values.get("auth_key")
+
+
+def _keys(where: str, protocol: str, key: str | None, auth: str | None) -> Keys | None:
+    if key is None:
+        if auth is not None:
+            raise ValueError(f"{where}: an auth_key without a key")
+        if protocol == "encrypted":
+            raise ValueError(f"{where}: protocol encrypted needs the meter's key (32 hex "
+                             "digits, from the grid operator; Luxembourg: the supplier's "
+                             "customer portal)")
+        return None
+    if protocol == "dsmr":
+        raise ValueError(f"{where}: a key is configured but protocol is dsmr; set protocol "
+                         "encrypted (encrypted P1) or han")
+    encryption = parse_key(key, f"{where}.key")
+    if auth is not None:
+        authentication: bytes | None = parse_key(auth, f"{where}.auth_key")
+    else:
+        authentication = LUXEMBOURG_AUTH_KEY if protocol == "encrypted" else None
+    try:
+        require_crypto()
+    except RuntimeError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    return Keys(encryption, authentication)
+
+
+def _protocol(where: str, value: object) -> str:
+    if value not in PROTOCOLS:
+        raise ValueError(f"{where}.protocol: choose {', '.join(PROTOCOLS)}, not {value!r}")
+    return str(value)
+
+
+def _text(where: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: must be a string of 32 hex digits (quote it in YAML)")
+    return value
+
+
+def options_from_mapping(where: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """MeterConfig keyword arguments from a YAML meter entry's protocol and key keys."""
+    protocol = _protocol(where, entry.get("protocol", "dsmr"))
+    key = entry.get("key")
+    auth = entry.get("auth_key")
+    if "key_file" in entry:
+        if key is not None:
+            raise ValueError(f"{where}: give key or key_file, not both")
+        key, file_auth = read_key_file(_text(f"{where}.key_file", entry["key_file"]))
+        auth = auth if auth is not None else file_auth
+    key = None if key is None else _text(f"{where}.key", key)
+    auth = None if auth is None else _text(f"{where}.auth_key", auth)
+    return {"protocol": protocol, "keys": _keys(where, protocol, key, auth)}
+
+
+def apply_flags(
+    meters: Sequence[MeterConfig],
+    device_names: set[str],
+    protocol: str | None,
+    key_file: str | None,
+    environ: Mapping[str, str],
+) -> list[MeterConfig]:
+    """Give the ``--device`` meters (named in ``device_names``) the flags' protocol and keys."""
+    key: str | None = environ.get(ENV_KEY)
+    auth: str | None = environ.get(ENV_AUTH_KEY)
+    where = ENV_KEY
+    if key_file is not None:
+        key, file_auth = read_key_file(key_file)
+        auth = file_auth if file_auth is not None else auth
+        where = f"--key-file {key_file}"
+    out = []
+    for meter in meters:
+        if meter.name in device_names and (protocol or key is not None):
+            chosen = protocol or ("encrypted" if key is not None else meter.protocol)
+            keys = _keys(where, chosen, key, auth)
+            meter = dataclasses.replace(meter, protocol=chosen, keys=keys)
+        out.append(meter)
+    return out
