@@ -12,12 +12,12 @@ import shutil
 import pytest
 
 
-def require_binary(name: str) -> str:
+def require_binary(name: str, package: str = "prometheus") -> str:
     """Return the path of ``name``, or skip (locally) / fail (CI) when absent."""
     path = shutil.which(name)
     if path:
         return path
-    message = f"{name} is not installed (Debian: apt-get install prometheus)"
+    message = f"{name} is not installed (Debian: apt-get install {package})"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message + "; CI must install it")
     pytest.skip(message)
