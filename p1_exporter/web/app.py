@@ -15,7 +15,6 @@ from collections.abc import Mapping
 
 from prometheus_client.exposition import choose_encoder
 
-from p1_exporter import __version__
 from p1_exporter.core.render_json import telegram_to_dict
 from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.metrics.collector import SnapshotSource, make_registry

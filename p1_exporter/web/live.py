@@ -43,7 +43,7 @@ _PHASES = (("L1", 20), ("L2", 40), ("L3", 60))
 
 def static_file(name: str) -> bytes:
     """One file of ``p1_exporter/web/static`` (package data)."""
-    return resources.files("p1_exporter.web").joinpath("static", name).read_bytes()
+    return resources.files("p1_exporter.web").joinpath("static").joinpath(name).read_bytes()
 
 
 def _value(telegram: Telegram, code: str, unit: str) -> float | None:
