@@ -209,3 +209,16 @@ def test_a_withheld_tariff_register_does_not_distort_the_sum() -> None:
     assert meter.periods is not None
     imported = period_totals(meter.periods.day, DAY)["import"]
     assert imported is not None and imported.delta == pytest.approx(1.0 * KWH)
+
+
+def test_a_replaced_meter_starts_counting_again() -> None:
+    meter = history()
+    meter.add(telegram(t1=5000.0), DAY + 100)
+    meter.add(telegram(t1=5001.0), DAY + 200)
+    meter.add(telegram(t1=3.0), DAY + 300)  # new meter, registers from zero
+    meter.add(telegram(t1=3.5), DAY + 400)
+    assert meter.periods is not None
+    imported = period_totals(meter.periods.day, DAY)["import"]
+    assert imported is not None
+    assert imported.delta == pytest.approx(0.5 * KWH)
+    assert imported.since == DAY + 300 and imported.complete is False

@@ -5,13 +5,17 @@ One exporter process (basic auth on, as ``--web.config.file`` sets it) reads thr
 one telegram whose header and text message carry markup and which goes stale after 2 s.
 The browser sends the credentials as a header (DevTools ``Network.setExtraHTTPHeaders``).
 
-Screenshots (desktop and phone) are written to a temporary directory, or to docs/img/
-when ``P1_UPDATE_SCREENSHOTS=1`` (the README shows those).
+The screenshots (desktop, phone, dark mode) come from a second exporter, run in this
+process, whose meters have 6 h of history fed in before it starts; they are written to a
+temporary directory, or to docs/img/ when ``P1_UPDATE_SCREENSHOTS=1`` (the README shows
+those).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -25,6 +29,13 @@ from typing import Any
 import bcrypt
 import pytest
 
+from p1_exporter import parse
+from p1_exporter.meter.reader import MeterConfig, MeterReader
+from p1_exporter.meter.sim_source import SimSource
+from p1_exporter.sim.meter import SimulatedMeter
+from p1_exporter.web.app import ExporterApp
+from p1_exporter.web.live_history import MeterHistory
+from p1_exporter.web.server import ExporterHTTPServer
 from tests.binaries import require_binary
 from tests.readerutil import replace_line
 from tests.test_exporter_cli import (
@@ -264,31 +275,122 @@ def test_meter_text_is_shown_as_text_not_markup(browser: webdriver.Chrome) -> No
     assert browser.execute_script("return window.__xss === undefined;")
 
 
-def test_screenshots_and_no_horizontal_scroll_on_a_phone(browser: webdriver.Chrome,
-                                                         tmp_path: Path) -> None:
-    target = SCREENSHOTS if os.environ.get("P1_UPDATE_SCREENSHOTS") == "1" else tmp_path
-    target.mkdir(parents=True, exist_ok=True)
-    desktop = target / "live-desktop.png"
-    assert browser.save_screenshot(str(desktop))
-    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+def page_width(driver: webdriver.Chrome) -> tuple[int, int]:
+    """(scrollWidth, clientWidth) of the page: equal when nothing scrolls sideways."""
+    widths = driver.execute_script("return [document.documentElement.scrollWidth,"
+                                   " document.documentElement.clientWidth];")
+    return int(widths[0]), int(widths[1])
+
+
+@contextlib.contextmanager
+def phone(driver: webdriver.Chrome) -> Iterator[None]:
+    """A 360 px wide phone screen (device pixel ratio 2)."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
         "width": 360, "height": 780, "deviceScaleFactor": 2, "mobile": True})
     try:
-        browser.refresh()
-        wait_until(browser, lambda: len(cards(browser)) == 3, "cards on the phone")
-        wait_until(browser, lambda: int(card(browser, "home").find_element(
-            By.CSS_SELECTOR, ".power-chart svg").get_attribute("data-points") or 0) > 0,
-            "chart on the phone")
-        widths = browser.execute_script(
-            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth,"
-            " window.innerWidth];")
-        assert widths[1] == 360, widths
-        assert widths[0] <= widths[1], f"horizontal scroll on a 360 px phone: {widths}"
-        phone = target / "live-phone.png"
-        assert browser.save_screenshot(str(phone))
+        driver.refresh()
+        yield
     finally:
-        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-    for shot in (desktop, target / "live-phone.png"):
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_no_horizontal_scroll_on_a_phone(browser: webdriver.Chrome) -> None:
+    """Long meter texts (the attic's message, source paths) wrap on a 360 px phone."""
+    with phone(browser):
+        wait_until(browser, lambda: len(cards(browser)) == 3, "cards on the phone")
+        wait_until(browser, lambda: MARKUP_MESSAGE in card(browser, "attic").text, "texts")
+        scroll, client = page_width(browser)
+        assert client == 360 and scroll <= client, f"sideways scroll: {scroll} > {client}"
+
+
+@pytest.fixture(scope="module")
+def filled() -> Iterator[str]:
+    """An exporter in this process whose two meters have 6 h of history already.
+
+    Each simulated household is run through the last 6 h first, its telegrams fed to the
+    history through the same method the reader's listener calls; then its reader starts
+    and carries on from the present, so the registers continue where the history ends.
+    """
+    hours = 6 * 3600
+    now = time.time()
+    meters = {"home": "sim://?dialect=dsmr5&seed=11&interval=1",
+              "shop": "sim://?dialect=belgian&seed=12&interval=1"}
+    histories = {name: MeterHistory() for name in meters}
+    readers = []
+    for name, url in meters.items():
+        source = SimSource(url)
+        options = dataclasses.replace(source.options, start=now - hours)
+        source.meter = SimulatedMeter.from_options(options)
+        t = now - hours
+        while t < now - 5:
+            histories[name].add(parse(source.meter.telegram_at(t)), t)
+            t += 10
+        source._real0 = time.monotonic() - hours  # its simulated clock is the wall clock
+        readers.append(MeterReader(MeterConfig(url=url, name=name), source=source,
+                                   on_telegram=histories[name].observe))
+    app = ExporterApp(lambda: [r.snapshot for r in readers], histories=histories)
+    server = ExporterHTTPServer("127.0.0.1:0", app)
+    for reader in readers:
+        reader.start()
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        for reader in readers:
+            reader.stop()
+
+
+def test_full_charts_screenshots_phone_and_dark_mode(filled: str, tmp_path: Path) -> None:
+    target = SCREENSHOTS if os.environ.get("P1_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    target.mkdir(parents=True, exist_ok=True)
+    driver = start_browser(tmp_path / "chromium")
+    try:
+        driver.get(filled + "/")
+        wait_until(driver, lambda: len(cards(driver)) == 2 and all(
+            c.get_attribute("data-fresh") == "true" for c in cards(driver).values()), "cards")
+        home = card(driver, "home")
+        # 6 h of 10 s points (one slot fewer than the ring: see Ring.read), and gas per hour.
+        wait_until(driver, lambda: int(home.find_element(
+            By.CSS_SELECTOR, ".power-chart svg").get_attribute("data-points") or 0) >= 2150,
+            "a full power chart")
+        bars = int(home.find_element(By.CSS_SELECTOR, ".gas-chart svg").get_attribute(
+            "data-bars") or 0)
+        assert 4 <= bars <= 24, bars
+        today = home.find_element(By.CSS_SELECTOR, '[data-period="today"]').text
+        # The history began 6 h ago: "today" starts then (or at midnight, if later).
+        match = re.search(r"import\s+(\d+\.\d\d) kWh", today)
+        assert match and 0 < float(match[1]) < 100, today
+        shots = [target / "live-desktop.png"]
+        assert driver.save_screenshot(str(shots[0]))
+        with phone(driver):
+            wait_until(driver, lambda: int(card(driver, "home").find_element(
+                By.CSS_SELECTOR, ".power-chart svg").get_attribute("data-points") or 0) > 2000,
+                "chart on the phone")
+            scroll, client = page_width(driver)
+            assert client == 360 and scroll <= client, f"sideways scroll: {scroll} > {client}"
+            shots.append(target / "live-phone.png")
+            assert driver.save_screenshot(str(shots[-1]))
+        polls = int(driver.find_element(By.TAG_NAME, "body").get_attribute("data-polls") or 0)
+        wait_until(driver, lambda: int(driver.find_element(By.TAG_NAME, "body").get_attribute(
+            "data-polls") or 0) > polls, "a redraw at desktop width")
+        light = driver.execute_script("return getComputedStyle(document.body).backgroundColor")
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+            "features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        dark = driver.execute_script("return getComputedStyle(document.body).backgroundColor")
+        assert light != dark and brightness(dark) < 80 < 200 < brightness(light), (light, dark)
+        shots.append(target / "live-dark.png")
+        assert driver.save_screenshot(str(shots[-1]))
+    finally:
+        driver.quit()
+    for shot in shots:
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def brightness(css_color: str) -> float:
+    """Mean of the channels of an ``rgb(r, g, b)`` colour."""
+    channels = [float(c) for c in re.findall(r"[\d.]+", css_color)[:3]]
+    return sum(channels) / 3
 
 
 def test_page_says_reconnecting_and_recovers(tmp_path: Path) -> None:

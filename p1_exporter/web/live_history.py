@@ -278,6 +278,11 @@ class MeterHistory:
             return False  # the same gas reading again, or the clock went back
         tolerance = GAS_TOLERANCE if code == GAS else ELECTRICITY_TOLERANCE
         day_start, hour_start = self._period_starts(reading.time)
+        if previous is not None and reading.value < previous.value:
+            # A cumulative register went down: a replaced meter. Count again from here.
+            previous = None
+            self._day.pop(code, None)
+            self._hour.pop(code, None)
         for table, start in ((self._day, day_start), (self._hour, hour_start)):
             known = table.get(code)
             if known is None or start > known.start:

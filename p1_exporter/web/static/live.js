@@ -233,6 +233,7 @@
     var first = Math.ceil((start + offset) / every) * every - offset;
     for (var t = first; t <= end; t += every) {
       var px = x(t);
+      if (px < 16 || px > size.w - 16) continue; // a label there would be cut off
       svg.appendChild(svgEl("line", { x1: px, x2: px, y1: 0, y2: bottom, "class": "axis" }));
       var label = svgEl("text", { x: px, y: size.h - 2, "text-anchor": "middle" });
       label.textContent = hhmm(t);
