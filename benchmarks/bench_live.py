@@ -120,10 +120,9 @@ def open_page(port: int) -> tuple[int, dict[str, object]]:
 def next_since(document: dict[str, object]) -> tuple[int, int]:
     meters = document["meters"]
     assert isinstance(meters, list)
-    power = [m["power"]["first"] + len(m["power"]["values"]) - 1 for m in meters
-             if m["power"]["values"]]
-    gas = [m["gas"]["first"] + len(m["gas"]["values"]) - 1 for m in meters
-           if m["gas"]["values"]]
+    power = [m["power"]["first"] + m["power"]["count"] - 1 for m in meters
+             if m["power"]["count"]]
+    gas = [m["gas"]["first"] + m["gas"]["count"] - 1 for m in meters if m["gas"]["count"]]
     return min(power) - 1, min(gas) - 1
 
 
@@ -179,7 +178,7 @@ def measure(meters: int, seconds: float) -> None:
         time.sleep(3)  # every meter has a telegram
         page_bytes, document = open_page(port)
         full = len(json.dumps(document, separators=(",", ":")))
-        points = sum(len(m["power"]["values"]) for m in document["meters"])
+        points = sum(m["power"]["count"] for m in document["meters"])
         print(f"\n== {meters} meter(s): {HOURS} h of history, {points} power points served")
         print(f"ring buffers: {ready['ring_bytes']} B in all "
               f"({ready['ring_bytes'] // meters} B per meter)")

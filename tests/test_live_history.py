@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import math
+import struct
 import threading
 from types import MappingProxyType
 
@@ -222,3 +223,16 @@ def test_a_replaced_meter_starts_counting_again() -> None:
     assert imported is not None
     assert imported.delta == pytest.approx(0.5 * KWH)
     assert imported.since == DAY + 300 and imported.complete is False
+
+
+def test_ring_bytes_are_the_same_series_little_endian() -> None:
+    for typecode, code in (("f", "<f"), ("d", "<d")):
+        ring = Ring(10, typecode)
+        for slot in range(100, 116):  # wrapped: the window spans the end of the buffer
+            if slot != 110:
+                ring.put(slot, slot / 4)
+        first, count, data = ring.read_bytes()
+        values = [None if math.isnan(v) else v for (v,) in struct.iter_unpack(code, data)]
+        assert (first, values) == ring.read() and count == len(values) == 9
+        assert values[:5] == [107 / 4, 108 / 4, 109 / 4, None, 111 / 4]
+        assert ring.read_bytes(after=115) == (116, 0, b"")

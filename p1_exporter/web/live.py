@@ -15,6 +15,7 @@ already has (``since``).
 
 from __future__ import annotations
 
+import base64
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,7 @@ from p1_exporter.web.live_history import (
     POWER_STEP,
     MeterHistory,
     PeriodFigure,
+    Ring,
     local_period_starts,
     period_totals,
 )
@@ -163,19 +165,25 @@ def _period(figures: Mapping[str, PeriodFigure], start: float) -> dict[str, obje
     }
 
 
+def _series(ring: Ring, step: int, after: int | None) -> dict[str, object]:
+    """A chart series: slot ``first`` covers ``first * step`` seconds since the epoch;
+    ``data`` is base64 of ``count`` little-endian floats (float32 for power in W, float64
+    for gas in m3), NaN where no telegram came."""
+    first, count, data = ring.read_bytes(after)
+    kind = "float32" if ring.itemsize == 4 else "float64"
+    return {"step": step, "slots": ring.size, "first": first, "count": count, "type": kind,
+            "data": base64.b64encode(data).decode("ascii")}
+
+
 def _history(history: MeterHistory | None, now: float, since: int | None,
              gas_since: int | None) -> dict[str, object]:
     if history is None:
         return {"power": None, "gas": None, "today": None, "hour": None}
-    first, values = history.power.read(since)
-    gas_first, gas_values = history.gas.read(gas_since)
     day_start, hour_start = local_period_starts(now)
     periods = history.periods
     return {
-        "power": {"step": POWER_STEP, "slots": history.power.size, "first": first,
-                  "values": [None if v is None else round(v) for v in values]},
-        "gas": {"step": GAS_STEP, "slots": history.gas.size, "first": gas_first,
-                "values": [None if v is None else round(v, 3) for v in gas_values]},
+        "power": _series(history.power, POWER_STEP, since),
+        "gas": _series(history.gas, GAS_STEP, gas_since),
         "today": None if periods is None else _period(periods.day, day_start),
         "hour": None if periods is None else _period(periods.hour, hour_start),
     }

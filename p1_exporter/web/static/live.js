@@ -326,11 +326,25 @@
   }
 
   // -- merging chart points --------------------------------------------------------------
+  // A series is base64 of little-endian float32 (power) or float64 (gas); NaN is a gap.
+  function decode(series) {
+    var text = atob(series.data);
+    var view = new DataView(new ArrayBuffer(text.length));
+    for (var i = 0; i < text.length; i++) view.setUint8(i, text.charCodeAt(i));
+    var wide = series.type === "float64";
+    var values = [];
+    for (var n = 0; n < series.count; n++) {
+      var v = wide ? view.getFloat64(n * 8, true) : view.getFloat32(n * 4, true);
+      values.push(isNaN(v) ? null : v);
+    }
+    return values;
+  }
+
   function merge(map, series, keepFrom) {
     if (!series) return null;
-    series.values.forEach(function (value, i) { map.set(series.first + i, value); });
+    decode(series).forEach(function (value, i) { map.set(series.first + i, value); });
     map.forEach(function (_, slot) { if (slot < keepFrom) map.delete(slot); });
-    return series.values.length ? series.first + series.values.length - 1 : null;
+    return series.count ? series.first + series.count - 1 : null;
   }
 
   function render(doc) {
