@@ -6,10 +6,10 @@ For each meter count it starts the real exporter as a child process (this file w
 ``--serve``): :func:`p1_exporter.commands.serve.build` with that many simulated DSMR 5
 meters (one telegram a second each). Before serving, the child fills every meter's
 history with 6 h of telegrams 10 s apart through ``MeterHistory.add``, the method the
-readers' listener calls, so the ring buffers are full; it reports its RSS before and
-after. Then, with the page "open" (one client loads /, its script and styles and the full
-JSON, as a browser does), one scraper fetches /metrics ten times a second in three
-phases of ``--seconds`` each:
+readers' listener calls, so the ring buffers are full; it reports its RSS before
+building the exporter, before filling and after. Then, with the page "open" (one client
+loads /, its script and styles and the full JSON, as a browser does), one scraper fetches
+/metrics ten times a second in three phases of ``--seconds`` each:
 
 1. ``alone``: no other client;
 2. ``5 pages``: 5 pollers as the page polls (``/api/v1/live?since=...`` every 2 s);
@@ -64,6 +64,7 @@ def serve(meters: int, port: int) -> None:
         argv += ["--device", f"m{index}=sim://?dialect=dsmr5&seed={index}&interval=1"]
     config = load_config(argv, {})
     setup_logging(config.log_level, config.log_format)
+    bare = status_kib("self", "VmRSS")
     readers, server = build(config)
     app = server.handler
     assert isinstance(app, ExporterApp)
@@ -83,7 +84,7 @@ def serve(meters: int, port: int) -> None:
     for reader in readers:
         reader.start()
     server.start()
-    print(json.dumps({"rss_empty_kib": before, "rss_filled_kib": filled,
+    print(json.dumps({"rss_bare_kib": bare, "rss_empty_kib": before, "rss_filled_kib": filled,
                       "ring_bytes": ring_bytes}), flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -182,8 +183,9 @@ def measure(meters: int, seconds: float) -> None:
         print(f"\n== {meters} meter(s): {HOURS} h of history, {points} power points served")
         print(f"ring buffers: {ready['ring_bytes']} B in all "
               f"({ready['ring_bytes'] // meters} B per meter)")
-        print(f"exporter RSS: {ready['rss_empty_kib']} KiB with empty histories, "
-              f"{ready['rss_filled_kib']} KiB filled")
+        print(f"exporter RSS: {ready['rss_bare_kib']} KiB before building the exporter, "
+              f"{ready['rss_empty_kib']} KiB built (ring buffers are allocated up front), "
+              f"{ready['rss_filled_kib']} KiB with 6 h of history")
         print(f"page: {page_bytes} B (HTML, script, styles); full JSON {full} B")
         print(f"{'phase':<12} {'scrapes':>7} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} "
               f"{'max ms':>8}  JSON per poll")
