@@ -179,6 +179,7 @@ def test_landing_page(exporter: ExporterProcess) -> None:
     page = reply.body.decode()
     assert page.startswith("<!DOCTYPE html>")
     assert '<script src="static/live.js"></script>' in page
+    assert reply.headers["Content-Security-Policy"].startswith("default-src 'self'")
     assert 'href="metrics"' in page and 'href="healthz"' in page
     assert 'href="api/v1/live"' in page
     index = http_get(exporter.url, "/index.html")

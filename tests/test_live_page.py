@@ -93,6 +93,7 @@ def start_browser(user_data: Path) -> webdriver.Chrome:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={user_data}")
     options.add_argument("--window-size=1280,1400")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium fetch a driver
     return webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
 
@@ -167,7 +168,7 @@ def scrape(exporter: ExporterProcess) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("path", ["/", "/index.html", "/api/v1/live", "/static/live.js",
-                                  "/static/live.css", "/metrics"])
+                                  "/static/live.css", "/static/icon.svg", "/metrics"])
 def test_basic_auth_guards_the_page_like_metrics(exporter: ExporterProcess, path: str) -> None:
     refused = http_get(exporter.url, path)
     assert refused.status == 401
@@ -177,7 +178,7 @@ def test_basic_auth_guards_the_page_like_metrics(exporter: ExporterProcess, path
 
 def test_page_size_and_no_outside_fetches(exporter: ExporterProcess) -> None:
     total = 0
-    for path in ("/", "/static/live.js", "/static/live.css"):
+    for path in ("/", "/static/live.js", "/static/live.css", "/static/icon.svg"):
         body = http_get(exporter.url, path, headers=auth_header()).body
         total += len(body)
         text = body.decode()
@@ -219,8 +220,8 @@ def test_chart_has_points_and_page_updates_without_reload(browser: webdriver.Chr
     chart = home.find_element(By.CSS_SELECTOR, ".power-chart svg")
     wait_until(browser, lambda: int(chart.get_attribute("data-points") or 0) >= 1, "chart points")
     assert chart.find_elements(By.CSS_SELECTOR, "path.imp, path.exp")
-    before = home.get_attribute("data-meter-time")
     polls = int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-polls") or 0)
+    before = home.get_attribute("data-meter-time")  # read after `polls`: never newer
     wait_until(browser, lambda: card(browser, "home").get_attribute("data-meter-time") != before,
                "a newer telegram on the page", timeout=6)
     assert int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-polls") or 0) > polls
@@ -301,6 +302,13 @@ def test_no_horizontal_scroll_on_a_phone(browser: webdriver.Chrome) -> None:
         wait_until(browser, lambda: MARKUP_MESSAGE in card(browser, "attic").text, "texts")
         scroll, client = page_width(browser)
         assert client == 360 and scroll <= client, f"sideways scroll: {scroll} > {client}"
+
+
+def test_no_script_errors_or_refused_content(browser: webdriver.Chrome) -> None:
+    """The console has no errors: no exception, and nothing the page's CSP refused."""
+    severe = [entry["message"] for entry in browser.get_log("browser")
+              if entry["level"] == "SEVERE"]
+    assert severe == []
 
 
 @pytest.fixture(scope="module")

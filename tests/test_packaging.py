@@ -134,7 +134,7 @@ def test_wheel_holds_the_package_and_no_tests(release: Release) -> None:
     )
     for module in modules:
         assert f"p1_exporter/{module}" in names
-    for static in ("index.html", "live.js", "live.css"):  # the live page, package data
+    for static in ("index.html", "live.js", "live.css", "icon.svg"):  # the live page, package data
         assert f"p1_exporter/web/static/{static}" in names
     source_modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "p1_exporter").rglob("*.py")}
     assert source_modules <= set(names), source_modules - set(names)

@@ -26,6 +26,11 @@ _JSON = "application/json; charset=utf-8"
 _HTML = "text/html; charset=utf-8"
 #: The page and its files are small; "no-cache" makes browsers revalidate after an upgrade.
 _NO_CACHE = (("Cache-Control", "no-cache"),)
+#: The live page runs only its own script and styles, and nothing from elsewhere: a second
+#: line of defence behind escaping every text that comes from a meter.
+_PAGE_HEADERS = (*_NO_CACHE, ("Content-Security-Policy",
+                              "default-src 'self'; base-uri 'none'; frame-ancestors 'none'"),
+                 ("X-Content-Type-Options", "nosniff"))
 #: Query parameters of /api/v1/live: chart slots the page already has.
 _SLOT_PARAMETERS = ("since", "gas_since")
 
@@ -78,7 +83,7 @@ class ExporterApp:
         if path == self.telemetry_path:
             return self.metrics(request)
         if path in ("/", "/index.html"):
-            return Response(200, self._page, _HTML, _NO_CACHE)
+            return Response(200, self._page, _HTML, _PAGE_HEADERS)
         static = self._static.get(path)
         if static is not None:
             return static

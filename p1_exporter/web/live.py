@@ -39,6 +39,7 @@ from p1_exporter.web.live_history import (
 STATIC_FILES = {
     "/static/live.js": ("live.js", "text/javascript; charset=utf-8"),
     "/static/live.css": ("live.css", "text/css; charset=utf-8"),
+    "/static/icon.svg": ("icon.svg", "image/svg+xml"),
 }
 _PHASES = (("L1", 20), ("L2", 40), ("L3", 60))
 
