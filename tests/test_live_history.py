@@ -6,6 +6,7 @@ import calendar
 import math
 import struct
 import threading
+import time
 from types import MappingProxyType
 
 import pytest
@@ -19,6 +20,7 @@ from p1_exporter.web.live_history import (
     POWER_SLOTS,
     MeterHistory,
     Ring,
+    local_period_starts,
     period_totals,
 )
 
@@ -236,3 +238,21 @@ def test_ring_bytes_are_the_same_series_little_endian() -> None:
         assert (first, values) == ring.read() and count == len(values) == 9
         assert values[:5] == [107 / 4, 108 / 4, 109 / 4, None, 111 / 4]
         assert ring.read_bytes(after=115) == (116, 0, b"")
+
+
+def test_local_periods_follow_the_time_zone_across_a_dst_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """"Today" starts at local midnight (TZ), also on the 23-hour day in March."""
+    monkeypatch.setenv("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")  # Central European, no tzdata
+    time.tzset()
+    try:
+        noon = calendar.timegm((2024, 3, 31, 10, 30, 0, 0, 0, 0))  # 12:30 CEST
+        day, hour = local_period_starts(noon)
+        assert day == calendar.timegm((2024, 3, 30, 23, 0, 0, 0, 0, 0))  # 00:00 CET
+        assert hour == calendar.timegm((2024, 3, 31, 10, 0, 0, 0, 0, 0))  # 12:00 CEST
+        next_day, _ = local_period_starts(noon + 86400)
+        assert next_day - day == 23 * 3600
+    finally:
+        monkeypatch.undo()
+        time.tzset()
