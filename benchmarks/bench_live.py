@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -107,7 +108,7 @@ def get(conn: http.client.HTTPConnection, path: str) -> bytes:
     return body
 
 
-def open_page(port: int) -> tuple[int, dict[str, object]]:
+def open_page(port: int) -> tuple[int, dict[str, Any]]:
     """What a browser loads when the page opens; returns its bytes and the full JSON."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     total = 0
@@ -118,7 +119,7 @@ def open_page(port: int) -> tuple[int, dict[str, object]]:
     return total, document
 
 
-def next_since(document: dict[str, object]) -> tuple[int, int]:
+def next_since(document: dict[str, Any]) -> tuple[int, int]:
     meters = document["meters"]
     assert isinstance(meters, list)
     power = [m["power"]["first"] + m["power"]["count"] - 1 for m in meters

@@ -3,8 +3,9 @@
 The telegram core is usable as a library::
 
     from p1_exporter import parse
+    from p1_exporter.core import obis
     telegram = parse(open("telegram.txt", "rb").read())
-    telegram.value("1-0:1.8.1")  # joules
+    telegram.value(obis.ACTIVE_TARIFF)  # any code of the table in p1_exporter.core.obis
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 #!/bin/sh
 # Set up a virtual environment and run the exporter with its built-in simulated meter.
 # Then open http://localhost:9357/ . Extra arguments go to p1-exporter.
+# PYTHON and VENV choose the interpreter and the venv (scripts/venv.sh).
 set -eu
 cd "$(dirname "$0")/.."
-if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
-exec .venv/bin/p1-exporter --demo "$@"
+. scripts/venv.sh
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e .
+exec "$VENV/bin/p1-exporter" --demo "$@"

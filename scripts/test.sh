@@ -1,15 +1,15 @@
 #!/bin/sh
 # Set up a virtual environment and run every check: ruff, mypy and the test suite.
 # Extra arguments go to pytest, e.g. `sh scripts/test.sh -k framing -x`.
+# PYTHON and VENV choose the interpreter and the venv (scripts/venv.sh), e.g.
+# `PYTHON=/usr/bin/python3 VENV=.venv-debian sh scripts/test.sh`.
 set -eu
 cd "$(dirname "$0")/.."
-if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+. scripts/venv.sh
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
 echo "== ruff"
-.venv/bin/ruff check .
+"$VENV/bin/ruff" check .
 echo "== mypy"
-.venv/bin/mypy
+"$VENV/bin/mypy"
 echo "== pytest"
-exec .venv/bin/python -m pytest "$@"
+exec "$VENV/bin/python" -m pytest "$@"

@@ -1,23 +1,5 @@
-"""Locate external binaries (prometheus, promtool) for tests.
+"""Moved to :mod:`tests.helpers.binaries`; kept for modules not yet switched over."""
 
-A missing binary skips the test on a developer laptop, but fails it under CI
-(``CI=true``), where .ci/run is responsible for installing it.
-"""
+from tests.helpers.binaries import require_binary
 
-from __future__ import annotations
-
-import os
-import shutil
-
-import pytest
-
-
-def require_binary(name: str, package: str = "prometheus") -> str:
-    """Return the path of ``name``, or skip (locally) / fail (CI) when absent."""
-    path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} is not installed (Debian: apt-get install {package})"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message + "; CI must install it")
-    pytest.skip(message)
+__all__ = ["require_binary"]

@@ -30,6 +30,7 @@ from p1_exporter.core.render_json import format_json
 from p1_exporter.meter.reader import MeterConfig, MeterReader
 from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.metrics.catalog import METRICS
+from p1_exporter.metrics.collector import SELF_METRIC_PREFIXES
 from p1_exporter.web.app import ExporterApp
 from p1_exporter.web.server import ExporterHTTPServer, Request
 from tests.binaries import require_binary
@@ -83,10 +84,15 @@ def test_metrics_serves_both_meters_with_their_own_label(exporter: ExporterProce
     for name, samples in found.items():
         for key in samples:
             labels = dict(key)
-            if name == "p1_exporter_build_info":
+            if name == "p1_exporter_build_info" or name.startswith(SELF_METRIC_PREFIXES):
                 assert "meter" not in labels
             else:
                 assert labels["meter"] in METERS, (name, labels)
+    # The exporter process's own metrics, as every exporter has them.
+    assert value(found, "process_cpu_seconds_total") is not None
+    assert (value(found, "process_resident_memory_bytes") or 0) > 0
+    assert any(name.startswith("python_gc_") for name in found)
+    assert "python_info" in found
     for meter in METERS:
         assert value(found, "p1_up", meter=meter) == 1.0
         assert value(found, "p1_telegrams_total", meter=meter, result="ok")  # > 0
@@ -123,7 +129,10 @@ def test_openmetrics(exporter: ExporterProcess) -> None:
     result = promtool_metrics(text)
     assert result.returncode in (0, 3), result.stderr
     complaints = [line for line in (result.stdout + result.stderr).splitlines() if line]
-    counters = {name for name, spec in METRICS.items() if spec.type == "counter"}
+    counters = {name for name, spec in METRICS.items() if spec.type == "counter"} | {
+        f"{name}_total" for name, kind in classic.items()
+        if kind == "counter" and name.startswith(SELF_METRIC_PREFIXES)
+    }
     for line in complaints:
         match = re.fullmatch(r"(\S+) no help text", line)
         assert match and match[1] in counters, line

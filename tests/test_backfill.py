@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import calendar
 import json
+import os
 import random
 import re
+import stat
 import subprocess
-import time
+import sys
+import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -34,10 +37,11 @@ from p1_exporter.metrics.catalog import METRICS
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.model import MeterState
 from p1_exporter.sim.render import render
-from tests.binaries import require_binary
-from tests.readerutil import free_port
+from tests.helpers.binaries import require_binary
+from tests.helpers.fixtures import FIXTURE_NAMES, load
+from tests.helpers.net import free_port
+from tests.helpers.wait import wait_for
 
-FIXTURES = Path(__file__).parent / "fixtures"
 #: Local midnight (CEST, UTC+2) at the start of Wednesday 12 June 2024.
 DAY_START = calendar.timegm((2024, 6, 12, 0, 0, 0, 0, 0, 0)) - 7200
 DAY_END = DAY_START + 86400
@@ -124,17 +128,14 @@ def prometheus_on(tmp_path: Path) -> Iterator[Any]:
         )
         processes.append(process)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as reply:
-                    if reply.status == 200:
-                        return Prometheus(url)
-            except OSError:
-                pass
+
+        def ready() -> bool:
             assert process.poll() is None, "prometheus exited"
-            assert time.monotonic() < deadline, "prometheus not ready in 30 s"
-            time.sleep(0.1)
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as reply:
+                return bool(reply.status == 200)
+
+        wait_for(ready, 30, "prometheus to be ready", interval=0.1, retry_on=(OSError,))
+        return Prometheus(url)
 
     yield start
     for process in processes:
@@ -146,6 +147,8 @@ def prometheus_on(tmp_path: Path) -> Iterator[Any]:
             process.wait()
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_a_backfilled_day_in_prometheus_matches_the_simulator_registers(
     tmp_path: Path, prometheus_on: Any
 ) -> None:
@@ -229,16 +232,16 @@ def test_output_passes_the_strict_openmetrics_parser(tmp_path: Path) -> None:
 
 def test_plain_dumps_of_real_telegrams(tmp_path: Path) -> None:
     def clock(name: str) -> float:
-        (outcome,) = iter_telegrams((FIXTURES / name).read_bytes())
+        (outcome,) = iter_telegrams(load(name))
         assert outcome.telegram is not None
         return outcome.telegram.meter_time or 0.0
 
     # Oldest first (v5.txt and v5_invalid_gas_timestamp.txt share a time: one duplicate),
     # then an old one again (the clock goes back); the DSMR 2.2/3 ones have no clock.
-    names = sorted((path.name for path in FIXTURES.glob("*.txt")), key=clock)
+    names = sorted(FIXTURE_NAMES, key=clock)
     names.append("v4_2.txt")
     dump = tmp_path / "fixtures.txt"
-    dump.write_bytes(b"".join((FIXTURES / name).read_bytes() for name in names))
+    dump.write_bytes(b"".join(load(name) for name in names))
     # What one pass over the same bytes must decide, worked out independently.
     outcomes = list(iter_telegrams(dump.read_bytes()))
     expected = {"written": 0, "duplicates": 0, "backwards": 0, "no_clock": 0, "refused": 0}
@@ -255,7 +258,7 @@ def test_plain_dumps_of_real_telegrams(tmp_path: Path) -> None:
         else:
             expected["written"] += 1
             last = outcome.telegram.meter_time
-    assert expected == {"written": 9, "duplicates": 1, "backwards": 1, "no_clock": 4,
+    assert expected == {"written": 10, "duplicates": 1, "backwards": 1, "no_clock": 4,
                         "refused": 0}
     om = tmp_path / "fixtures.om"
     tally, inputs = backfill([str(dump)], str(om))
@@ -371,6 +374,7 @@ def _jumpy_capture(path: Path, seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.slow
 def test_worker_processes_give_the_same_output_and_counts_as_one(tmp_path: Path,
                                                                  seed: int) -> None:
     capture = tmp_path / "jumpy.p1cap"
@@ -474,3 +478,153 @@ def test_a_series_repeated_within_one_telegram_is_written_once(
     assert tally.samples == 20 * 37
     assert "-1.0" not in om.read_text()
     parse_om(om)
+
+
+# -- what --out may overwrite, through the real ``p1-exporter backfill`` process ----------------
+
+
+def run_backfill(*args: str, stdout: Any = subprocess.PIPE,
+                 cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    """``python -m p1_exporter backfill ARGS`` to completion; stdout as given, stderr caught."""
+    return subprocess.run([sys.executable, "-m", "p1_exporter", "backfill", "--no-progress",
+                           *args], stdout=stdout, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, cwd=cwd, timeout=120, check=False)
+
+
+@pytest.fixture
+def small_capture(tmp_path: Path) -> tuple[Path, bytes]:
+    """A capture of 30 telegrams and the OpenMetrics text backfill makes of it."""
+    tel = sim_telegrams(30, step=10.0)
+    capture = tmp_path / "in.p1cap"
+    write_capture(capture, [r for _, _, r in tel], [t for t, _, _ in tel])
+    reference = tmp_path / "reference" / "ref.om"
+    reference.parent.mkdir()
+    backfill([str(capture)], str(reference))
+    return capture, reference.read_bytes()
+
+
+def one_error_line(result: subprocess.CompletedProcess[bytes]) -> str:
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("p1-exporter backfill: "), lines
+    return lines[0]
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path: Path,
+                                                small_capture: tuple[Path, bytes]) -> None:
+    capture, _ = small_capture
+    before = capture.read_bytes()
+    (tmp_path / "link.om").symlink_to(capture.name)
+    os.link(capture, tmp_path / "hard.om")
+    other = tmp_path / "other.p1cap"
+    other.write_bytes(before)
+    for out in (str(capture), str(tmp_path / "link.om"), str(tmp_path / "hard.om"),
+                "in.p1cap"):
+        result = run_backfill(str(other), str(capture), "--out", out, cwd=tmp_path)
+        assert result.returncode == 2
+        assert "is one of the input files" in one_error_line(result)
+        assert capture.read_bytes() == before
+    assert (tmp_path / "link.om").is_symlink()
+    result = run_backfill(str(capture), "--out", str(tmp_path))
+    assert result.returncode == 2 and "is a directory" in one_error_line(result)
+    assert capture.read_bytes() == before
+
+
+def test_a_regular_output_is_replaced_atomically_and_strangers_are_left_alone(
+    tmp_path: Path, small_capture: tuple[Path, bytes]
+) -> None:
+    capture, expected = small_capture
+    out = tmp_path / "out.om"
+    stranger = tmp_path / "out.om.part"
+    stranger.write_bytes(b"someone else's file\n")
+    out.write_bytes(b"old history\n")
+    out.chmod(0o640)
+    before = set(tmp_path.iterdir())
+    result = run_backfill(str(capture), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == expected
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640  # the replaced file's permissions
+    assert stranger.read_bytes() == b"someone else's file\n"
+    assert set(tmp_path.iterdir()) == before  # no temporary file left behind
+    # A failed run (the output's directory is gone) leaves nothing either.
+    result = run_backfill(str(capture), "--out", str(tmp_path / "gone" / "x.om"))
+    assert result.returncode == 2
+    assert str(tmp_path / "gone" / "x.om") in one_error_line(result)
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_a_symlink_output_writes_its_target_and_stays_a_symlink(
+    tmp_path: Path, small_capture: tuple[Path, bytes]
+) -> None:
+    capture, expected = small_capture
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "history.om").write_bytes(b"old\n")
+    link = tmp_path / "history.om"
+    link.symlink_to(data / "history.om")
+    dangling = tmp_path / "new.om"
+    dangling.symlink_to("data/new.om")
+    for out in (link, dangling):
+        result = run_backfill(str(capture), "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        assert out.is_symlink()
+        assert out.read_bytes() == expected
+    assert sorted(p.name for p in data.iterdir()) == ["history.om", "new.om"]
+
+
+def test_a_fifo_output_is_written_into_not_replaced(
+    tmp_path: Path, small_capture: tuple[Path, bytes]
+) -> None:
+    capture, expected = small_capture
+    fifo = tmp_path / "pipe.om"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = run_backfill(str(capture), "--out", str(fifo))
+    reader.join(30)
+    assert result.returncode == 0, result.stderr
+    assert received == [expected]
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.p1cap", "pipe.om", "reference"]
+
+
+def test_a_character_device_output_is_written_into_not_replaced(
+    tmp_path: Path, small_capture: tuple[Path, bytes]
+) -> None:
+    capture, _ = small_capture
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # what /dev/null is
+    except PermissionError:
+        pytest.skip("creating a device node needs root (CAP_MKNOD)")
+    result = run_backfill(str(capture), "--out", str(device))
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISCHR(device.lstat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.p1cap", "null", "reference"]
+
+
+def test_dev_full_gives_one_clear_line_and_exit_2(small_capture: tuple[Path, bytes]) -> None:
+    capture, _ = small_capture
+    if not stat.S_ISCHR(os.stat("/dev/full").st_mode):
+        pytest.skip("no /dev/full here")
+    result = run_backfill(str(capture), "--out", "/dev/full")
+    assert result.returncode == 2
+    assert one_error_line(result) == "p1-exporter backfill: /dev/full: No space left on device"
+    assert stat.S_ISCHR(os.lstat("/dev/full").st_mode)
+
+
+def test_dev_stdout_output_reaches_a_pipe_and_a_redirected_file(
+    tmp_path: Path, small_capture: tuple[Path, bytes]
+) -> None:
+    capture, expected = small_capture
+    result = run_backfill(str(capture), "--out", "/dev/stdout")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected
+    redirected = tmp_path / "redirected.om"
+    with open(redirected, "wb") as handle:  # like a shell's "> redirected.om"
+        assert run_backfill(str(capture), "--out", "/dev/stdout", stdout=handle).returncode == 0
+    assert redirected.read_bytes() == expected
+    with open(redirected, "ab") as handle:  # ">>" appends
+        assert run_backfill(str(capture), "--out", "/dev/stdout", stdout=handle).returncode == 0
+    assert redirected.read_bytes() == expected + expected
+    assert not list(tmp_path.glob(".p1-backfill-*"))

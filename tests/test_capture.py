@@ -31,7 +31,8 @@ from p1_exporter.meter.sources import FileSource, open_source
 from p1_exporter.sim.faults import FaultInjector
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.outputs import TcpSink
-from tests.readerutil import Dongle, counts, fast_config, running, wait_until
+from tests.helpers.reader import Dongle, counts, fast_config, running
+from tests.helpers.wait import wait_for
 
 START = 1_718_143_200.0
 
@@ -289,6 +290,7 @@ def test_a_torn_telegram_at_the_end_is_recorded_at_flush() -> None:
     assert (torn.result, torn.data, torn.time) == ("malformed", TELEGRAMS[1][:200], START + 1)
 
 
+@pytest.mark.integration
 def test_capture_over_tcp_records_valid_and_invalid_telegrams(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -300,12 +302,14 @@ def test_capture_over_tcp_records_valid_and_invalid_telegrams(
     runner = threading.Thread(target=lambda: codes.append(main([
         "capture", "--device", sink.url, "--out", str(out), "--count", str(count + 1),
         "--duration", "30"])))
+
+    def connected() -> bool:
+        sink.wait(0.02)  # the sink accepts clients while it waits
+        return bool(sink.clients)
+
     runner.start()
     try:
-        deadline = time.monotonic() + 10
-        while not sink.clients:
-            assert time.monotonic() < deadline, "capture did not connect"
-            sink.wait(0.02)
+        wait_for(connected, 10, "capture to connect", interval=0)
         for data in [*wire, originals[0]]:
             sink.write(data)
             sink.wait(0.01)
@@ -322,6 +326,8 @@ def test_capture_over_tcp_records_valid_and_invalid_telegrams(
     assert f"captured {count + 1} telegrams (ok={ok} crc_error=" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_capture_reconnects_when_the_dongle_drops(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     dongle = Dongle()
@@ -331,11 +337,11 @@ def test_capture_reconnects_when_the_dongle_drops(tmp_path: Path,
         "--duration", "20"],))
     runner.start()
     try:
-        wait_until(lambda: dongle.clients == 1)
+        wait_for(lambda: dongle.clients == 1)
         dongle.send(TELEGRAMS[0] + TELEGRAMS[1] + TELEGRAMS[2][:100])
-        wait_until(lambda: len(records_of(out.read_bytes())) == 2)
+        wait_for(lambda: len(records_of(out.read_bytes())) == 2)
         dongle.drop_clients()  # in the middle of a telegram
-        wait_until(lambda: dongle.accepted == 2 and dongle.clients == 1, timeout=10)
+        wait_for(lambda: dongle.accepted == 2 and dongle.clients == 1)
         dongle.send(TELEGRAMS[3] + TELEGRAMS[4])
         runner.join(10)
     finally:
@@ -349,6 +355,8 @@ def test_capture_reconnects_when_the_dongle_drops(tmp_path: Path,
     assert "1 reconnect(s)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_stopping_drops_a_telegram_that_is_still_arriving(tmp_path: Path) -> None:
     dongle = Dongle()
     out = tmp_path / "stop.p1cap"
@@ -356,7 +364,7 @@ def test_stopping_drops_a_telegram_that_is_still_arriving(tmp_path: Path) -> Non
         "capture", "--device", dongle.url, "--out", str(out), "--duration", "1.5"],))
     runner.start()
     try:
-        wait_until(lambda: dongle.clients == 1)
+        wait_for(lambda: dongle.clients == 1)
         dongle.send(TELEGRAMS[0] + TELEGRAMS[1][:300])
         runner.join(10)
     finally:
@@ -388,7 +396,7 @@ def test_file_source_replays_a_capture_at_its_recorded_pace(tmp_path: Path) -> N
     source.close()
     assert pieces == [r.data for r in records if r.data]
     span = records[-1].time - records[0].time
-    assert span - 0.02 <= elapsed <= span + 0.5
+    assert elapsed >= span - 0.02  # paced, not all at once (how close: not timed here)
     # The exporter's framing of the replay sees what the capture saw.
     stream = TelegramStream()
     replayed = [o.result for piece in pieces for o in stream.feed(piece)] + [
@@ -396,7 +404,10 @@ def test_file_source_replays_a_capture_at_its_recorded_pace(tmp_path: Path) -> N
     assert replayed == [r.result for r in records]
     fast = FileSource(str(path), pace="fast")
     fast.open()
-    assert fast._delays == [0.0] * len(pieces)
+    started = time.monotonic()
+    assert [fast.read(5.0) for _ in pieces] == pieces  # no waiting between them
+    assert time.monotonic() - started < span
+    fast.close()
 
 
 def test_the_exporter_counts_a_replayed_capture_as_the_capture_did(tmp_path: Path) -> None:
@@ -408,7 +419,7 @@ def test_the_exporter_counts_a_replayed_capture_as_the_capture_did(tmp_path: Pat
                 for result in ("ok", "crc_error", "malformed", "too_large", "rejected")}
     assert recorded["crc_error"] and recorded["malformed"]
     with running(fast_config(f"file:{path}?pace=fast")) as reader:
-        assert wait_until(lambda: reader.snapshot.last_error is not None)
+        wait_for(lambda: reader.snapshot.last_error is not None)
         assert counts(reader.snapshot) == recorded
         assert reader.snapshot.telegram is not None
         assert reader.snapshot.telegram.raw == originals[0]

@@ -5,7 +5,7 @@ the counters a real MeterReader publishes (fed over TCP on 127.0.0.1) as /metric
 from __future__ import annotations
 
 import dataclasses
-import socket
+import platform
 import time
 from collections.abc import Iterator
 from types import MappingProxyType
@@ -18,17 +18,24 @@ from p1_exporter import parse
 from p1_exporter.meter.reader import MeterConfig, MeterReader
 from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.metrics.catalog import METRICS
-from p1_exporter.metrics.collector import P1Collector, iter_metric_names, make_registry
-from tests.test_exporter_cli import FIXTURES, LabelKey, series, value, wait_for
-from tests.test_metrics_contract import make_telegram
+from p1_exporter.metrics.collector import (
+    SELF_METRIC_PREFIXES,
+    P1Collector,
+    iter_metric_names,
+    make_registry,
+)
+from tests.helpers.fixtures import BELGIAN, V5
+from tests.helpers.metrics import LabelKey, series, value
+from tests.helpers.reader import ManualDongle
+from tests.helpers.telegrams import make_telegram
+from tests.helpers.wait import wait_for
 
-V5 = (FIXTURES / "v5.txt").read_bytes()
-BELGIAN = (FIXTURES / "fluvius_v171.txt").read_bytes()
 HEALTH = {name for name, spec in METRICS.items() if spec.health}
 
 
 def text_of(snapshots: list[Snapshot]) -> str:
-    return generate_latest(make_registry(lambda: snapshots)).decode()
+    """The P1 collector's exposition (the process's own metrics are tested on their own)."""
+    return generate_latest(make_registry(lambda: snapshots, self_metrics=False)).decode()
 
 
 def fresh(name: str, raw: bytes = V5, stale_after: float = 60.0) -> Snapshot:
@@ -107,12 +114,30 @@ def test_each_family_once_in_catalog_order() -> None:
     names = list(iter_metric_names(registry))
     assert len(names) == len(set(names))
     catalog = [m.removesuffix("_total") if METRICS[m].type == "counter" else m for m in METRICS]
-    assert names == [n for n in catalog if n in names]
+    p1_names = [n for n in names if not n.startswith(SELF_METRIC_PREFIXES)]
+    assert p1_names == [n for n in catalog if n in names]
+    assert p1_names == names[: len(p1_names)]  # the process's own metrics come after
+
+
+def test_registry_has_the_process_and_python_self_metrics() -> None:
+    snaps = [fresh("main")]
+    found = series(generate_latest(make_registry(lambda: snaps)).decode())
+    own = {name for name in found if name.startswith(SELF_METRIC_PREFIXES)}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes",
+            "process_start_time_seconds", "python_info",
+            "python_gc_collections_total"} <= own
+    assert found["process_resident_memory_bytes"][frozenset()] > 0
+    (python_info,) = found["python_info"]
+    assert ("version", platform.python_version()) in python_info
+    # Apart from them, the exposition is exactly the P1 collector's.
+    p1_only = series(text_of(snaps))
+    assert {name: v for name, v in found.items() if name not in own} == p1_only
+    assert not any(name.startswith("p1_") for name in own)
 
 
 def test_collector_reads_snapshots_at_each_scrape() -> None:
     current: list[Snapshot] = []
-    registry = make_registry(lambda: current)
+    registry = make_registry(lambda: current, self_metrics=False)
     assert series(generate_latest(registry).decode()).keys() == {"p1_exporter_build_info"}
     current.append(fresh("late"))
     assert value(series(generate_latest(registry).decode()), "p1_up", meter="late") == 1.0
@@ -136,40 +161,19 @@ def small(import_kwh: str, *extra: str) -> bytes:
                          "1-0:1.7.0(00.500*kW)", *extra)
 
 
-class Dongle:
-    """A TCP "P1 dongle" on 127.0.0.1: the reader connects; the test sends bytes."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.settimeout(5)
-        self.url = f"socket://127.0.0.1:{self.server.getsockname()[1]}"
-        self.conn: socket.socket | None = None
-
-    def accept(self) -> None:
-        self.conn, _ = self.server.accept()
-
-    def send(self, data: bytes) -> None:
-        assert self.conn is not None
-        self.conn.sendall(data)
-
-    def hang_up(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-    def close(self) -> None:
-        self.hang_up()
-        self.server.close()
+#: test_app.py imports it from here until it imports tests.helpers.reader.
+Dongle = ManualDongle
 
 
 @pytest.fixture
-def dongle() -> Iterator[Dongle]:
-    line = Dongle()
+def dongle() -> Iterator[ManualDongle]:
+    line = ManualDongle()
     yield line
     line.close()
 
 
-def test_reader_counters_through_the_collector(dongle: Dongle) -> None:
+@pytest.mark.integration
+def test_reader_counters_through_the_collector(dongle: ManualDongle) -> None:
     reader = MeterReader(MeterConfig(url=dongle.url, name="tcp", stale_after=30,
                                      backoff_initial=0.05, backoff_cap=0.1))
     registry = make_registry(lambda: [reader.snapshot])
@@ -191,10 +195,12 @@ def test_reader_counters_through_the_collector(dongle: Dongle) -> None:
         bad_crc = good.replace(b"000010.000", b"000010.001")
         odd = small("000010.500", "1-0:99.99.9(123)", "this is no line")
         lower = small("000009.000")
-        sent = good + bad_crc + odd + lower
+        noise = b"\x00\xff line noise before the first telegram \r\n"
+        sent = noise + good + bad_crc + odd + lower
         dongle.send(sent)
         wait_for(lambda: count("p1_bytes_read_total") == len(sent), what="all bytes read")
         found = scrape()
+        assert value(found, "p1_garbage_bytes_total", meter="tcp") == len(noise)
         assert value(found, "p1_telegrams_total", meter="tcp", result="ok") == 3.0
         assert value(found, "p1_telegrams_total", meter="tcp", result="crc_error") == 1.0
         assert value(found, "p1_unknown_obis_lines_total", meter="tcp") == 1.0
@@ -213,6 +219,11 @@ def test_reader_counters_through_the_collector(dongle: Dongle) -> None:
         wait_for(lambda: count("p1_source_connects_total") == 2.0, what="reconnected")
         assert count("p1_source_connected") == 1.0
         assert count("p1_up") == 1.0  # a reconnect alone does not make the meter stale
+        # A new connection gets a new framer; the garbage count carries on across them.
+        more_noise = b"~~~~~~~~~~"
+        dongle.send(more_noise + small("000011.000"))
+        wait_for(lambda: count("p1_telegrams_total", result="ok") == 4.0, what="4th telegram")
+        assert count("p1_garbage_bytes_total") == len(noise) + len(more_noise)
     finally:
         reader.stop()
 
@@ -224,7 +235,7 @@ def test_a_value_that_cannot_be_exported_costs_only_its_meter(
     bad_telegram = parse(V5)
     registers = dict(bad_telegram.registers)
     # A value no float can hold: the exposition would raise OverflowError on it.
-    registers["1-0:1.7.0"] = registers["1-0:1.7.0"]._replace(value=10**400)  # type: ignore[arg-type]
+    registers["1-0:1.7.0"] = registers["1-0:1.7.0"]._replace(value=10**400)
     bad = dataclasses.replace(fresh("bad"), telegram=dataclasses.replace(
         bad_telegram, registers=MappingProxyType(registers)))
     registry = make_registry(lambda: [good, bad])

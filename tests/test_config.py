@@ -3,6 +3,7 @@ precedence (flag > environment > file > default) and errors that name their culp
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from p1_exporter.commands.config import (
     DEMO_URL,
+    LIMITS,
     ConfigError,
     ExporterConfig,
     build_parser,
@@ -18,7 +20,7 @@ from p1_exporter.commands.config import (
 )
 from p1_exporter.commands.serve import build
 from p1_exporter.meter.reader import MeterConfig
-from p1_exporter.meter.sources import SerialSettings
+from p1_exporter.meter.sources import SerialSettings, check_address
 
 
 def load(*argv: str, env: dict[str, str] | None = None) -> ExporterConfig:
@@ -185,6 +187,36 @@ def test_unrelated_env_variables_are_ignored() -> None:
     assert config.meters[0].stale_after == 60.0
 
 
+@pytest.mark.parametrize(
+    ("variable", "suggestion"),
+    [
+        ("P1_EXPORTER_STALE_AFTR", "P1_EXPORTER_STALE_AFTER"),
+        ("P1_EXPORTER_DEVICES", "P1_EXPORTER_DEVICE"),
+        ("P1_EXPORTER_LISTEN_ADDRESS", "P1_EXPORTER_WEB_LISTEN_ADDRESS"),
+        ("P1_EXPORTER_LOGLEVEL", "P1_EXPORTER_LOG_LEVEL"),
+        ("P1_EXPORTER_WEB_CONFIG", "P1_EXPORTER_WEB_CONFIG_FILE"),
+        ("P1_EXPORTER_COLOUR", None),
+    ],
+)
+def test_unknown_p1_exporter_variable_is_warned_with_the_closest_name(
+    variable: str, suggestion: str | None
+) -> None:
+    config = load("--demo", env={variable: "1", "OTHER_STALE_AFTR": "1"})
+    assert len(config.warnings) == 1
+    warning = config.warnings[0]
+    assert warning.startswith(f"environment variable {variable} is not a p1-exporter setting")
+    if suggestion is None:
+        assert "did you mean" not in warning
+    else:
+        assert warning.endswith(f"(did you mean {suggestion}?)")
+
+
+def test_known_variables_cause_no_warning() -> None:
+    env = {env_name(option): raw for option, (raw, _, _) in ENV_SAMPLES.items()
+           if option not in ("--config", "--demo")}
+    assert load(env=env).warnings == ()
+
+
 # -- precedence: flag > environment > YAML > default -------------------------------------
 
 PRECEDENCE_YAML = """\
@@ -322,7 +354,158 @@ def test_unreadable_config_file(tmp_path: Path) -> None:
             load("--config", str(path))
 
 
-# -- flags refused by argparse (exit 2 with a usage message naming the flag) --------------
+# -- ranges: every number, whichever way it is set ----------------------------------------
+
+#: flag -> (YAML key and where it goes, lowest and highest value accepted)
+RANGED = {
+    "--stale-after": ("meters", "stale_after", 0.1, 86400),
+    "--detect-timeout": ("meters", "detect_timeout", 0.1, 3600),
+    "--silence-timeout": ("meters", "silence_timeout", 0.1, 3600),
+    "--poll-interval": ("meters", "poll_interval", 0.1, 3600),
+    "--web.request-timeout": ("web", "request_timeout", 0.1, 600),
+    "--web.max-connections": ("web", "max_connections", 1, 1024),
+    "--baudrate": ("meters", "baudrate", 50, 4_000_000),
+}
+OUT_OF_RANGE = ["nan", "inf", "-inf", "1e300", "-1", "0", "1e-300"]
+
+
+def test_every_numeric_flag_has_a_range() -> None:
+    numeric = [a.option_strings[0] for a in build_parser()._actions
+               if a.type is not None and a.option_strings[0] not in
+               ("--web.telemetry-path", "--bytesize")]
+    assert sorted(numeric) == sorted(RANGED)
+    assert set(LIMITS) == {key for _, key, _, _ in RANGED.values()} | {"backoff_cap"}
+
+
+@pytest.mark.parametrize("flag", RANGED)
+def test_range_ends_are_accepted(flag: str) -> None:
+    section, key, low, high = RANGED[flag]
+    for number in (low, high):
+        config = load("--device", "/dev/ttyUSB0", flag, str(number))
+        if key == "baudrate":
+            assert _serial(config).baudrate == number
+        elif section == "web":
+            assert getattr(config.web, key) == number
+        else:
+            assert getattr(config.meters[0], key) == number
+
+
+@pytest.mark.parametrize("raw", OUT_OF_RANGE)
+@pytest.mark.parametrize("flag", RANGED)
+def test_out_of_range_flag_exits_two_naming_flag_and_range(
+    capsys: pytest.CaptureFixture[str], flag: str, raw: str
+) -> None:
+    _, _, low, high = RANGED[flag]
+    with pytest.raises(SystemExit) as caught:
+        load("--demo", f"{flag}={raw}")  # "=": argparse takes a bare -inf for an option
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"argument {flag}: {raw!r}: must be " in err
+    assert f"{low:g} and {high:g}" in err or f"from {low} to {high}" in err
+
+
+@pytest.mark.parametrize("raw", OUT_OF_RANGE)
+@pytest.mark.parametrize("flag", RANGED)
+def test_out_of_range_variable_names_variable_and_range(flag: str, raw: str) -> None:
+    variable = env_name(flag)
+    with pytest.raises(ConfigError, match=rf"^environment variable {variable}={raw!r}: .*must be"):
+        load(env={"P1_EXPORTER_DEVICE": "/dev/ttyUSB0", variable: raw})
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1.0e+300", "-1", "0", "1.0e-300"])
+@pytest.mark.parametrize("key", sorted(LIMITS))
+def test_out_of_range_yaml_value_names_key_and_range(tmp_path: Path, key: str, value: str) -> None:
+    if key in ("request_timeout", "max_connections"):
+        text, where = f"web:\n  {key}: {value}\nmeters: [{{device: sim://}}]\n", f"web.{key}"
+    else:
+        text = f"meters:\n  - device: /dev/ttyUSB0\n    {key}: {value}\n"
+        where = f"meters[0].{key}"
+    with pytest.raises(ConfigError) as caught:
+        load("--config", yaml_file(tmp_path, text))
+    message = str(caught.value)
+    assert message.startswith(f"{where}: must be ")
+    assert LIMITS[key].describe() in message
+
+
+def test_yaml_error_shows_a_long_value_shortened(tmp_path: Path) -> None:
+    text = "meters:\n  - device: sim://\n    stale_after: [" + "1, " * 2000 + "]\n"
+    with pytest.raises(ConfigError) as caught:
+        load("--config", yaml_file(tmp_path, text))
+    assert len(str(caught.value)) < 150
+
+
+# -- device addresses: checked at load ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("socket://192.0.2.1", "no port; write socket://192.0.2.1:PORT"),
+        ("socket://192.0.2.1:", "no port"),
+        ("rfc2217://[2001:db8::1]", "no port; write rfc2217://2001:db8::1:PORT"),
+        ("socket://:8088", "no host; write socket://HOST:PORT"),
+        ("socket://192.0.2.1:65536", "port '65536' is not a number from 1 to 65535"),
+        ("socket://192.0.2.1:0", "port 0 is not a number from 1 to 65535"),
+        ("socket://192.0.2.1:http", "port 'http' is not a number from 1 to 65535"),
+        ("http://192.0.2.1:99999/telegram", "port '99999' is not a number"),
+        ("http:///telegram", "no host; write http://HOST/PATH"),
+        ("tcp://192.0.2.1:8088", "tcp:// is not a supported scheme; did you mean "
+                                 "socket://192.0.2.1:8088?"),
+        ("telnet://dongle:23", "did you mean socket://dongle:23?"),
+        ("ftp://192.0.2.1/x", "unknown scheme ftp://; use a serial device path, "
+                              "socket://HOST:PORT, rfc2217://HOST:PORT, http://HOST/PATH, "
+                              "https://HOST/PATH, file:PATH, sim://"),
+        ("serial:///dev/ttyUSB0", "unknown scheme serial://"),
+        ("Socket://h:1", "write the scheme in lower case: socket://"),
+        ("/", "is a directory, not a serial port"),
+    ],
+)
+def test_impossible_device_addresses_are_refused(url: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)) as direct:
+        check_address(url)
+    with pytest.raises(ConfigError) as caught:
+        load("--device", f"m={url}")
+    assert str(caught.value) == f"--device {url!r}: {direct.value}"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/dev/ttyUSB0", "/dev/serial/by-id/usb-not-plugged-in-yet", "/dev/null",
+     "socket://192.0.2.1:8088", "socket://[2001:db8::1]:8088", "rfc2217://dongle:2217",
+     "http://192.0.2.1/api/v1/telegram", "https://user:pw@meter.example:8443/t",
+     "file:capture.p1c", "file:/tmp/x?pace=fast", "sim://", "sim://?dialect=belgian",
+     "loop://", "spy:///dev/ttyUSB0"],
+)
+def test_possible_device_addresses_pass(url: str) -> None:
+    check_address(url)
+    assert load("--device", url).meters[0].url == url
+
+
+def test_capture_file_as_plain_path_points_to_file_scheme(tmp_path: Path) -> None:
+    capture = tmp_path / "meter.txt"
+    capture.write_bytes(b"/XMX5LGBBFG1012463161\r\n\r\n1-3:0.2.8(42)\r\n!ABCD\r\n")
+    for argv, env, where in (
+        (["--device", str(capture)], {}, "--device"),
+        ([], {"P1_EXPORTER_DEVICE": f"a=sim:// b={capture}"},
+         "environment variable P1_EXPORTER_DEVICE:"),
+        (["--config", yaml_file(tmp_path, f"meters:\n  - device: {capture}\n")], {},
+         "meters[0].device"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            load(*argv, env=env)
+        assert str(caught.value) == (f"{where} {str(capture)!r}: is a regular file, not a "
+                                     "serial port; use file:PATH to replay a file")
+    assert load("--device", f"file:{capture}").meters[0].url == f"file:{capture}"
+
+
+def test_password_in_a_refused_address_is_not_shown() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load("--device", "http://user:secret@:8080/t")
+    assert "secret" not in str(caught.value)
+
+
+# -- flags refused by argparse (exit 2 with a one-line message naming the flag) -------------
 
 
 @pytest.mark.parametrize(

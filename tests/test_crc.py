@@ -1,13 +1,12 @@
 """CRC-16/ARC: both implementations, and how the core treats right, wrong and missing CRCs.
 
-``reference_crc`` and ``seal`` are the tests' own bit-by-bit CRC, independent of the
-code under test; the other test modules import them to build telegrams.
+``reference_crc`` and ``seal`` (tests/helpers/telegrams.py) are the tests' own bit-by-bit
+CRC, independent of the code under test.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -24,49 +23,8 @@ from p1_exporter import (
     parse,
 )
 from p1_exporter.core.crc import IMPLEMENTATION, crc16_arc, crc16_arc_compiled, crc16_arc_python
-
-FIXTURES = Path(__file__).parent / "fixtures"
-FIXTURE_NAMES = sorted(path.name for path in FIXTURES.glob("*.txt"))
-#: Fixtures that carry a CRC, with the CRC they send.
-WITH_CRC = {
-    "fluvius_v171.txt": 0x3AD7,
-    "fluvius_v171_alt.txt": 0xC4B0,
-    "iskra_ie.txt": 0xAD3B,
-    "sagemcom_t210_d_r.txt": 0x7EF9,
-    "unpadded_crc.txt": 0x0B9F,
-    "v4_2.txt": 0x6796,
-    "v5.txt": 0x6EEE,
-    "v5_eon_hu.txt": 0x99DA,
-    "v5_invalid_gas_timestamp.txt": 0x90C2,
-    "v5_two_mbus.txt": 0x56DD,
-}
-WITHOUT_CRC = ["esy5q3da1004_v304.txt", "esy5q3db1024_v304.txt", "v2_2.txt", "v3.txt"]
-
-
-def load(name: str) -> bytes:
-    """A fixture telegram, byte exact."""
-    return (FIXTURES / name).read_bytes()
-
-
-def reference_crc(data: bytes) -> int:
-    """CRC-16/ARC bit by bit (reflected polynomial 0xA001, initial 0, no final XOR)."""
-    crc = 0
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
-
-
-def seal(body: bytes, newline: bytes = b"\r\n") -> bytes:
-    """Append a correct CRC line to ``body``, which runs from ``/`` up to and including ``!``."""
-    assert body.startswith(b"/") and body.endswith(b"!")
-    return body + f"{reference_crc(body):04X}".encode() + newline
-
-
-def content(telegram_bytes: bytes) -> bytes:
-    """The ``/`` .. ``!`` part of a telegram (what the CRC covers)."""
-    return telegram_bytes[: telegram_bytes.rindex(b"\n!") + 2]
+from tests.helpers.fixtures import FIXTURE_NAMES, WITH_CRC, WITHOUT_CRC, load
+from tests.helpers.telegrams import content, reference_crc, seal
 
 
 def with_crc_line(telegram_bytes: bytes, crc_line: bytes) -> bytes:

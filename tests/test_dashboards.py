@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.binaries import require_binary
-from tests.dashboard_queries import (
+from tests.helpers.binaries import require_binary
+from tests.helpers.dashboards import (
     DASHBOARD_DIR,
     ROOT,
     Dashboard,

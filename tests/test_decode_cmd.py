@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from p1_exporter.commands.cli import main
-from tests.test_crc import FIXTURE_NAMES, FIXTURES, content, load
-from tests.test_parser_fixtures import summer, winter
+from tests.helpers.fixtures import FIXTURE_NAMES, FIXTURES, load
+from tests.helpers.telegrams import content
+from tests.helpers.times import summer, winter
 
 V5 = load("v5.txt")
 BAD_CRC = content(V5) + b"0C97\r\n"
@@ -183,3 +186,56 @@ def test_stdin_json_and_refusal() -> None:
     refused = run_module("-", stdin=BAD_CRC)
     assert refused.returncode == 1
     assert b"CRC mismatch: computed 6EEE, telegram says 0C97" in refused.stderr
+
+
+# -- ending early: the reader goes away, or Ctrl-C ------------------------------------------
+
+
+def test_reader_closing_the_pipe_ends_decode_quietly(tmp_path: Path) -> None:
+    """``p1-exporter decode FILE | head``: no BrokenPipeError traceback, exit code 0."""
+    capture = tmp_path / "many.txt"
+    capture.write_bytes(V5 * 300)  # far more text than a pipe buffer holds
+    process = subprocess.Popen(
+        [sys.executable, "-m", "p1_exporter", "decode", str(capture)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()  # what head does after its lines
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 0, stderr
+    assert first.startswith(b"Telegram: ")
+    assert stderr == b""
+
+
+def _blocked_reading_a_pipe(pid: int) -> bool:
+    """Whether the process sleeps in a read of a pipe (Linux: its wait channel)."""
+    try:
+        return "pipe_read" in Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+
+
+def test_ctrl_c_while_reading_stdin_is_one_line() -> None:
+    """SIGINT to ``decode -`` waiting on its input: one line, exit code 130, no traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "p1_exporter", "decode", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdin is not None
+        process.stdin.write(V5[:100])  # half a telegram; the rest never comes
+        process.stdin.flush()
+        deadline = time.monotonic() + 30
+        while not _blocked_reading_a_pipe(process.pid):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, stderr
+    assert stderr == b"p1-exporter decode: interrupted\n"
+    assert stdout == b""

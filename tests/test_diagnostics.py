@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from p1_exporter.core.errors import RESULTS, Result
 from p1_exporter.logs.limiter import LogLimiter
 from p1_exporter.meter.diagnostics import (
     CRC_MIN_SEEN,
@@ -16,7 +17,7 @@ from p1_exporter.meter.diagnostics import (
 )
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.uart import transcode
-from tests.readerutil import V2_2, V4_2, V5
+from tests.helpers.fixtures import V2_2, V4_2, V5
 
 START = 1_700_000_000.0
 
@@ -134,11 +135,18 @@ def test_a_framed_telegram_resets_the_noise_count() -> None:
 # -- Diagnostics: CRC and torn telegrams ---------------------------------------------------
 
 
+#: The typed telegram outcome of each name (a typo is a KeyError, not a new outcome).
+OUTCOMES: dict[str, Result] = {result: result for result in RESULTS}
+
+
 def feed(diagnostics: Diagnostics, results: list[str]) -> list[Finding]:
+    """Feed telegram outcomes by name; "torn" is a malformed telegram cut off by the next."""
     found: list[Finding] = []
     for result in results:
-        torn = result == "torn"
-        found += diagnostics.outcome("malformed" if torn else result, torn=torn)
+        if result == "torn":
+            found += diagnostics.outcome("malformed", torn=True)
+        else:
+            found += diagnostics.outcome(OUTCOMES[result])
     return found
 
 
@@ -195,3 +203,36 @@ def test_log_limiter_logs_once_per_interval_and_counts_the_rest(
     limiter.log("k", logging.WARNING, "a")
     limiter._last["k"] -= 1.0  # as if the interval had passed
     assert limiter.log("k", logging.WARNING, "a")
+
+
+def test_log_limiter_budget_caps_all_keys_and_summarises(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("p1_exporter.test_limiter")
+    caplog.set_level(logging.DEBUG, logger=logger.name)
+    limiter = LogLimiter(logger, budget=3, window=60.0, subject="meter x")
+    logged = [limiter.log(f"line:{n}", logging.WARNING, f"bad {n}") for n in range(10)]
+    assert logged == [True] * 3 + [False] * 7
+    assert not limiter.budgeted("diagnosis", logging.WARNING, "noise")
+    assert limiter.log("unknown:1", logging.DEBUG, "debug lines are not counted")
+    limiter.tick()  # the window is not over: nothing yet
+    assert limiter._window_start is not None
+    limiter.tick(limiter._window_start + 60.0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["bad 0", "bad 1", "bad 2",
+                        "meter x: 8 more log lines held back in the last 60 s (at most 3 a "
+                        "window): line 7, diagnosis 1; the metrics count every one"]
+    assert limiter.log("line:9", logging.WARNING, "bad 9")  # a new window, a new budget
+    limiter.tick(limiter._window_start + 60.0)  # nothing held: no summary
+    assert sum(r.levelno == logging.WARNING for r in caplog.records) == 5
+
+
+def test_log_limiter_forgets_its_oldest_key_when_full(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("p1_exporter.test_limiter")
+    caplog.set_level(logging.WARNING, logger=logger.name)
+    limiter = LogLimiter(logger, max_keys=3)
+    for key in "abcd":
+        assert limiter.log(key, logging.WARNING, key)
+    assert not limiter.active("a")
+    assert all(limiter.active(key) for key in "bcd")
+    assert not limiter.log("b", logging.WARNING, "b")  # the others are still limited

@@ -30,6 +30,7 @@ from tests.test_exporter_cli import (
     value,
     wait_for,
 )
+from tests.test_webconfig import CURVE_NAMES, enforceable, only_curve
 from tests.tlsutil import PKI, make_pki
 
 USER = "prometheus"
@@ -196,3 +197,43 @@ def test_real_prometheus_scrapes_over_tls_with_basic_auth(setup: Setup, tmp_path
             process.kill()
             process.wait(5)
         log.close()
+
+
+@pytest.mark.parametrize("curves", [["X25519"], ["X25519", "CurveP256"], ["CurveP384"]],
+                         ids=lambda c: "+".join(c))
+def test_curve_preferences_start_and_say_what_they_enforce(
+    setup: Setup, tmp_path: Path, curves: list[str]
+) -> None:
+    """Before issue 15, [X25519] stopped the exporter on Debian 12's Python 3.11.2 and a
+    longer list was ignored without a word. Now it starts everywhere; where this ssl cannot
+    express the list (see tests/test_webconfig.py::enforceable) one warning says so."""
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(
+        "tls_server_config:\n"
+        f"  cert_file: {setup.pki.server_cert}\n"
+        f"  key_file: {setup.pki.server_key}\n"
+        f"  curve_preferences: [{', '.join(curves)}]\n"
+    )
+    with ExporterProcess(["--demo", "--web.listen-address", "127.0.0.1:0",
+                          "--web.config.file", str(web_config)]) as exporter:
+        exporter.wait_listening()
+        assert exporter.scheme == "https"
+        enforced = enforceable(curves)
+        for curve in CURVE_NAMES:
+            client = only_curve(setup.pki, curve)
+            if client is None:
+                continue  # this ssl cannot build a client offering only this curve
+            try:
+                status = http_get(exporter.url, "/healthz", context=client).status
+            except (ssl.SSLError, OSError):
+                status = None
+            assert (status is not None) is (curve in curves or not enforced), curve
+        assert exporter.stop()[0] == 0
+    warnings = [line for line in exporter.lines if "level=warn" in line]
+    if enforced:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1, exporter.log
+        assert "logger=webconfig" in warnings[0]
+        assert f"curve_preferences [{', '.join(curves)}] is not enforced" in warnings[0]
+        assert "using OpenSSL's default groups instead" in warnings[0]

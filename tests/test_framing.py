@@ -16,7 +16,8 @@ from p1_exporter import (
     parse,
 )
 from p1_exporter.core.framing import DEFAULT_MAX_SIZE, Framer
-from tests.test_crc import FIXTURE_NAMES, content, load, seal
+from tests.helpers.fixtures import FIXTURE_NAMES, load
+from tests.helpers.telegrams import content, seal
 
 V5 = load("v5.txt")
 V4 = load("v4_2.txt")
@@ -71,6 +72,7 @@ def test_every_chunk_size_of_one_telegram() -> None:
         assert garbage == 0
 
 
+@pytest.mark.slow
 def test_chunk_sizes_over_a_capture_of_all_fixtures() -> None:
     data = capture()
     whole, whole_garbage = run(data)
@@ -393,3 +395,54 @@ def test_iter_telegrams_keeps_order() -> None:
     assert [outcome.result for outcome in outcomes] == ["ok", "ok", "malformed"]
     assert outcomes[0].telegram == parse(V5)
     assert outcomes[1].telegram == parse(V4)
+
+
+# -- line noise full of "/" ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100, 4096, None])
+def test_a_run_of_lone_starts_is_one_event_per_max_size(chunk: int | None) -> None:
+    data = b"/" * MEGABYTE
+    outcomes, garbage = run(data, chunk)
+    assert all(isinstance(outcome.error, TornTelegram) for outcome in outcomes)
+    # One event per DEFAULT_MAX_SIZE bytes of the run (it was one per byte), and the
+    # events account for every byte: the last "/" is torn at flush.
+    assert len(outcomes) == MEGABYTE // DEFAULT_MAX_SIZE + 1
+    sizes = [outcome.error.size for outcome in outcomes if isinstance(outcome.error, FramingError)]
+    assert sizes == [DEFAULT_MAX_SIZE] * (MEGABYTE // DEFAULT_MAX_SIZE - 1) + [
+        DEFAULT_MAX_SIZE - 1, 1]
+    assert "line noise: 16384 telegram starts ('/') in 16384 bytes" in str(outcomes[0].error)
+    assert garbage == 0
+
+
+@pytest.mark.parametrize("piece", [b"/\n", b"/!", b"/abc\r\n", b"/" + b"x" * 62])
+def test_short_torn_candidates_of_any_kind_join_the_run(piece: bytes) -> None:
+    data = piece * 2000 + V5
+    for chunk in (1, 13, None):
+        outcomes, _ = run(data, chunk)
+        results = [outcome.result for outcome in outcomes]
+        assert results[-1] == "ok" and outcomes[-1].raw == V5
+        assert results[:-1] == ["malformed"] * len(results[:-1])
+        noise = [outcome.error.size for outcome in outcomes[:-1]
+                 if isinstance(outcome.error, FramingError)]
+        assert sum(noise) == len(piece) * 2000
+        assert len(noise) <= len(piece) * 2000 // DEFAULT_MAX_SIZE + 1
+
+
+def test_a_long_torn_telegram_is_still_its_own_event() -> None:
+    torn = V5[:200]
+    outcomes, _ = run(b"/" * 10 + torn + b"/x" * 5 + V4)
+    assert [outcome.result for outcome in outcomes] == ["malformed"] * 3 + ["ok"]
+    errors = [outcome.error for outcome in outcomes[:3]]
+    assert [error.size for error in errors if isinstance(error, FramingError)] == [10, 200, 10]
+    assert "torn telegram: a new one started after 200 bytes" in str(errors[1])
+
+
+def test_release_noise_reports_the_run_held_so_far() -> None:
+    stream = TelegramStream()
+    assert stream.feed(b"/" * 100) == []
+    assert stream.framer.noise_pending == 99  # the last "/" may still begin a telegram
+    (released,) = stream.release_noise()
+    assert isinstance(released.error, TornTelegram) and released.error.size == 99
+    assert stream.framer.noise_pending == 0 and stream.release_noise() == []
+    assert [outcome.result for outcome in stream.feed(V5[1:])] == ["ok"]  # the held "/"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fuzz.harness import Checker, Input, Seed, generate, load_seeds, resign
 from p1_exporter.core import TelegramStream, parse
 from p1_exporter.metrics.collector import telegram_exposition
-from tests.readerutil import V5, fixture
+from tests.helpers.fixtures import V5, load
 
 SEEDS: list[Seed] = load_seeds()
 
@@ -32,6 +33,7 @@ def broken(checker: Checker) -> str:
     return f"{kind}: {detail}; seeds {item.seeds}, ops {item.ops}, data {item.data[:300]!r}"
 
 
+@pytest.mark.slow
 @settings(max_examples=250, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.randoms(use_true_random=False, note_method_calls=True))
@@ -41,6 +43,7 @@ def test_hypothesis_mutations_keep_every_promise(rng: random.Random) -> None:
     assert not checker.tally.failures, broken(checker)
 
 
+@pytest.mark.slow
 def test_a_seeded_run_keeps_every_promise() -> None:
     checker = Checker()
     rng = random.Random(20240601)
@@ -77,7 +80,7 @@ def test_a_reader_stream_refuses_unsigned_telegrams_once_its_meter_signed() -> N
     # Without sticky_crc (captures of several meters, the decode command) it is accepted.
     assert [o.result for o in TelegramStream().feed(V5 + unsigned)] == ["ok", "ok"]
     # A meter that never signs is not affected.
-    v2 = fixture("v2_2.txt")
+    v2 = load("v2_2.txt")
     assert [o.result for o in TelegramStream(sticky_crc=True).feed(v2 + v2)] == ["ok", "ok"]
 
 

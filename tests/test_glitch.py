@@ -9,18 +9,10 @@ import pytest
 from p1_exporter.core import parse
 from p1_exporter.core.telegram import Telegram
 from p1_exporter.meter.glitch import Glitch, GlitchGuard, is_cumulative
-from tests.readerutil import (
-    V5,
-    V5_TWO_MBUS,
-    counts,
-    fast_config,
-    messages,
-    ok_count,
-    pty_pair,
-    replace_line,
-    running,
-    wait_until,
-)
+from tests.helpers.fixtures import V5, V5_TWO_MBUS
+from tests.helpers.reader import counts, fast_config, messages, ok_count, pty_pair, running
+from tests.helpers.telegrams import replace_line
+from tests.helpers.wait import wait_for
 
 KWH_LINE = b"1-0:1.8.1(000004.426*kWh)"
 GAS_LINE = b"0-1:24.2.1(170102161005W)(00000.107*m3)"
@@ -147,15 +139,16 @@ def test_another_device_on_the_channel_starts_afresh() -> None:
     assert published.mbus[2].reading.value == pytest.approx(1.0)
 
 
+@pytest.mark.integration
 def test_backwards_registers_are_withheld_by_the_reader(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="p1_exporter.reader")
     first, lower, gas_back = v5(), v5(kwh="000004.000"), v5(kwh="000004.000", gas="00000.050")
     with pty_pair() as pty, running(fast_config(pty.path)) as reader:
-        assert wait_until(lambda: reader.snapshot.connected)
+        wait_for(lambda: reader.snapshot.connected)
         pty.write(first)
-        assert wait_until(lambda: ok_count(reader) == 1)
+        wait_for(lambda: ok_count(reader) == 1)
         pty.write(lower)
-        assert wait_until(lambda: ok_count(reader) == 2)
+        wait_for(lambda: ok_count(reader) == 2)
         snap = reader.snapshot
         assert snap.telegram is not None and snap.telegram.raw == lower
         assert snap.telegram.value("1-0:1.8.1") is None  # absent, not published as lower
@@ -163,7 +156,7 @@ def test_backwards_registers_are_withheld_by_the_reader(caplog: pytest.LogCaptur
         assert snap.telegram.mbus[1].reading is not None
         assert snap.glitches == 1 and counts(snap)["ok"] == 2
         pty.write(gas_back)
-        assert wait_until(lambda: ok_count(reader) == 3)
+        wait_for(lambda: ok_count(reader) == 3)
         snap = reader.snapshot
         assert snap.telegram is not None and snap.telegram.mbus[1].reading is None
         assert snap.telegram.value("1-0:1.8.1") is None

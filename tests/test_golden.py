@@ -22,15 +22,18 @@ import pytest
 
 from p1_exporter import parse
 from p1_exporter.metrics.collector import telegram_exposition
-from tests.test_exporter_cli import FIXTURES, run_exporter
+from tests.helpers.exporter import run_exporter
+from tests.helpers.fixtures import FIXTURES, V5, load
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 #: fixture -> golden file. v5: the Dutch reference; fluvius: Belgian capacity tariff,
-#: gas on 24.2.3 and water; eon_hu: reactive energy, quadrants, power factor, frequency.
+#: gas on 24.2.3 and water; eon_hu: reactive energy, quadrants, power factor, frequency;
+#: smarty_lux: Luxembourg apparent power, limiter in kVA, fuse supervision, M-Bus breakers.
 CASES = {
     "v5.txt": "v5.metrics.txt",
     "fluvius_v171.txt": "fluvius_v171.metrics.txt",
     "v5_eon_hu.txt": "v5_eon_hu.metrics.txt",
+    "smarty_lux.txt": "smarty_lux.metrics.txt",
 }
 _BUILD_INFO = re.compile(r'^p1_exporter_build_info\{python_version="[^"]*",version="[^"]*"\} ',
                          re.MULTILINE)
@@ -61,10 +64,11 @@ def check_golden(actual: str, golden_name: str) -> None:
 
 @pytest.mark.parametrize(("fixture", "golden"), CASES.items())
 def test_exposition_matches_golden(fixture: str, golden: str) -> None:
-    telegram = parse((FIXTURES / fixture).read_bytes())
+    telegram = parse(load(fixture))
     check_golden(normalise(telegram_exposition(telegram)), golden)
 
 
+@pytest.mark.integration
 def test_decode_command_prints_the_golden_text() -> None:
     result = run_exporter("decode", "--format", "metrics", str(FIXTURES / "v5.txt"))
     assert result.returncode == 0, result.stderr
@@ -74,7 +78,7 @@ def test_decode_command_prints_the_golden_text() -> None:
 
 
 def test_normalise_touches_only_the_environment_lines() -> None:
-    text = telegram_exposition(parse((FIXTURES / "v5.txt").read_bytes()))
+    text = telegram_exposition(parse(V5))
     before, after = text.splitlines(), normalise(text).splitlines()
     changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
     assert [b for _, b in changed] == [

@@ -19,7 +19,6 @@ import dataclasses
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -36,17 +35,13 @@ from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.web.app import ExporterApp
 from p1_exporter.web.live_history import MeterHistory
 from p1_exporter.web.server import ExporterHTTPServer
-from tests.binaries import require_binary
-from tests.readerutil import replace_line
-from tests.test_exporter_cli import (
-    FIXTURES,
-    ROOT,
-    ExporterProcess,
-    http_get,
-    series,
-    value,
-    wait_for,
-)
+from tests.helpers.binaries import require_binary
+from tests.helpers.exporter import ROOT, ExporterProcess, http_get
+from tests.helpers.fixtures import FIXTURES
+from tests.helpers.metrics import series, value
+from tests.helpers.net import free_port
+from tests.helpers.telegrams import replace_line
+from tests.helpers.wait import wait_for
 
 if os.environ.get("CI", "").lower() != "true":
     pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[test]')")
@@ -55,6 +50,9 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+
+#: A browser and exporter processes: every test here takes seconds.
+pytestmark = pytest.mark.slow
 
 USER, PASSWORD = "homeowner", "correct horse battery"
 MARKUP_HEADER = "/XSS5\\<i id=bold>bold"  # no "/": that would start a telegram
@@ -76,12 +74,6 @@ def markup_telegram() -> bytes:
     telegram = replace_line(telegram, b"/ISk5\\2MT382-1000", MARKUP_HEADER.encode())
     return replace_line(telegram, b"0-0:96.13.0()",
                         b"0-0:96.13.0(" + MARKUP_MESSAGE.encode().hex().upper().encode() + b")")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_browser(user_data: Path) -> webdriver.Chrome:
@@ -306,8 +298,8 @@ def test_no_horizontal_scroll_on_a_phone(browser: webdriver.Chrome) -> None:
 
 def test_no_script_errors_or_refused_content(browser: webdriver.Chrome) -> None:
     """The console has no errors: no exception, and nothing the page's CSP refused."""
-    severe = [entry["message"] for entry in browser.get_log("browser")
-              if entry["level"] == "SEVERE"]
+    entries: list[dict[str, Any]] = browser.get_log("browser")  # type: ignore[no-untyped-call]
+    severe = [entry["message"] for entry in entries if entry["level"] == "SEVERE"]
     assert severe == []
 
 

@@ -34,11 +34,12 @@ import yaml
 
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.outputs import TcpSink
-from tests.binaries import require_binary
-from tests.dashboard_queries import ALERTING_RULES, RECORDING_RULES, iter_dashboard_queries
+from tests.helpers.binaries import require_binary
+from tests.helpers.dashboards import ALERTING_RULES, RECORDING_RULES, iter_dashboard_queries
+from tests.helpers.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 SPIKE_FOR = "4s"
 _NEGATIVE_OFFSET = re.compile(r"offset\s+-(\d+)([smhdw])")
@@ -55,20 +56,6 @@ def free_port() -> int:
 def http_json(url: str, timeout: float = 5.0) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except OSError as exc:  # not listening yet
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 @dataclass
@@ -151,10 +138,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         live = Stack(f"http://127.0.0.1:{prometheus_port}",
                      f"http://127.0.0.1:{exporter_port}", meter)
-        wait_until(lambda: len(live.query("p1_up == 1")) == 2, 60, "both meters up")
+        wait_for(lambda: len(live.query("p1_up == 1")) == 2, 60, "both meters up",
+                 interval=0.5, retry_on=(OSError,))
         # Enough history for rate() over [1m] windows and the 1s recording rules.
-        wait_until(lambda: live.query("count_over_time(p1_up[1m]) >= 12"), 60,
-                   "a dozen scrapes")
+        wait_for(lambda: live.query("count_over_time(p1_up[1m]) >= 12"), 60,
+                 "a dozen scrapes", interval=0.5, retry_on=(OSError,))
         yield live
     finally:
         stop.set()
@@ -207,16 +195,17 @@ def test_power_spike_alert_goes_pending_then_firing(stack: Stack) -> None:
     assert not stack.alerts("P1PowerSpike"), "spike alert active before the spike"
     stack.meter.force_import_watts = threshold + 1500
     try:
-        pending = wait_until(
+        pending = wait_for(
             lambda: [a for a in stack.alerts("P1PowerSpike") if a["state"] == "pending"],
-            30, "P1PowerSpike pending")
+            30, "P1PowerSpike pending", interval=0.5, retry_on=(OSError,))
         assert pending[0]["labels"]["meter"] == "main"
         assert pending[0]["labels"]["severity"] == "warning"
-        firing = wait_until(
+        firing = wait_for(
             lambda: [a for a in stack.alerts("P1PowerSpike") if a["state"] == "firing"],
-            30, "P1PowerSpike firing")
+            30, "P1PowerSpike firing", interval=0.5, retry_on=(OSError,))
         assert float(firing[0]["value"]) == pytest.approx(threshold + 1500)
         assert "meter main" in firing[0]["annotations"]["summary"]
     finally:
         stack.meter.force_import_watts = None
-    wait_until(lambda: not stack.alerts("P1PowerSpike"), 30, "P1PowerSpike resolved")
+    wait_for(lambda: not stack.alerts("P1PowerSpike"), 30, "P1PowerSpike resolved",
+             interval=0.5, retry_on=(OSError,))

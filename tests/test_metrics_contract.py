@@ -21,26 +21,24 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from p1_exporter import __version__, parse
-from p1_exporter.core.crc import crc16_arc
 from p1_exporter.meter.reader import MeterConfig, MeterReader
 from p1_exporter.meter.snapshot import RESULTS
 from p1_exporter.metrics.catalog import METRICS
-from p1_exporter.metrics.collector import make_registry, telegram_exposition
-from tests.binaries import require_binary
-from tests.test_exporter_cli import FIXTURES, series
-
-FIXTURE_NAMES = sorted(path.name for path in FIXTURES.glob("*.txt"))
+from p1_exporter.metrics.collector import (
+    SELF_METRIC_PREFIXES,
+    make_registry,
+    telegram_exposition,
+)
+from tests.helpers.binaries import require_binary
+from tests.helpers.fixtures import FIXTURE_NAMES
+from tests.helpers.fixtures import load as load_fixture
+from tests.helpers.metrics import series
+from tests.helpers.telegrams import make_telegram
 
 
 def utc(*fields: int) -> float:
     """Epoch of a UTC time given as (year, month, day, hour, minute, second)."""
     return float(calendar.timegm((*fields, 0, 0, 0)))
-
-
-def make_telegram(*lines: str, header: str = "XMX5SYNTHETIC-1") -> bytes:
-    """A DSMR 5 telegram with a valid CRC, CRLF line ends."""
-    body = (f"/{header}\r\n\r\n" + "".join(f"{line}\r\n" for line in lines) + "!").encode()
-    return body + b"%04X\r\n" % crc16_arc(body)
 
 
 #: Things no fixture sends: per-phase reactive power, average voltage, an M-Bus device of
@@ -85,11 +83,31 @@ WRONG_UNITS = make_telegram(
     "0-2:24.2.1(240115080000W)(00012.345*kWh)",
 )
 
-SYNTHETIC = {"extras": EXTRAS, "wrong_units": WRONG_UNITS}
+#: Luxembourg values the real Smarty fixture (smarty_lux.txt) does not send: apparent power
+#: per phase, a breaker state on M-Bus channel 3, a limiter threshold in VA.
+LUX_PHASES = make_telegram(
+    "1-3:0.2.8(42)",
+    "0-0:1.0.0(240115083000W)",
+    "0-0:42.0.0(53414731303330373030303132373032)",
+    "0-0:17.0.0(013800*VA)",
+    "1-0:9.7.0(01.234*kVA)",
+    "1-0:29.7.0(00.411*kVA)",
+    "1-0:49.7.0(00.412*kVA)",
+    "1-0:69.7.0(00.413*kVA)",
+    "1-0:10.7.0(00.000*kVA)",
+    "1-0:30.7.0(00.001*kVA)",
+    "1-0:50.7.0(00.002*kVA)",
+    "1-0:70.7.0(00.003*kVA)",
+    "1-1:31.4.0(020*A)(-020*A)",
+    "0-3:96.3.10(2)",
+    header="Lux5\\SYNTHETIC_D",
+)
+
+SYNTHETIC = {"extras": EXTRAS, "wrong_units": WRONG_UNITS, "lux_phases": LUX_PHASES}
 
 
 def load(name: str) -> bytes:
-    return SYNTHETIC[name] if name in SYNTHETIC else (FIXTURES / name).read_bytes()
+    return SYNTHETIC[name] if name in SYNTHETIC else load_fixture(name)
 
 
 _EXPOSITIONS: dict[str, str] = {}
@@ -232,6 +250,29 @@ CASES: list[tuple[str, str, Mapping[tuple[str, ...], float]]] = [
     ("v5_eon_hu.txt", "p1_limiter_threshold_watts", {(): 90_000.0}),
     ("v3.txt", "p1_limiter_threshold_amperes", {(): 16.0}),
     ("v3.txt", "p1_limiter_threshold_watts", {}),
+    # -- Luxembourg (Smarty): limiter in kVA, fuse supervision bounds, apparent power -------
+    ("smarty_lux.txt", "p1_limiter_threshold_volt_amperes", {(): 27_600.0}),
+    ("smarty_lux.txt", "p1_limiter_threshold_watts", {}),
+    ("lux_phases", "p1_limiter_threshold_volt_amperes", {(): 13_800.0}),
+    ("v5_eon_hu.txt", "p1_limiter_threshold_volt_amperes", {}),
+    ("smarty_lux.txt", "p1_fuse_supervision_threshold_amperes",
+     {("upper",): 40.0, ("lower",): -40.0}),
+    ("lux_phases", "p1_fuse_supervision_threshold_amperes",
+     {("upper",): 20.0, ("lower",): -20.0}),
+    ("smarty_lux.txt", "p1_apparent_power_import_volt_amperes", {(): 0.0}),
+    ("smarty_lux.txt", "p1_apparent_power_export_volt_amperes", {(): 913.0}),
+    ("lux_phases", "p1_apparent_power_import_volt_amperes", {(): 1234.0}),
+    ("lux_phases", "p1_phase_apparent_power_import_volt_amperes", phases(411.0, 412.0, 413.0)),
+    ("lux_phases", "p1_phase_apparent_power_export_volt_amperes", phases(1.0, 2.0, 3.0)),
+    ("smarty_lux.txt", "p1_phase_apparent_power_import_volt_amperes", {}),
+    ("smarty_lux.txt", "p1_breaker_state", {(): 1.0}),
+    ("smarty_lux.txt", "p1_mbus_breaker_state", {("1",): 0.0, ("2",): 0.0}),
+    ("lux_phases", "p1_mbus_breaker_state", {("3",): 2.0}),
+    ("fluvius_v171.txt", "p1_mbus_breaker_state", {}),
+    ("smarty_lux.txt", "p1_meter_info",
+     {("Lux5\\253663629_D", "4.2", "SAG1030700012701"): 1.0}),  # id from 0-0:42.0.0
+    ("smarty_lux.txt", "p1_meter_message_info", {}),  # 96.13.0 and 96.13.2-5 all empty
+    ("smarty_lux.txt", "p1_gas_volume_cubic_meters_total", {("1",): 14_239.771}),
     ("fluvius_v171.txt", "p1_breaker_state", {(): 1.0}),
     ("v5.txt", "p1_breaker_state", {}),
     # -- identity and clock --------------------------------------------------------------
@@ -316,7 +357,8 @@ CASES: list[tuple[str, str, Mapping[tuple[str, ...], float]]] = [
     *[("wrong_units", metric, {}) for metric in (
         "p1_power_import_watts", "p1_energy_import_joules_total", "p1_phase_voltage_volts",
         "p1_phase_current_amperes", "p1_limiter_threshold_watts",
-        "p1_limiter_threshold_amperes", "p1_grid_frequency_hertz",
+        "p1_limiter_threshold_amperes", "p1_limiter_threshold_volt_amperes",
+        "p1_grid_frequency_hertz",
         "p1_gas_volume_cubic_meters_total", "p1_water_volume_cubic_meters_total",
         "p1_mbus_reading_value", "p1_mbus_reading_timestamp_seconds")],
 ]
@@ -407,6 +449,7 @@ HEALTH_ZERO = {
     "p1_source_errors_total": 0.0,
     "p1_source_connected": 0.0,
     "p1_bytes_read_total": 0.0,
+    "p1_garbage_bytes_total": 0.0,
     "p1_unknown_obis_lines_total": 0.0,
     "p1_malformed_lines_total": 0.0,
     "p1_glitches_total": 0.0,
@@ -416,7 +459,9 @@ HEALTH_ZERO = {
 def test_health_metrics_start_at_zero_for_a_reader_that_read_nothing() -> None:
     reader = MeterReader(MeterConfig(url="sim://?seed=1", name="idle"))
     text = generate_latest(make_registry(lambda: [reader.snapshot])).decode()
-    found = series(text)
+    # The process's own metrics (process_*, python_*) are tested in test_collector.
+    found = {name: v for name, v in series(text).items()
+             if not name.startswith(SELF_METRIC_PREFIXES)}
     health = {name for name, spec in METRICS.items() if spec.health}
     assert set(found) == health, "meter values without a telegram, or a health metric missing"
     for name, expected in HEALTH_ZERO.items():

@@ -8,6 +8,7 @@ service files and the container stack.
   ``--help`` and serves a live demo, which the Dockerfile's health check command accepts.
 - The Dockerfile's build stage is replayed on exactly the files it copies, after
   ``.dockerignore``, and must give the same wheel.
+- README "With pip", run as written in a git clone, installs and leaves the clone clean.
 - The systemd unit keeps its hardening, and ``systemd-analyze`` accepts it when present.
 - The environment file and YAML example load with the exporter's own configuration code.
 - Every metric, flag and P1_EXPORTER_ variable the README names exists in the code.
@@ -32,7 +33,6 @@ import socket
 import subprocess
 import sys
 import tarfile
-import time
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -45,14 +45,15 @@ import yaml
 
 import p1_exporter
 from p1_exporter.commands.config import ConfigError, build_parser, env_name, load_config
-from tests.binaries import require_binary
+from tests.helpers.binaries import require_binary
+from tests.helpers.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = p1_exporter.__version__
 pytestmark = pytest.mark.timeout(300)
 
 _NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", "__pycache__", "*.pyc", "*.egg-info", "build", "dist", ".pytest_cache",
+    ".git", ".venv*", "__pycache__", "*.pyc", "*.egg-info", "build", "dist", ".pytest_cache",
     ".mypy_cache", ".ruff_cache", ".hypothesis",
 )
 _RUNTIME_DEPENDENCIES = ("pyserial", "prometheus_client", "fastcrc", "bcrypt", "PyYAML")
@@ -123,6 +124,7 @@ def test_version_lives_in_one_place() -> None:
     assert not re.search(r"^version\s*=\s*\"", pyproject, re.M), "a literal version in pyproject"
 
 
+@pytest.mark.slow
 def test_wheel_holds_the_package_and_no_tests(release: Release) -> None:
     with zipfile.ZipFile(release.wheel) as archive:
         names = archive.namelist()
@@ -143,6 +145,7 @@ def test_wheel_holds_the_package_and_no_tests(release: Release) -> None:
     assert f"{dist_info}licenses/LICENSE" in names
 
 
+@pytest.mark.slow
 def test_wheel_metadata_is_complete(release: Release) -> None:
     meta = _wheel_metadata(release.wheel)
     assert meta["Name"] == "p1-exporter"
@@ -166,6 +169,7 @@ def test_wheel_metadata_is_complete(release: Release) -> None:
     assert "[console_scripts]\np1-exporter = p1_exporter.commands.cli:main" in entry_points
 
 
+@pytest.mark.slow
 def test_sdist_is_the_full_source_release(release: Release) -> None:
     top = f"p1_exporter-{VERSION}/"
     with tarfile.open(release.sdist) as archive:
@@ -178,11 +182,11 @@ def test_sdist_is_the_full_source_release(release: Release) -> None:
         assert f"\nVersion: {VERSION}\n" in pkg_info.read().decode()
     needed = {
         "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "p1_exporter/__init__.py",
-        "tests/binaries.py", "tests/test_packaging.py", "tests/fixtures/README.md",
+        "tests/helpers/binaries.py", "tests/test_packaging.py", "tests/fixtures/README.md",
         "p1-exporter.rules.yml", "p1-exporter.recording.rules.yml", "prometheus.yml.example",
         "grafana/provisioning/datasources/prometheus.yml", "grafana/dashboards/p1-home.json",
         "contrib/p1-exporter.service", "contrib/99-p1-exporter.rules", "docs/metrics.md",
-        "Dockerfile", "docker-compose.yml", "scripts/test.sh", ".ci/run",
+        "Dockerfile", "docker-compose.yml", "scripts/test.sh", "scripts/venv.sh", ".ci/run",
     }
     assert needed <= names, sorted(needed - names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
@@ -206,6 +210,7 @@ def installed(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return venv
 
 
+@pytest.mark.slow
 def test_installed_command_answers_help(installed: Path, tmp_path: Path) -> None:
     exe = str(installed / "bin/p1-exporter")
     help_text = _run([exe, "--help"], cwd=tmp_path).stdout
@@ -215,6 +220,91 @@ def test_installed_command_answers_help(installed: Path, tmp_path: Path) -> None
     where = _run([str(installed / "bin/python"), "-c",
                   "import p1_exporter; print(p1_exporter.__file__)"], cwd=tmp_path).stdout
     assert Path(where.strip()).is_relative_to(installed), "imported from the checkout"
+
+
+def _readme_shell_block(heading: str) -> list[str]:
+    """The lines of the first ```sh block under a README heading."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index(f"\n{heading}\n"):]
+    block = section[section.index("```sh\n") + 6:]
+    return [line for line in block[:block.index("```")].splitlines() if line.strip()]
+
+
+def test_documented_pip_install_leaves_the_clone_clean(tmp_path: Path) -> None:
+    """README "With pip", run in a git clone: it installs, and adds no file to the clone.
+
+    (``sudo pip install .`` left root-owned build/ and *.egg-info behind, after which
+    ``sh scripts/demo.sh`` failed for the user.)
+    """
+    if shutil.which("git") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("git is not installed; CI must install it")
+        pytest.skip("git is not installed")
+    clone = tmp_path / "clone"
+    shutil.copytree(ROOT, clone, ignore=_NOT_SOURCE)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+    _run([*git, "init", "-q"], cwd=clone)
+    _run([*git, "add", "-A"], cwd=clone)
+    _run([*git, "commit", "-q", "-m", "clone"], cwd=clone)
+    status = [*git, "status", "--porcelain", "--ignored", "--untracked-files=all"]
+    assert _run(status, cwd=clone).stdout == ""
+
+    prefix, archive = tmp_path / "opt-p1-exporter", tmp_path / "p1-exporter.tar.gz"
+    lines = _readme_shell_block("### With pip")
+    assert any("pip install" in line for line in lines), lines
+    for line in lines:
+        if "bin/p1-exporter" in line:
+            continue  # starts the exporter on a serial port; --version below instead
+        assert line.startswith(("sudo ", "git ", "rm ")), line
+        command = (line.removeprefix("sudo ").replace("/opt/p1-exporter", str(prefix))
+                   .replace("/tmp/p1-exporter.tar.gz", str(archive)))
+        _run(["sh", "-c", command], cwd=clone, timeout=300)
+
+    assert _run(status, cwd=clone).stdout == "", "the install left files in the clone"
+    assert not archive.exists()
+    version = _run([str(prefix / "bin/p1-exporter"), "--version"], cwd=tmp_path).stdout
+    assert version.strip() == f"p1-exporter {VERSION}"
+
+
+def _raspberry_pi_wheel_table() -> dict[str, dict[str, str]]:
+    """README "Raspberry Pi": {dependency: {machine: what pip installs there}}."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("\n## Raspberry Pi\n"):]
+    section = section[:section.index("\n## ", 1)]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("| ")]
+    [header] = [row for row in rows if row[0] == "dependency"]
+    machines = [re.search(r"\((\w+)\)", cell)[1] for cell in header[1:]]  # type: ignore[index]
+    table: dict[str, dict[str, str]] = {}
+    for row in rows[rows.index(header) + 1:]:
+        for name in row[0].split(", "):
+            table[name] = dict(zip(machines, row[1:], strict=True))
+    return table
+
+
+def test_dependency_markers_match_the_raspberry_pi_table() -> None:
+    """Each runtime dependency is required on a machine exactly where the README's table
+    says pip installs it, so fastcrc is never asked for where PyPI has no wheel of it."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    table = _raspberry_pi_wheel_table()
+    assert set(table) == set(_RUNTIME_DEPENDENCIES), table
+    assert set(next(iter(table.values()))) == {"aarch64", "armv7l"}
+    dependencies = [Requirement(r) for r in requires("p1-exporter") or []
+                    if "extra ==" not in r]
+    assert {d.name for d in dependencies} == set(_RUNTIME_DEPENDENCIES)
+    for dependency in dependencies:
+        for machine, installed in table[dependency.name].items():
+            environment = {"platform_machine": machine, "python_version": "3.11"}
+            required = dependency.marker is None or dependency.marker.evaluate(environment)
+            assert required == (not installed.startswith("not installed")), (
+                f"{dependency}: on {machine} the README says {installed!r}")
+        if dependency.name == "fastcrc":
+            assert dependency.marker is not None
+            assert dependency.marker.evaluate({"platform_machine": "x86_64"})
+            assert not dependency.marker.evaluate({"platform_machine": "armv6l"})
 
 
 def _dockerfile() -> list[tuple[str, str]]:
@@ -265,22 +355,18 @@ def demo(installed: Path, tmp_path: Path) -> Iterator[tuple[int, subprocess.Pope
         process.communicate(timeout=10)
 
 
+@pytest.mark.slow
 def test_installed_demo_serves_metrics(installed: Path, tmp_path: Path,
                                        demo: tuple[int, subprocess.Popen[str]]) -> None:
     port, process = demo
-    text = ""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def up() -> str:
         assert process.poll() is None, "the exporter exited"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                text = r.read().decode()
-        except OSError:
-            text = ""
-        if re.search(r'^p1_up\{meter="main"\} 1\.0$', text, re.M):
-            break
-        time.sleep(0.25)
-    assert re.search(r'^p1_up\{meter="main"\} 1\.0$', text, re.M), text[-2000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+        return text if re.search(r'^p1_up\{meter="main"\} 1\.0$', text, re.M) else ""
+
+    text = wait_for(up, 20, 'p1_up{meter="main"} 1', interval=0.25, retry_on=(OSError,))
     assert re.search(r'^p1_power_import_watts\{meter="main"\} [0-9.e+]+$', text, re.M)
     assert 'p1_exporter_build_info{python_version="' in text and f'version="{VERSION}"' in text
     # The live page's files come from the installed package data.
@@ -335,6 +421,7 @@ def test_dockerfile_is_slim_multistage_and_non_root() -> None:
     assert "/healthz" not in _healthcheck_command()[-1]  # 503 while the meter is silent
 
 
+@pytest.mark.slow
 def test_docker_build_stage_works_from_its_context_alone(release: Release,
                                                          tmp_path: Path) -> None:
     """Replay the build stage on the files it COPYs, as .dockerignore lets them through."""
@@ -413,7 +500,9 @@ def test_systemd_unit_is_hardened() -> None:
         values.setdefault(key, []).append(value)
     for key, expected in _HARDENING.items():
         assert values.get(key) == [expected], f"{key}={values.get(key)} (want {expected!r})"
-    assert "char-ttyUSB rw" in values["DeviceAllow"]
+    # USB adapters, and a Raspberry Pi's GPIO UARTs: ttyAMA0 (PL011), ttyS0 (mini UART).
+    assert set(values["DeviceAllow"]) == {"char-ttyUSB rw", "char-ttyACM rw", "char-ttyAMA rw",
+                                          "char-ttyS rw"}
     assert values["SystemCallFilter"][0] == "@system-service"
     assert values["EnvironmentFile"] == ["-/etc/default/p1-exporter"]
     assert values["ExecStart"] == ["/opt/p1-exporter/bin/p1-exporter"]
@@ -469,9 +558,10 @@ def test_environment_file_and_yaml_example_load() -> None:
 
 # -- README -------------------------------------------------------------------------------
 
-#: Flags of other programs that the README uses (docker, systemctl).
+#: Flags of other programs that the README uses (docker, systemctl, git, pip).
 _FOREIGN_FLAGS = {"--build", "--group-add", "--health-cmd", "--name", "--no-healthcheck", "--now",
-                  "--restart", "--rm"}
+                  "--restart", "--rm", "--prefix", "--no-deps", "--only-binary", "--platform",
+                  "--python-version", "--implementation"}
 
 
 def test_readme_names_only_real_metrics_flags_and_variables() -> None:

@@ -7,13 +7,14 @@ the code under test, and a few are spelled out as literals. Expected times come 
 
 from __future__ import annotations
 
-import calendar
 from fractions import Fraction
 
 import pytest
 
 from p1_exporter import MBusDevice, MonthPeak, ObisLine, PowerFailure, Register, Telegram, parse
-from tests.test_crc import content, load, seal
+from tests.helpers.fixtures import load
+from tests.helpers.telegrams import content, seal
+from tests.helpers.times import summer, winter
 
 #: unit as sent -> (factor to the base unit, base unit); the tests' own table.
 SCALE: dict[str, tuple[int, str]] = {
@@ -41,16 +42,6 @@ def base(raw: str) -> Register:
     number, _, unit = raw.partition("*")
     factor, base_unit = SCALE[unit]
     return Register(float(Fraction(number) * factor), base_unit, raw)
-
-
-def summer(*fields: int) -> float:
-    """Epoch of a CEST wall-clock time (``S``, UTC+2)."""
-    return float(calendar.timegm((*fields, 0, 0, 0)) - 7200)
-
-
-def winter(*fields: int) -> float:
-    """Epoch of a CET wall-clock time (``W``, UTC+1)."""
-    return float(calendar.timegm((*fields, 0, 0, 0)) - 3600)
 
 
 def check_registers(telegram: Telegram, expected: dict[str, str]) -> None:
@@ -933,7 +924,7 @@ def test_luxembourg_smarty_plain_text() -> None:
     assert telegram.dsmr_version == "4.2"
     assert telegram.crc_verified
     assert telegram.meter_time == summer(2019, 7, 11, 15, 45, 36)
-    assert telegram.equipment_id is None
+    assert telegram.equipment_id == "SMR0012345678"  # 0-0:42.0.0: no 0-0:96.1.1 sent
     check_registers(
         telegram,
         {
@@ -966,6 +957,92 @@ def test_luxembourg_smarty_plain_text() -> None:
     assert telegram.power_failure_log == ()  # (0)(): empty
     assert dict(telegram.mbus) == {}
     check_clean(telegram)
+
+
+def test_luxembourg_smarty_real_telegram() -> None:
+    """A real Smarty meter (CRC 80F6): apparent power, a limiter threshold in kVA, the
+    two-valued fuse supervision line, M-Bus breaker states, the id on 0-0:42.0.0 and
+    empty message lines 96.13.2-5: all known, none unknown."""
+    telegram = parse(load("smarty_lux.txt"))
+    assert telegram.header == "Lux5\\253663629_D"
+    assert telegram.dsmr_version == "4.2"
+    assert telegram.crc == 0x80F6 and telegram.crc_verified
+    assert telegram.meter_time == summer(2026, 4, 3, 17, 54, 31)
+    assert telegram.equipment_id == "SAG1030700012701"  # 0-0:42.0.0, hex-decoded
+    check_registers(
+        telegram,
+        {
+            "1-0:1.8.0": "000273.764*kWh",
+            "1-0:2.8.0": "112743.030*kWh",
+            "1-0:3.8.0": "000462.590*kvarh",
+            "1-0:4.8.0": "007109.230*kvarh",
+            "1-0:1.7.0": "00.000*kW",
+            "1-0:2.7.0": "00.897*kW",
+            "1-0:3.7.0": "00.000*kvar",
+            "1-0:4.7.0": "00.154*kvar",
+            "0-0:17.0.0": "027.6*kVA",
+            "1-0:9.7.0": "00.000*kVA",
+            "1-0:10.7.0": "00.913*kVA",
+            "1-1:31.4.0": "040*A",
+            "1-1:31.4.0[lower]": "-040*A",
+            "0-0:96.3.10": "1",
+            "0-1:96.3.10": "0",
+            "0-2:96.3.10": "0",
+            "0-0:96.7.21": "01067",
+            "1-0:32.32.0": "00014",
+            "1-0:52.32.0": "00015",
+            "1-0:72.32.0": "00012",
+            "1-0:32.36.0": "00000",
+            "1-0:52.36.0": "00000",
+            "1-0:72.36.0": "00000",
+            "1-0:32.7.0": "231.0*V",
+            "1-0:52.7.0": "229.0*V",
+            "1-0:72.7.0": "230.0*V",
+            "1-0:31.7.0": "001*A",
+            "1-0:51.7.0": "001*A",
+            "1-0:71.7.0": "001*A",
+            "1-0:21.7.0": "00.000*kW",
+            "1-0:41.7.0": "00.000*kW",
+            "1-0:61.7.0": "00.000*kW",
+            "1-0:22.7.0": "00.319*kW",
+            "1-0:42.7.0": "00.300*kW",
+            "1-0:62.7.0": "00.277*kW",
+            "1-0:23.7.0": "00.000*kvar",
+            "1-0:43.7.0": "00.000*kvar",
+            "1-0:63.7.0": "00.000*kvar",
+            "1-0:24.7.0": "00.046*kvar",
+            "1-0:44.7.0": "00.065*kvar",
+            "1-0:64.7.0": "00.041*kvar",
+        },
+    )
+    assert telegram.registers["0-0:17.0.0"] == Register(27_600.0, "VA", "027.6*kVA")
+    assert telegram.value("1-0:10.7.0") == 913.0
+    assert telegram.value("1-1:31.4.0") == 40.0
+    assert telegram.value("1-1:31.4.0[lower]") == -40.0
+    assert dict(telegram.texts) == {
+        "1-3:0.2.8": "42",
+        "0-0:42.0.0": "SAG1030700012701",
+        "0-0:96.13.0": "",
+        "0-0:96.13.2": "",
+        "0-0:96.13.3": "",
+        "0-0:96.13.4": "",
+        "0-0:96.13.5": "",
+    }
+    assert dict(telegram.mbus) == {
+        1: MBusDevice(1, 3, "FLO182370120350", base("14239.771*m3"),
+                      summer(2026, 4, 3, 17, 45, 42), 1),
+    }
+    check_clean(telegram)
+
+
+def test_fuse_supervision_line_needs_both_values() -> None:
+    """``1-1:31.4.0`` with one value is a malformed line, not a half-read threshold."""
+    telegram = parse(seal(b"/Lux5\\2\r\n\r\n1-1:31.4.0(040*A)\r\n1-0:1.7.0(00.100*kW)\r\n!"))
+    assert [issue.reason for issue in telegram.malformed] == [
+        "expected an upper and a lower value, got 1"
+    ]
+    assert "1-1:31.4.0" not in telegram.registers
+    assert telegram.value("1-0:1.7.0") == 100.0
 
 
 # --- exactness and cross-checks -------------------------------------------

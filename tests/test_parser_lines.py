@@ -18,8 +18,9 @@ from p1_exporter import (
     parse,
 )
 from p1_exporter.core.parser import MEMO_SIZE, LineMemo
-from tests.test_crc import FIXTURE_NAMES, load, seal
-from tests.test_parser_fixtures import summer, winter
+from tests.helpers.fixtures import FIXTURE_NAMES, load
+from tests.helpers.telegrams import seal
+from tests.helpers.times import summer, winter
 
 GOOD_BEFORE = "1-0:1.8.1(000001.500*kWh)"
 GOOD_AFTER = "1-0:32.7.0(230.1*V)"
@@ -218,6 +219,27 @@ def test_power_failure_log_with_events() -> None:
         PowerFailure(winter(2019, 3, 26, 9, 50, 15), 2014),
         PowerFailure(summer(2020, 6, 1, 12, 0, 0), 60),
     )
+
+
+def test_kaifa_placeholder_entry_is_kept_without_a_time() -> None:
+    telegram = decode(GOOD_BEFORE, "1-0:99.97.0(1)(0-0:96.7.19)(000101000001W)(2147483647*s)",
+                      GOOD_AFTER)
+    assert telegram.power_failure_log == (PowerFailure(None, 2147483647),)  # as stated
+    assert telegram.malformed == ()
+    check_neighbours_parsed(telegram)
+
+
+@pytest.mark.parametrize("value", ["000101010000W", "000101000000S", "700101000000W"])
+def test_a_clock_never_set_is_no_time_and_not_malformed(value: str) -> None:
+    telegram = decode(GOOD_BEFORE, f"0-0:1.0.0({value})", GOOD_AFTER)
+    assert telegram.meter_time is None
+    assert telegram.malformed == ()
+    check_neighbours_parsed(telegram)
+
+
+def test_an_unset_clock_does_not_keep_an_earlier_time() -> None:
+    telegram = decode("0-0:1.0.0(170102192002W)", GOOD_BEFORE, "0-0:1.0.0(000101010000W)")
+    assert telegram.meter_time is None  # the last clock line is the meter's statement
 
 
 # --- Belgian peaks -----------------------------------------------------------

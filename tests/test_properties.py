@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p1_exporter import Outcome, Telegram, TelegramStream, iter_telegrams, parse
-from tests.test_crc import FIXTURE_NAMES, WITH_CRC, load
+from tests.helpers.fixtures import FIXTURE_NAMES, WITH_CRC, load
 
 FIXTURES = {name: load(name) for name in FIXTURE_NAMES}
 CAPTURE = b"".join(FIXTURES.values())
@@ -114,6 +114,7 @@ TOKENS = [
 
 @settings(max_examples=400, deadline=None, derandomize=True)
 @given(st.lists(st.lists(st.sampled_from(TOKENS), max_size=12), max_size=25))
+@pytest.mark.slow
 def test_telegram_shaped_noise_never_raises(lines: list[list[bytes]]) -> None:
     """Telegram-like input without a version line and CRC reaches the line parser."""
     body = b"/TST5\\2NOISE\r\n\r\n" + b"".join(b"".join(line) + b"\r\n" for line in lines)
@@ -196,6 +197,7 @@ def test_every_single_bit_flip(name: str) -> None:
     assert accepted <= 8 * crc_line  # only flips in the CRC line can survive
 
 
+@pytest.mark.slow
 def test_flipped_telegram_does_not_hide_the_next_one() -> None:
     original = FIXTURES["v5.txt"]
     following = FIXTURES["v4_2.txt"]

@@ -15,16 +15,9 @@ from p1_exporter.meter.reader import MeterReader
 from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.meter.sources import open_source
 from p1_exporter.sim.meter import SimulatedMeter
-from tests.readerutil import (
-    NOTHING,
-    counts,
-    fast_config,
-    messages,
-    ok_count,
-    running,
-    v5_at,
-    wait_until,
-)
+from tests.helpers.reader import NOTHING, counts, fast_config, messages, ok_count, running
+from tests.helpers.telegrams import v5_at
+from tests.helpers.wait import wait_for
 
 START = 1_700_000_000.0
 #: Registers that only ever rise.
@@ -49,7 +42,7 @@ def test_fast_replay_counts_everything_then_goes_stale(
     path.write_bytes(b"".join(telegrams) + cut)
     config = fast_config(f"file:{path}?pace=fast", stale_after=0.5)
     with running(config) as reader:
-        assert wait_until(lambda: reader.snapshot.last_error is not None)
+        wait_for(lambda: reader.snapshot.last_error is not None)
         snap = reader.snapshot
         assert counts(snap) == {**NOTHING, "ok": 5, "malformed": 1}  # the cut one: torn
         assert snap.bytes_read == path.stat().st_size
@@ -58,14 +51,15 @@ def test_fast_replay_counts_everything_then_goes_stale(
         assert (snap.connects, snap.glitches) == (1, 0)
         assert snap.source_errors == 1 and "replay finished" in (snap.last_error or "")
         assert not snap.connected and snap.source == f"file:{path}"
-        assert wait_until(lambda: not reader.snapshot.fresh(), timeout=2)
+        wait_for(lambda: not reader.snapshot.fresh())
         assert reader.snapshot.current_telegram() is None
         time.sleep(0.3)
         assert reader.alive  # finished, waiting to be stopped: no reconnect loop
         assert reader.snapshot.connects == 1 and reader.snapshot.source_errors == 1
-        assert len(messages(caplog_reader, "replay finished", logging.INFO)) == 2  # end, done
+        assert len(messages(caplog_reader, "replay finished")) == 1  # said once, at any level
 
 
+@pytest.mark.slow
 def test_recorded_pace_follows_the_meter_clock(tmp_path: Path) -> None:
     telegrams = capture(3, step=1.0)
     path = tmp_path / "three.txt"
@@ -74,15 +68,15 @@ def test_recorded_pace_follows_the_meter_clock(tmp_path: Path) -> None:
     with running(fast_config(f"file:{path}?pace=recorded", stale_after=5.0)) as reader:
         began = time.monotonic()
         for n in (1, 2, 3):
-            assert wait_until(lambda: ok_count(reader) >= n, timeout=3)  # noqa: B023
+            wait_for(lambda: ok_count(reader) >= n)  # noqa: B023
             arrivals.append(time.monotonic() - began)
         snap = reader.snapshot
         assert counts(snap) == {**NOTHING, "ok": 3}
         assert snap.bytes_read == len(b"".join(telegrams))
         assert snap.telegram is not None and snap.telegram.raw == telegrams[2]
-    assert arrivals[0] < 0.5
-    assert 0.8 <= arrivals[1] - arrivals[0] <= 1.4
-    assert 1.8 <= arrivals[2] <= 2.6
+    # Not before the meter clock says (one second apart); how close is not timed here.
+    assert arrivals[1] - arrivals[0] >= 0.8
+    assert arrivals[2] - arrivals[0] >= 1.8
 
 
 def test_looped_replay_keeps_going(tmp_path: Path) -> None:
@@ -90,7 +84,7 @@ def test_looped_replay_keeps_going(tmp_path: Path) -> None:
     path = tmp_path / "loop.txt"
     path.write_bytes(b"".join(telegrams))
     with running(fast_config(f"file:{path}?pace=fast&loop=1")) as reader:
-        assert wait_until(lambda: ok_count(reader) >= 12)
+        wait_for(lambda: ok_count(reader) >= 12)
         snap = reader.snapshot
         assert reader.alive and snap.connected and snap.source_errors == 0
         assert snap.telegrams["crc_error"] == snap.telegrams["malformed"] == 0
@@ -102,7 +96,7 @@ def test_looped_replay_keeps_going(tmp_path: Path) -> None:
 def test_missing_capture_file_is_a_source_error(tmp_path: Path) -> None:
     path = tmp_path / "nope.txt"
     with running(fast_config(f"file:{path}?pace=fast")) as reader:
-        assert wait_until(lambda: reader.snapshot.source_errors >= 2)
+        wait_for(lambda: reader.snapshot.source_errors >= 2)
         snap = reader.snapshot
         assert reader.alive and snap.connects == 0 and counts(snap) == NOTHING
         assert snap.last_error is not None and str(path) in snap.last_error
@@ -116,6 +110,7 @@ def test_unknown_file_option_is_refused() -> None:
 # -- sim:// -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_simulated_meter_registers_only_rise() -> None:
     seen: list[Telegram] = []
     with running(fast_config("sim://?seed=1&interval=0.2")) as reader:
@@ -126,7 +121,7 @@ def test_simulated_meter_registers_only_rise() -> None:
                 seen.append(telegram)
             return len(seen) >= 5
 
-        assert wait_until(collect, timeout=4, interval=0.02)
+        wait_for(collect, interval=0.02)
         snap = reader.snapshot
         assert snap.telegrams["ok"] >= 5 and counts(snap) == {**NOTHING, "ok": snap.telegrams["ok"]}
         assert snap.bytes_read >= sum(len(t.raw) for t in seen)
@@ -144,6 +139,7 @@ def test_simulated_meter_registers_only_rise() -> None:
     assert all(t.crc_verified and t.equipment_id == seen[0].equipment_id for t in seen)
 
 
+@pytest.mark.slow
 def test_simulated_crc_errors_are_counted_and_diagnosed_once(
     caplog_reader: pytest.LogCaptureFixture,
 ) -> None:
@@ -154,7 +150,7 @@ def test_simulated_crc_errors_are_counted_and_diagnosed_once(
             snap = reader.snapshot
             return snap.telegrams["ok"] + snap.telegrams["crc_error"]
 
-        assert wait_until(lambda: seen() >= 30, timeout=6)
+        wait_for(lambda: seen() >= 30)
         snap = reader.snapshot
         total = snap.telegrams["ok"] + snap.telegrams["crc_error"]
         assert 0.2 <= snap.telegrams["crc_error"] / total <= 0.8
@@ -210,7 +206,7 @@ def test_unexpected_errors_never_escape_the_thread(
     ]
     source = Faulty(script, fail_opens=1)
     with running(fast_config("faulty://"), source=source) as reader:
-        assert wait_until(lambda: ok_count(reader) == 4)
+        wait_for(lambda: ok_count(reader) == 4)
         snap = reader.snapshot
         assert reader.alive and snap.connected
         assert snap.telegram is not None and snap.telegram.raw == telegrams[3]
@@ -241,7 +237,7 @@ def test_listener_sees_each_new_telegram_once_and_cannot_break_the_reader(
     reader = MeterReader(fast_config(f"file:{path}?pace=fast"), on_telegram=listener)
     reader.start()
     try:
-        assert wait_until(lambda: reader.snapshot.last_error is not None)
+        wait_for(lambda: reader.snapshot.last_error is not None)
     finally:
         reader.stop()
     assert seen == telegrams

@@ -8,19 +8,19 @@ from collections.abc import Iterator
 import pytest
 
 from p1_exporter.meter.sources import HttpSource, SourceError
-from tests.readerutil import (
+from tests.helpers.fixtures import V5
+from tests.helpers.net import free_port
+from tests.helpers.reader import (
     NOTHING,
-    V5,
     TelegramServer,
     counts,
     fast_config,
-    free_port,
     messages,
     ok_count,
     running,
-    v5_at,
-    wait_until,
 )
+from tests.helpers.telegrams import v5_at
+from tests.helpers.wait import wait_for
 
 
 @pytest.fixture
@@ -32,20 +32,20 @@ def server() -> Iterator[TelegramServer]:
 
 def test_polled_telegram_is_published_once_per_change(server: TelegramServer) -> None:
     with running(fast_config(server.url, poll_interval=0.05)) as reader:
-        assert wait_until(lambda: ok_count(reader) == 1)
+        wait_for(lambda: ok_count(reader) == 1)
         snap = reader.snapshot
         assert snap.telegram is not None and snap.telegram.raw == V5
         assert snap.telegram.value("1-0:2.8.1") == pytest.approx(2.444 * 3.6e6)
         assert snap.settings is None and snap.connected and snap.fresh()
         polled = server.requests
-        assert wait_until(lambda: server.requests >= polled + 5)
+        wait_for(lambda: server.requests >= polled + 5)
         snap = reader.snapshot
         assert counts(snap) == {**NOTHING, "ok": 1}  # the same body is not a new telegram
         assert snap.bytes_read == len(V5)
 
         newer = v5_at("000004.900")
         server.body = newer.rstrip(b"\r\n")  # served without its final newline
-        assert wait_until(lambda: ok_count(reader) == 2)
+        wait_for(lambda: ok_count(reader) == 2)
         snap = reader.snapshot
         assert snap.telegram is not None and snap.telegram.value("1-0:1.8.1") == pytest.approx(
             4.9 * 3.6e6
@@ -59,9 +59,9 @@ def test_frozen_body_goes_stale_and_is_not_recounted(server: TelegramServer) -> 
     """A device that keeps serving one old telegram: silence reconnects must not revive it."""
     config = fast_config(server.url, poll_interval=0.05, silence_timeout=0.3, stale_after=0.8)
     with running(config) as reader:
-        assert wait_until(lambda: ok_count(reader) == 1)
-        assert wait_until(lambda: reader.snapshot.connects >= 3, timeout=3)
-        assert wait_until(lambda: not reader.snapshot.fresh(), timeout=2)
+        wait_for(lambda: ok_count(reader) == 1)
+        wait_for(lambda: reader.snapshot.connects >= 3)
+        wait_for(lambda: not reader.snapshot.fresh())
         snap = reader.snapshot
         assert snap.current_telegram() is None
         assert counts(snap) == {**NOTHING, "ok": 1} and snap.bytes_read == len(V5)
@@ -73,9 +73,9 @@ def test_http_500_is_counted_and_the_reader_recovers(
     server: TelegramServer, caplog_reader: pytest.LogCaptureFixture
 ) -> None:
     with running(fast_config(server.url, poll_interval=0.05)) as reader:
-        assert wait_until(lambda: ok_count(reader) == 1)
+        wait_for(lambda: ok_count(reader) == 1)
         server.status = 500
-        assert wait_until(lambda: reader.snapshot.source_errors >= 3)
+        wait_for(lambda: reader.snapshot.source_errors >= 3)
         snap = reader.snapshot
         assert reader.alive and snap.last_error is not None and "HTTP 500" in snap.last_error
         assert counts(snap) == {**NOTHING, "ok": 1}
@@ -84,7 +84,7 @@ def test_http_500_is_counted_and_the_reader_recovers(
 
         newer = v5_at("000005.000")
         server.status, server.body = 200, newer
-        assert wait_until(lambda: ok_count(reader) == 2)
+        wait_for(lambda: ok_count(reader) == 2)
         snap = reader.snapshot
         assert snap.telegram is not None and snap.telegram.raw == newer
         assert counts(snap) == {**NOTHING, "ok": 2}
@@ -101,7 +101,7 @@ def test_unreachable_port_is_refused(caplog_reader: pytest.LogCaptureFixture) ->
         source.read(0.2)
     assert raised.value.kind == "refused"
     with running(fast_config(url)) as reader:
-        assert wait_until(lambda: reader.snapshot.source_errors >= 3)
+        wait_for(lambda: reader.snapshot.source_errors >= 3)
         snap = reader.snapshot
         assert reader.alive and snap.telegram is None and counts(snap) == NOTHING
         assert snap.last_error is not None and "refused" in snap.last_error

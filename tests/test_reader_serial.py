@@ -21,10 +21,9 @@ from p1_exporter.meter.reader import MeterReader
 from p1_exporter.meter.sources import SerialSettings, SerialSource, SourceError
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.uart import transcode
-from tests.readerutil import (
+from tests.helpers.fixtures import V2_2, V5
+from tests.helpers.reader import (
     NOTHING,
-    V2_2,
-    V5,
     Pty,
     counts,
     fast_config,
@@ -34,18 +33,18 @@ from tests.readerutil import (
     point,
     pty_pair,
     running,
-    v5_at,
-    wait_until,
 )
-from tests.readerutil import corrupt_crc as corrupt
+from tests.helpers.telegrams import corrupt_crc as corrupt
+from tests.helpers.telegrams import v5_at
+from tests.helpers.wait import wait_for
 
 
 def test_telegrams_from_a_pty_are_published_with_their_values() -> None:
     second = v5_at("000004.500")
     with pty_pair() as pty, running(fast_config(pty.path)) as reader:
-        assert wait_until(lambda: reader.snapshot.connected)
+        wait_for(lambda: reader.snapshot.connected)
         pty.write(V5)
-        assert wait_until(lambda: ok_count(reader) == 1)
+        wait_for(lambda: ok_count(reader) == 1)
         snap = reader.snapshot
         assert snap.telegram is not None and snap.telegram.raw == V5
         assert snap.telegram.equipment_id == "K8EG004046395507"
@@ -55,7 +54,7 @@ def test_telegrams_from_a_pty_are_published_with_their_values() -> None:
         assert snap.telegram.mbus[1].reading.value == pytest.approx(0.107)
         assert snap.fresh() and snap.current_telegram() is snap.telegram
         pty.write(second)
-        assert wait_until(lambda: ok_count(reader) == 2)
+        wait_for(lambda: ok_count(reader) == 2)
         snap = reader.snapshot
         assert snap.telegram is not None
         assert snap.telegram.value("1-0:1.8.1") == pytest.approx(4.5 * 3.6e6)
@@ -73,9 +72,9 @@ def test_garbage_and_torn_telegrams_between_good_ones() -> None:
     good = [V5, v5_at("000004.431"), v5_at("000004.432")]
     stream = noise + good[0] + noise + torn + good[1] + slash_noise + noise + good[2]
     with pty_pair() as pty, running(fast_config(pty.path)) as reader:
-        assert wait_until(lambda: reader.snapshot.connected)
+        wait_for(lambda: reader.snapshot.connected)
         pty.write(stream)
-        assert wait_until(lambda: ok_count(reader) == 3)
+        wait_for(lambda: ok_count(reader) == 3)
         snap = reader.snapshot
         assert counts(snap) == {**NOTHING, "ok": 3, "malformed": 2}
         assert snap.bytes_read == len(stream)
@@ -86,10 +85,10 @@ def test_garbage_and_torn_telegrams_between_good_ones() -> None:
 
 def test_byte_at_a_time_delivery() -> None:
     with pty_pair() as pty, running(fast_config(pty.path)) as reader:
-        assert wait_until(lambda: reader.snapshot.connected)
+        wait_for(lambda: reader.snapshot.connected)
         pty.write_slowly(V5[:200], chunk=1, pause=0.001)
         pty.write_slowly(V5[200:], chunk=1)
-        assert wait_until(lambda: ok_count(reader) == 1)
+        wait_for(lambda: ok_count(reader) == 1)
         snap = reader.snapshot
         assert snap.telegram is not None and snap.telegram.raw == V5
         assert snap.telegram.value("1-0:2.8.1") == pytest.approx(2.444 * 3.6e6)
@@ -100,14 +99,14 @@ def test_byte_at_a_time_delivery() -> None:
 def test_crc_error_is_counted_and_never_published() -> None:
     bad = corrupt(v5_at("000004.600"))
     with pty_pair() as pty, running(fast_config(pty.path)) as reader:
-        assert wait_until(lambda: reader.snapshot.connected)
+        wait_for(lambda: reader.snapshot.connected)
         pty.write(bad)
-        assert wait_until(lambda: reader.snapshot.telegrams["crc_error"] == 1)
+        wait_for(lambda: reader.snapshot.telegrams["crc_error"] == 1)
         snap = reader.snapshot
         assert snap.telegram is None and snap.current_telegram() is None and not snap.fresh()
         assert counts(snap) == {**NOTHING, "crc_error": 1}
         pty.write(V5 + bad)
-        assert wait_until(lambda: reader.snapshot.telegrams["crc_error"] == 2)
+        wait_for(lambda: reader.snapshot.telegrams["crc_error"] == 2)
         snap = reader.snapshot
         assert snap.telegram is not None and snap.telegram.raw == V5  # not the corrupt one
         assert snap.telegram.value("1-0:1.8.1") == pytest.approx(4.426 * 3.6e6)
@@ -124,12 +123,12 @@ def test_unplug_and_replug_through_the_same_path(
     point(link, first.path)
     try:
         with running(fast_config(str(link))) as reader:
-            assert wait_until(lambda: reader.snapshot.connected)
+            wait_for(lambda: reader.snapshot.connected)
             first.write(V5)
-            assert wait_until(lambda: ok_count(reader) == 1)
+            wait_for(lambda: ok_count(reader) == 1)
             first.close()  # unplug: the pty (and its /dev/pts node) goes away
-            assert wait_until(lambda: not reader.snapshot.connected)
-            assert wait_until(lambda: reader.snapshot.source_errors >= 3)  # it keeps trying
+            wait_for(lambda: not reader.snapshot.connected)
+            wait_for(lambda: reader.snapshot.source_errors >= 3)  # it keeps trying
             snap = reader.snapshot
             assert reader.alive and snap.connects == 1 and not snap.connected
             assert snap.telegram is not None and snap.telegram.raw == V5  # kept, ages out
@@ -138,10 +137,10 @@ def test_unplug_and_replug_through_the_same_path(
 
             second = open_pty()  # replug: a new device node behind the same stable name
             point(link, second.path)
-            assert wait_until(lambda: reader.snapshot.connects == 2 and reader.snapshot.connected)
+            wait_for(lambda: reader.snapshot.connects == 2 and reader.snapshot.connected)
             newer = v5_at("000004.700")
             second.write(newer)
-            assert wait_until(lambda: ok_count(reader) == 2)
+            wait_for(lambda: ok_count(reader) == 2)
             snap = reader.snapshot
             assert snap.telegram is not None and snap.telegram.raw == newer
             assert snap.fresh()
@@ -155,12 +154,13 @@ def test_unplug_and_replug_through_the_same_path(
             second.close()
 
 
+@pytest.mark.slow
 def test_device_missing_at_start_is_waited_for(
     tmp_path: Path, caplog_reader: pytest.LogCaptureFixture
 ) -> None:
     link = tmp_path / "by-id-meter"
     with pty_pair() as pty, running(fast_config(str(link))) as reader:
-        assert wait_until(lambda: reader.snapshot.source_errors >= 4)
+        wait_for(lambda: reader.snapshot.source_errors >= 4)
         snap = reader.snapshot
         assert reader.alive and not snap.connected and snap.connects == 0
         assert snap.last_error is not None and "does not exist" in snap.last_error
@@ -169,9 +169,9 @@ def test_device_missing_at_start_is_waited_for(
         assert len(messages(caplog_reader, "does not exist")) >= 4  # the rest at debug
 
         point(link, pty.path)
-        assert wait_until(lambda: reader.snapshot.connected)
+        wait_for(lambda: reader.snapshot.connected)
         pty.write(V5)
-        assert wait_until(lambda: ok_count(reader) == 1)
+        wait_for(lambda: ok_count(reader) == 1)
         snap = reader.snapshot
         assert snap.connects == 1 and snap.telegram is not None and snap.telegram.raw == V5
         assert counts(snap) == {**NOTHING, "ok": 1} and snap.bytes_read == len(V5)
@@ -240,13 +240,13 @@ def test_second_reader_of_a_port_is_refused_as_busy(
             assert raised.value.kind == "busy"
             assert "in use" in str(raised.value)
             with running(fast_config(pty.path)) as reader:
-                assert wait_until(lambda: reader.snapshot.source_errors >= 3)
+                wait_for(lambda: reader.snapshot.source_errors >= 3)
                 assert not reader.snapshot.connected and reader.snapshot.connects == 0
                 assert len(messages(caplog_reader, "in use", logging.WARNING)) == 1
                 first.close()  # the other program lets go
-                assert wait_until(lambda: reader.snapshot.connected)
+                wait_for(lambda: reader.snapshot.connected)
                 pty.write(V5)
-                assert wait_until(lambda: ok_count(reader) == 1)
+                wait_for(lambda: ok_count(reader) == 1)
                 assert reader.snapshot.connects == 1
         finally:
             first.close()
@@ -273,10 +273,10 @@ WRONG_BAUD = transcode(V2_2 * 3, "9600-7E1", "115200-8N1")
 def diagnose_wrong_baud(pty: Pty, reader: MeterReader, caplog: pytest.LogCaptureFixture) -> None:
     """Send DSMR 2.2 bytes as read at 115200 8N1: nothing framed, one diagnosis."""
     assert len(WRONG_BAUD) >= 3000 and set(WRONG_BAUD) == {0}
-    assert wait_until(lambda: reader.snapshot.connected)
+    wait_for(lambda: reader.snapshot.connected)
     assert reader.snapshot.settings == "115200 8N1"
     pty.write(WRONG_BAUD)
-    assert wait_until(lambda: messages(caplog, "without one telegram"))
+    wait_for(lambda: messages(caplog, "without one telegram"))
     snap = reader.snapshot
     assert counts(snap) == NOTHING  # not one frame, good or bad
     assert snap.bytes_read == len(WRONG_BAUD) and snap.telegram is None
@@ -292,9 +292,9 @@ def test_autodetect_switches_to_dsmr22_and_locks(caplog_reader: pytest.LogCaptur
         diagnose_wrong_baud(pty, reader, caplog_reader)
         # On a pty the line settings do not change the bytes; a real port would now
         # deliver the meter's telegram as sent.
-        assert wait_until(lambda: reader.snapshot.settings == "9600 7E1", timeout=3)
+        wait_for(lambda: reader.snapshot.settings == "9600 7E1")
         pty.write(V2_2)
-        assert wait_until(lambda: ok_count(reader) == 1)
+        wait_for(lambda: ok_count(reader) == 1)
         snap = reader.snapshot
         assert snap.settings == "9600 7E1"
         assert snap.telegram is not None and snap.telegram.raw == V2_2
@@ -311,6 +311,7 @@ def test_autodetect_switches_to_dsmr22_and_locks(caplog_reader: pytest.LogCaptur
         assert not messages(caplog_reader, "trying 115200")
 
 
+@pytest.mark.slow
 def test_autodetect_moves_on_when_the_port_refuses_7e1(
     caplog_reader: pytest.LogCaptureFixture,
 ) -> None:
@@ -320,15 +321,15 @@ def test_autodetect_moves_on_when_the_port_refuses_7e1(
     with pty_pair() as pty, running(replace(config, url=pty.path)) as reader:
         diagnose_wrong_baud(pty, reader, caplog_reader)
         # The switch to 9600 7E1 is refused: counted, logged once, back to 115200 8N1.
-        assert wait_until(lambda: reader.snapshot.source_errors >= 1, timeout=3)
-        assert wait_until(lambda: reader.snapshot.connected, timeout=2)
+        wait_for(lambda: reader.snapshot.source_errors >= 1)
+        wait_for(lambda: reader.snapshot.connected)
         snap = reader.snapshot
         assert reader.alive and snap.connects == 2 and snap.settings == "115200 8N1"
         assert snap.last_error is not None and "does not accept 9600 7E1" in snap.last_error
         assert len(messages(caplog_reader, "does not accept", logging.WARNING)) == 1
         assert not messages(caplog_reader, "unexpected error")
         pty.write(V5)
-        assert wait_until(lambda: ok_count(reader) == 1)
+        wait_for(lambda: ok_count(reader) == 1)
         snap = reader.snapshot
         assert snap.settings == "115200 8N1" and snap.telegram is not None
         assert snap.telegram.raw == V5
@@ -349,9 +350,9 @@ def test_dsmr22_bytes_read_at_115200_never_frame_a_telegram(
     assert TelegramStream().feed(wrong) == []
     fixed = SerialSettings.parse("115200-8N1")
     with pty_pair() as pty, running(fast_config(pty.path, settings=fixed)) as reader:
-        assert wait_until(lambda: reader.snapshot.connected)
+        wait_for(lambda: reader.snapshot.connected)
         pty.write(wrong)
-        assert wait_until(lambda: reader.snapshot.bytes_read == len(wrong))
+        wait_for(lambda: reader.snapshot.bytes_read == len(wrong))
         snap = reader.snapshot
         assert counts(snap) == NOTHING and snap.telegram is None
         assert snap.settings == "115200 8N1"  # fixed settings are never switched
@@ -371,9 +372,9 @@ def test_not_inverted_signal_is_diagnosed_once(caplog_reader: pytest.LogCaptureF
     assert expected and all(o.telegram is None and o.result == "malformed" for o in expected)
     fixed = SerialSettings.parse("115200-8N1")
     with pty_pair() as pty, running(fast_config(pty.path, settings=fixed)) as reader:
-        assert wait_until(lambda: reader.snapshot.connected)
+        wait_for(lambda: reader.snapshot.connected)
         pty.write(inverted)
-        assert wait_until(lambda: reader.snapshot.bytes_read == len(inverted))
+        wait_for(lambda: reader.snapshot.bytes_read == len(inverted))
         snap = reader.snapshot
         assert counts(snap) == {**NOTHING, "malformed": len(expected)}
         assert snap.telegram is None and snap.source_errors == 0
@@ -381,21 +382,21 @@ def test_not_inverted_signal_is_diagnosed_once(caplog_reader: pytest.LogCaptureF
         assert "not inverted" in line
         assert not messages(caplog_reader, "arrived torn")  # not mistaken for a shared port
         # The snapshot carries the diagnosis too (the live page shows it).
-        assert wait_until(lambda: reader.snapshot.diagnostics == (line,))
+        wait_for(lambda: reader.snapshot.diagnostics == (line,))
 
 
 def test_staleness_follows_the_last_valid_telegram() -> None:
     with pty_pair() as pty, running(fast_config(pty.path, stale_after=0.5)) as reader:
-        assert wait_until(lambda: reader.snapshot.connected)
+        wait_for(lambda: reader.snapshot.connected)
         assert reader.snapshot.age() is None and not reader.snapshot.fresh()
         pty.write(V5)
-        assert wait_until(lambda: ok_count(reader) == 1)
+        wait_for(lambda: ok_count(reader) == 1)
         snap = reader.snapshot
         age = snap.age()
         assert age is not None and age < 0.5
         assert snap.fresh() and snap.current_telegram() is snap.telegram
         assert snap.received_at is not None and abs(snap.received_at - time.time()) < 2
-        assert wait_until(lambda: not reader.snapshot.fresh(), timeout=2)
+        wait_for(lambda: not reader.snapshot.fresh())
         snap = reader.snapshot
         assert snap.current_telegram() is None
         assert snap.telegram is not None and snap.telegram.raw == V5  # kept, just stale
@@ -403,7 +404,7 @@ def test_staleness_follows_the_last_valid_telegram() -> None:
         assert snap.connected and snap.source_errors == 0  # silence_timeout not reached
         newer = v5_at("000004.800")
         pty.write(newer)
-        assert wait_until(lambda: reader.snapshot.fresh())
+        wait_for(lambda: reader.snapshot.fresh())
         snap = reader.snapshot
         current = snap.current_telegram()
         assert current is not None and current.raw == newer
@@ -414,9 +415,9 @@ def test_stop_is_prompt_while_a_port_is_open() -> None:
     with pty_pair() as pty:
         reader_cm = running(fast_config(pty.path))
         with reader_cm as reader:
-            assert wait_until(lambda: reader.snapshot.connected)
+            wait_for(lambda: reader.snapshot.connected)
             pty.write(V5)
-            assert wait_until(lambda: ok_count(reader) == 1)
+            wait_for(lambda: ok_count(reader) == 1)
         assert not reader.alive
         assert not reader.snapshot.connected
         # The port was released: another program may open it exclusively now.

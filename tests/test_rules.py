@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from p1_exporter.core.clock import is_eu_summer_time
-from tests.binaries import require_binary
-from tests.dashboard_queries import (
+from tests.helpers.binaries import require_binary
+from tests.helpers.dashboards import (
     ALERTING_RULES,
     RECORDING_RULES,
     ROOT,
@@ -78,6 +78,7 @@ def test_there_are_unit_tests() -> None:
 
 
 @pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
+@pytest.mark.slow
 def test_promtool_unit_tests(path: Path) -> None:
     result = _promtool("test", "rules", path.name, cwd=path.parent)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from p1_exporter.core.clock import (
     format_meter_time,
     is_eu_summer_time,
+    is_placeholder_time,
     meter_local_hour,
     parse_meter_time,
 )
@@ -200,3 +201,30 @@ def test_format_parse_round_trip(epoch: int) -> None:
         assert is_eu_summer_time(epoch)
         assert not is_eu_summer_time(epoch + 3600)
         assert plain == epoch + 3600
+
+
+@pytest.mark.parametrize(
+    ("text", "placeholder"),
+    [
+        ("000101010000W", True),  # a clock that was never set
+        ("000101000001W", True),  # Kaifa's default power-failure entry
+        ("000101000000", True),
+        ("700101000000S", True),  # 1970, read as 2070
+        ("991231235959W", True),
+        ("000102010000W", False),  # 2000-01-02 01:00 local is a real time (00:00 UTC)
+        ("170102192002W", False),  # a real time
+        ("172501000000W", False),  # month 25: malformed, not a placeholder
+        ("000230000000W", False),  # 30 February
+        ("632525252525S", False),
+        ("000101240000W", False),
+        ("00010101000W", False),
+        ("000101010000X", False),
+        ("\u00b200101010000W", False),
+    ],
+)
+def test_placeholder_times_are_well_formed_times_that_mean_none(
+    text: str, placeholder: bool
+) -> None:
+    assert is_placeholder_time(text) is placeholder
+    if placeholder:
+        assert parse_meter_time(text) is None

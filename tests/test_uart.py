@@ -15,11 +15,9 @@ from hypothesis import strategies as st
 from p1_exporter.core.crc import crc16_arc
 from p1_exporter.sim.meter import SimOptions, SimulatedMeter
 from p1_exporter.sim.uart import SerialSettings, Wire, encode, parse_settings, transcode
+from tests.helpers.fixtures import V2_2, V5
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
-V5 = (FIXTURES / "v5.txt").read_bytes()
-V2_2 = (FIXTURES / "v2_2.txt").read_bytes()
 ALL_BYTES = bytes(range(256))
 ASCII = bytes(range(128))
 
@@ -144,6 +142,7 @@ def test_meter_with_a_wrong_receiver() -> None:
     assert b"/SIM5" not in data
 
 
+@pytest.mark.integration
 def test_cli_wire_settings() -> None:
     result = subprocess.run(
         [

@@ -202,16 +202,113 @@ def test_go_cipher_names_map_to_openssl(pki: PKI, tmp_path: Path, go_name: str) 
     assert tls12 == [GO_CIPHERS[go_name]]
 
 
+# Go curve name -> the name a client context restricts itself to with set_ecdh_curve.
+CURVE_NAMES = {"CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "secp521r1",
+               "X25519": "X25519"}
+
+
+def only_curve(pki: PKI, curve: str) -> ssl.SSLContext | None:
+    """A client context that offers nothing but ``curve``; None if this ssl cannot."""
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    try:
+        ctx.set_ecdh_curve(CURVE_NAMES[curve])
+    except (ValueError, ssl.SSLError):
+        return None
+    return ctx
+
+
+def enforceable(curves: list[str]) -> bool:
+    """What this interpreter's ssl can express: a whole list (set_groups, Python 3.15+),
+    or one curve that set_ecdh_curve accepts (X25519 is refused by 3.10 and Debian 12's
+    3.11.2)."""
+    scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if hasattr(scratch, "set_groups"):
+        return True
+    unique = list(dict.fromkeys(curves))
+    if len(unique) != 1:
+        return False
+    try:
+        scratch.set_ecdh_curve(CURVE_NAMES[unique[0]])
+    except (ValueError, ssl.SSLError):
+        return False
+    return True
+
+
+def handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> bool:
+    """A complete TLS handshake between the two contexts in memory; False if refused."""
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    tls_client = client.wrap_bio(c_in, c_out, server_hostname="localhost")
+    tls_server = server.wrap_bio(s_in, s_out, server_side=True)
+    done = {"client": False, "server": False}
+    for _ in range(20):
+        for name, side in (("client", tls_client), ("server", tls_server)):
+            if done[name]:
+                continue
+            try:
+                side.do_handshake()
+                done[name] = True
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError:
+                return False
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+        if all(done.values()):
+            return True
+    raise AssertionError("handshake neither finished nor failed")
+
+
 @pytest.mark.parametrize(
-    "curves", [["CurveP256"], ["CurveP384"], ["CurveP521"], ["X25519"], ["X25519", "CurveP256"]]
+    "curves",
+    [["CurveP256"], ["CurveP384"], ["CurveP521"], ["X25519"], ["X25519", "CurveP256"],
+     ["CurveP384", "CurveP521"], ["X25519", "X25519"]],
+    ids=lambda c: "+".join(c),
 )
 def test_curve_preferences_load(pki: PKI, tmp_path: Path, curves: list[str]) -> None:
+    """Every list loads on every Python; it is enforced where this ssl can express it, and
+    otherwise the warning says so and OpenSSL's defaults (all four curves) are offered."""
     path = write(
         tmp_path,
         f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
         f"  curve_preferences: [{', '.join(curves)}]\n",
     )
-    assert WebConfig.load(path).ssl_context() is not None
+    config = WebConfig.load(path)
+    server = config.ssl_context()
+    assert server is not None
+    warning = config.curve_warning()
+    enforced = enforceable(curves)
+    if enforced:
+        assert warning is None
+    else:
+        assert warning is not None and "\n" not in warning
+        assert warning.startswith(
+            f"{path}: tls_server_config.curve_preferences [{', '.join(curves)}] is not enforced"
+        )
+        assert "using OpenSSL's default groups instead" in warning
+    for curve in CURVE_NAMES:
+        client = only_curve(pki, curve)
+        if client is None:
+            continue  # this ssl cannot make a client that offers only this curve
+        expected = curve in curves or not enforced
+        assert handshake(server, client) is expected, (curve, warning)
+
+
+def test_curve_warning_is_logged_once_at_load(
+    pki: PKI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(
+        tmp_path,
+        f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+        "  curve_preferences: [CurveP384, CurveP256]\n",
+    )
+    with caplog.at_level("WARNING", logger="p1_exporter.webconfig"):
+        config = WebConfig.load(path)
+        config.ssl_context()  # a certificate reload builds a context again: no new warning
+    warnings = [r.getMessage() for r in caplog.records if r.name == "p1_exporter.webconfig"]
+    if enforceable(["CurveP384", "CurveP256"]):
+        assert warnings == []
+    else:
+        assert warnings == [config.curve_warning()]
 
 
 def test_basic_auth_users_are_a_read_only_copy() -> None:
@@ -350,7 +447,7 @@ INVALID = {
         "basic_auth_users:\n  alice: '{hash}'\n  alice: '{hash}'\n",
         "duplicate key 'alice'",
     ),
-    "YAML syntax error": ("basic_auth_users: [\n", "invalid YAML"),
+    "YAML syntax error": ("basic_auth_users: [\n", "not valid YAML at line 2"),
 }
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TextIO
 
-from p1_exporter.history.backfill import Tally, backfill
+from p1_exporter.history.backfill import OutputRefused, Tally, backfill
 from p1_exporter.metrics.catalog import METRICS
 
 
@@ -42,7 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "captures may be given in any order (oldest file first is used)")
     parser.add_argument("--out", required=True, metavar="FILE.om",
                         help="OpenMetrics file to write (for promtool tsdb "
-                        "create-blocks-from openmetrics)")
+                        "create-blocks-from openmetrics); replaced only once complete, "
+                        "never one of the inputs. A symlink keeps pointing at its file, "
+                        "which gets the output; a device or pipe (/dev/stdout) is written "
+                        "into directly")
     parser.add_argument("--meter", default="main", metavar="NAME",
                         help="value of the meter label, as the exporter's --device NAME=URL "
                         "(default main)")
@@ -133,7 +136,8 @@ def summary(tally: Tally, out_path: str, files: int, seconds: float) -> list[str
 
 
 def run(args: argparse.Namespace, err: TextIO | None = None) -> int:
-    """Convert; exit 0 when samples were written, 1 when none, 2 on unreadable files."""
+    """Convert; exit 0 when samples were written, 1 when none, 2 on unreadable files or
+    an output that is refused or cannot be written."""
     err = err or sys.stderr
     for path in args.files:
         if not os.path.isfile(path):
@@ -150,6 +154,9 @@ def run(args: argparse.Namespace, err: TextIO | None = None) -> int:
         tally, inputs = backfill(args.files, args.out, meter=args.meter,
                                  labels=tuple(args.labels), workers=args.workers,
                                  tmpdir=args.tmpdir, progress=bar)
+    except OutputRefused as exc:
+        print(f"p1-exporter backfill: {exc}", file=err)
+        return 2
     except OSError as exc:
         if bar is not None:
             bar.close()

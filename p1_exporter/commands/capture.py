@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from types import FrameType
 
+from p1_exporter.core.framing import NOISE_REPORT_SECONDS
 from p1_exporter.history.capture import CaptureError, CaptureRecorder, CaptureWriter, Record
 from p1_exporter.logs.limiter import LogLimiter
 from p1_exporter.logs.setup import setup_logging
@@ -126,7 +127,7 @@ class Capture:
         self.reconnects = 0
         self.bytes_read = 0
         self._backoff = Backoff(0.5, 10.0)
-        self._limiter = LogLimiter(log, interval=60.0)
+        self._limiter = LogLimiter(log, interval=60.0, budget=10, window=60.0)
 
     @property
     def written(self) -> int:
@@ -158,17 +159,19 @@ class Capture:
             try:
                 self.source.open()
             except SourceError as exc:
-                log.warning("%s", exc)
+                self._limiter.log(f"source:{exc.kind}", logging.WARNING, str(exc))
                 self._pause()
                 continue
             if not first:
                 self.reconnects += 1
             first = False
-            log.info("capturing %s to %s", self.source.description, self.writer.path)
+            self._limiter.budgeted("connect", logging.INFO if not self.reconnects else
+                                   logging.DEBUG, f"capturing {self.source.description} to "
+                                   f"{self.writer.path}")
             try:
                 ended = self._session()
             except SourceError as exc:
-                log.warning("%s; reconnecting", exc)
+                self._limiter.log(f"source:{exc.kind}", logging.WARNING, f"{exc}; reconnecting")
                 ended = False
             finally:
                 self.source.close()
@@ -193,10 +196,19 @@ class Capture:
         source = self.source
         now = time.monotonic()
         last_bytes = last_valid = now
+        noise_since: float | None = None
         try:
             while not self._done():
                 data = source.read(READ_TIMEOUT)
                 now = time.monotonic()
+                self._limiter.tick(now)
+                if not recorder.stream.framer.noise_pending:
+                    noise_since = None
+                elif noise_since is None:
+                    noise_since = now
+                elif now - noise_since >= NOISE_REPORT_SECONDS:  # one record per interval
+                    self._write(recorder.release_noise(time.time()))
+                    noise_since = None
                 if data:
                     last_bytes = now
                     self.bytes_read += len(data)
@@ -218,7 +230,10 @@ class Capture:
                     self._write(recorder.flush(time.time()))
                     recorder = CaptureRecorder()
                     last_valid = now
-            return False  # stopped: a telegram still arriving is not a torn one; drop it
+            # Stopped: a telegram still arriving is not a torn one; drop it. Line noise
+            # already received is kept.
+            self._write(recorder.release_noise(time.time()))
+            return False
         except SourceError:
             self._write(recorder.flush(time.time()))  # the line broke: what came is kept
             raise

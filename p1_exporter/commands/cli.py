@@ -2,12 +2,15 @@
 
 Without a subcommand it runs the exporter. Each subcommand lives in a module
 with ``add_arguments(parser)`` and ``run(args) -> int``, imported only when used.
+Every subcommand ends the same way when its reader goes away (``... | head``: quietly) or
+on Ctrl-C (one line and exit code 130), never with a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -29,8 +32,24 @@ def run_subcommand(name: str, argv: Sequence[str]) -> int:
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"p1-exporter {name}", description=summary)
     module.add_arguments(parser)
-    code: int = module.run(parser.parse_args(list(argv)))
+    args = parser.parse_args(list(argv))
+    try:
+        code: int = module.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not as a message at interpreter exit
+    except BrokenPipeError:
+        _discard_stdout()
+        return 0
+    except KeyboardInterrupt:
+        print(f"p1-exporter {name}: interrupted", file=sys.stderr)
+        return 130
     return code
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null: its reader left, and Python's final flush must not fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

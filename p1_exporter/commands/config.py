@@ -3,20 +3,27 @@
 Precedence: a command-line flag beats its environment variable, which beats the
 ``--config`` file, which beats the default. Every error names the flag, variable
 or key at fault; the CLI turns it into exit code 2.
+
+Every number has a range (:data:`LIMITS`): a value outside it (``1e300``, ``nan``,
+``inf``, zero, negative) is refused at start rather than breaking the exporter later.
+Each ``--device`` address is checked here too (:func:`~p1_exporter.meter.sources.check_address`).
+A ``P1_EXPORTER_*`` variable that belongs to no flag is reported in
+:attr:`ExporterConfig.warnings` with the closest known name.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from p1_exporter.meter.reader import MeterConfig
-from p1_exporter.meter.sources import SerialSettings
+from p1_exporter.meter.sources import SerialSettings, check_address, redact
 
 ENV_PREFIX = "P1_EXPORTER_"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
@@ -46,26 +53,72 @@ class ExporterConfig:
     web: WebSettings
     log_level: str = "info"
     log_format: str = "logfmt"
+    #: Things to log once logging is set up (unknown P1_EXPORTER_* variables).
+    warnings: tuple[str, ...] = ()
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
+@dataclass(frozen=True)
+class Limit:
+    """The range a number must lie in, inclusive; ``unit`` is "s" or "" (a count)."""
+
+    low: float
+    high: float
+    unit: str = "s"
+    integer: bool = False
+
+    def describe(self) -> str:
+        if self.integer:
+            return f"a whole number from {int(self.low)} to {int(self.high)}"
+        unit = " seconds" if self.unit == "s" else ""
+        return f"between {self.low:g} and {self.high:g}{unit}"
+
+    def check(self, value: float) -> str | None:
+        """None if ``value`` is in range, else why not."""
+        if (not math.isfinite(value) or not self.low <= value <= self.high
+                or (self.integer and value != int(value))):
+            return f"must be {self.describe()}"
+        return None
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
+#: Every number a user can set (YAML key -> range). Lower bounds keep the exporter
+#: working (a 1 ms request timeout drops every scrape); upper bounds keep the values
+#: within what sockets and timers accept (1e300 s overflows them) and within reason.
+LIMITS: Mapping[str, Limit] = {
+    "stale_after": Limit(0.1, 86400.0),
+    "detect_timeout": Limit(0.1, 3600.0),
+    "silence_timeout": Limit(0.1, 3600.0),
+    "poll_interval": Limit(0.1, 3600.0),
+    "backoff_cap": Limit(0.1, 3600.0),
+    "request_timeout": Limit(0.1, 600.0),
+    "max_connections": Limit(1, 1024, "", integer=True),
+    "baudrate": Limit(50, 4_000_000, "", integer=True),
+}
+
+
+def _ranged(key: str) -> Callable[[str], float]:
+    """An argparse type: a number within ``LIMITS[key]``."""
+    limit = LIMITS[key]
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        problem = limit.check(value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+        return int(value) if limit.integer else value
+
+    convert.__name__ = key  # argparse names the type in some messages
+    return convert
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (the usage would be a dozen)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: invalid configuration: {message} "
+                     f"(see {self.prog} --help)\n")
 
 
 def _path(text: str) -> str:
@@ -77,7 +130,7 @@ def _path(text: str) -> str:
 # flag -> (dest, type, help, group); the environment variable is derived from the flag.
 def build_parser() -> argparse.ArgumentParser:
     """The exporter's argument parser, with grouped help."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="p1-exporter",
         description="Prometheus exporter for DSMR / P1 smart meters. Every flag can also be "
         "set with an environment variable: --web.listen-address is "
@@ -103,21 +156,22 @@ def build_parser() -> argparse.ArgumentParser:
     meters.add_argument("--config", metavar="FILE", help="YAML file with meters and settings")
     meters.add_argument("--demo", action="store_true",
                         help=f"read the built-in simulated meter ({DEMO_URL})")
-    meters.add_argument("--stale-after", type=_positive, metavar="SECONDS",
+    meters.add_argument("--stale-after", type=_ranged("stale_after"), metavar="SECONDS",
                         help="age at which a meter counts as silent and its values are "
                         "withdrawn (default 60)")
     serial = parser.add_argument_group("serial ports (default: auto-detect 115200 8N1, then "
                                        "9600 7E1)")
-    serial.add_argument("--baudrate", type=_positive_int, help="fix the speed, e.g. 115200")
+    serial.add_argument("--baudrate", type=_ranged("baudrate"),
+                        help="fix the speed, e.g. 115200")
     serial.add_argument("--bytesize", type=int, choices=[7, 8], help="fix the byte size")
     serial.add_argument("--parity", choices=["N", "E", "O"], help="fix the parity")
-    serial.add_argument("--detect-timeout", type=_positive, metavar="SECONDS",
+    serial.add_argument("--detect-timeout", type=_ranged("detect_timeout"), metavar="SECONDS",
                         help="time without a valid telegram before trying the other "
                         "settings (default 25)")
     link = parser.add_argument_group("links")
-    link.add_argument("--silence-timeout", type=_positive, metavar="SECONDS",
+    link.add_argument("--silence-timeout", type=_ranged("silence_timeout"), metavar="SECONDS",
                       help="reconnect when no bytes arrive for this long (default 30)")
-    link.add_argument("--poll-interval", type=_positive, metavar="SECONDS",
+    link.add_argument("--poll-interval", type=_ranged("poll_interval"), metavar="SECONDS",
                       help="how often http:// sources are polled (default 1)")
     web = parser.add_argument_group("web")
     web.add_argument("--web.listen-address", dest="web_listen_address", metavar="ADDRESS",
@@ -127,10 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
                      help="TLS and basic-auth settings in the Prometheus exporter-toolkit "
                      "format")
-    web.add_argument("--web.request-timeout", dest="web_request_timeout", type=_positive,
+    web.add_argument("--web.request-timeout", dest="web_request_timeout",
+                     type=_ranged("request_timeout"),
                      metavar="SECONDS", help="time a client has to send its request "
                      "(default 10)")
-    web.add_argument("--web.max-connections", dest="web_max_connections", type=_positive_int,
+    web.add_argument("--web.max-connections", dest="web_max_connections",
+                     type=_ranged("max_connections"),
                      metavar="N", help="connections served at once (default 64)")
     logs = parser.add_argument_group("logging")
     logs.add_argument("--log.level", dest="log_level",
@@ -148,14 +204,19 @@ def env_name(option: str) -> str:
     return ENV_PREFIX + re.sub(r"[.-]", "_", option.lstrip("-")).upper()
 
 
-def _apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    """Use P1_EXPORTER_* variables as defaults, converted and checked like their flags."""
+def _apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> list[str]:
+    """Use P1_EXPORTER_* variables as defaults, converted and checked like their flags.
+
+    Returns warnings about P1_EXPORTER_* variables that belong to no flag.
+    """
     defaults: dict[str, Any] = {}
+    known: list[str] = []
     for action in parser._actions:  # argparse offers no public iterator over options
         if not action.option_strings or action.dest in ("help", "version"):
             continue
         option = action.option_strings[0]
         name = env_name(option)
+        known.append(name)
         raw = environ.get(name)
         if raw is None:
             continue
@@ -172,11 +233,23 @@ def _apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, st
                 if action.choices is not None and value not in action.choices:
                     raise ValueError(f"choose from {', '.join(map(str, action.choices))}")
         except (ValueError, argparse.ArgumentTypeError) as exc:
-            raise ConfigError(f"environment variable {name}={raw!r}: {exc}") from None
+            reason = str(exc).removeprefix(f"{raw!r}: ")  # the value is shown once
+            raise ConfigError(f"environment variable {name}={raw!r}: {reason}") from None
         # --device appends to its default, so keep the variable's meters apart: a --device
         # flag replaces them instead of adding to them (flag beats environment).
         defaults["device_env" if action.dest == "device" else action.dest] = value
     parser.set_defaults(**defaults)
+    return [_unknown_variable(name, known) for name in sorted(environ)
+            if name.startswith(ENV_PREFIX) and name not in known]
+
+
+def _unknown_variable(name: str, known: Sequence[str]) -> str:
+    # Compare what follows the shared prefix, or every name would look close.
+    suffixes = [k.removeprefix(ENV_PREFIX) for k in known]
+    close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1, cutoff=0.6)
+    hint = (f"did you mean {ENV_PREFIX}{close[0]}?" if close
+            else "p1-exporter --help lists the flags; each has a variable")
+    return f"environment variable {name} is not a p1-exporter setting and is ignored ({hint})"
 
 
 _METER_KEYS = {"name", "device", "baudrate", "bytesize", "parity", "stopbits", "stale_after",
@@ -198,25 +271,30 @@ def _check_keys(where: str, value: object, allowed: set[str]) -> dict[str, Any]:
     return value
 
 
-def _number(where: str, value: object, integer: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"{where}: must be a positive number, not {value!r}")
-    if integer and not isinstance(value, int):
-        raise ConfigError(f"{where}: must be a whole number, not {value!r}")
+def _show(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _number(where: str, value: object, key: str) -> float:
+    """A YAML number checked against ``LIMITS[key]``."""
+    limit = LIMITS[key]
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or (limit.integer and not isinstance(value, int)) or limit.check(value)):
+        raise ConfigError(f"{where}: must be {limit.describe()}, not {_show(value)}")
     return float(value)
 
 
 def load_file(path: str) -> dict[str, Any]:
     """Read and shape-check a YAML configuration file."""
-    import yaml
+    from p1_exporter.yamlfile import YamlFileError, load_yaml
 
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+        data = load_yaml(path)
     except OSError as exc:
-        raise ConfigError(f"--config {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--config {path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"--config {path}: {exc.strerror or exc}") from None
+    except YamlFileError as exc:
+        raise ConfigError(f"--config {path}: {exc}") from None
     return _check_keys(path, data, _TOP_KEYS)
 
 
@@ -225,15 +303,17 @@ def _meter_from_mapping(where: str, item: object, defaults: Mapping[str, Any]) -
     entry.update(_check_keys(where, item, _METER_KEYS))
     if "device" not in entry or not isinstance(entry["device"], str) or not entry["device"]:
         raise ConfigError(f"{where}.device: required (a device path or URL)")
+    _check_device(f"{where}.device", entry["device"])
     kwargs: dict[str, Any] = {"url": entry["device"], "name": str(entry.get("name", "main"))}
     for key in ("stale_after", "detect_timeout", "silence_timeout", "poll_interval",
                 "backoff_cap"):
         if key in entry:
-            kwargs[key] = _number(f"{where}.{key}", entry[key])
+            kwargs[key] = _number(f"{where}.{key}", entry[key], key)
     if any(k in entry for k in ("baudrate", "bytesize", "parity", "stopbits")):
+        baudrate = int(_number(f"{where}.baudrate", entry.get("baudrate", 115200), "baudrate"))
         try:
             kwargs["settings"] = SerialSettings(
-                int(_number(f"{where}.baudrate", entry.get("baudrate", 115200), True)),
+                baudrate,
                 int(entry.get("bytesize", 8)),
                 str(entry.get("parity", "N")).upper(),
                 int(entry.get("stopbits", 1)),
@@ -242,6 +322,13 @@ def _meter_from_mapping(where: str, item: object, defaults: Mapping[str, Any]) -
         except ValueError as exc:
             raise ConfigError(f"{where}: invalid serial settings: {exc}") from None
     return MeterConfig(**kwargs)
+
+
+def _check_device(where: str, url: str) -> None:
+    try:
+        check_address(url)
+    except ValueError as exc:
+        raise ConfigError(f"{where} {_show(redact(url), 80)}: {exc}") from None
 
 
 def _split_device(text: str) -> tuple[str, str]:
@@ -254,7 +341,7 @@ def _split_device(text: str) -> tuple[str, str]:
 def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ExporterConfig:
     """Build the configuration; raises ConfigError, or SystemExit(2) for bad flags."""
     parser = build_parser()
-    _apply_environment(parser, environ)
+    warnings = _apply_environment(parser, environ)
     args = parser.parse_args(list(argv))
     data = load_file(args.config) if args.config else {}
     web_file = _check_keys("web", data.get("web"), _WEB_KEYS)
@@ -280,10 +367,12 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ExporterConf
         overrides["settings"] = SerialSettings(args.baudrate or 115200, args.bytesize or 8,
                                                args.parity or "N")
     devices = list(args.device or getattr(args, "device_env", None) or [])
+    origin = "--device" if args.device else f"environment variable {ENV_PREFIX}DEVICE:"
     if args.demo:
         devices.append(DEMO_URL)
     for text in devices:
         name, url = _split_device(text)
+        _check_device(origin, url)
         meters.append(MeterConfig(url=url, name=name))
     meters = [dataclasses.replace(m, **overrides) for m in meters]
     if not meters:
@@ -303,9 +392,11 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ExporterConf
                                                                     "/metrics")),
         config_file=args.web_config_file or web_file.get("config_file"),
         request_timeout=args.web_request_timeout
-        or _number("web.request_timeout", web_file.get("request_timeout", 10.0)),
+        or _number("web.request_timeout", web_file.get("request_timeout", 10.0),
+                   "request_timeout"),
         max_connections=args.web_max_connections
-        or int(_number("web.max_connections", web_file.get("max_connections", 64), True)),
+        or int(_number("web.max_connections", web_file.get("max_connections", 64),
+                       "max_connections")),
     )
     if not web.telemetry_path.startswith("/") or web.telemetry_path in ("/", "/healthz"):
         raise ConfigError(f"web.telemetry_path {web.telemetry_path!r}: must be a path of its "
@@ -316,4 +407,4 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ExporterConf
         raise ConfigError(f"log.level {level!r}: choose debug, info, warn or error")
     if fmt not in ("logfmt", "json"):
         raise ConfigError(f"log.format {fmt!r}: choose logfmt or json")
-    return ExporterConfig(tuple(meters), web, level, fmt)
+    return ExporterConfig(tuple(meters), web, level, fmt, tuple(warnings))

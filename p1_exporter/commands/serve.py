@@ -30,7 +30,9 @@ def build(config: ExporterConfig) -> tuple[list[MeterReader], ExporterHTTPServer
         try:
             web_config = WebConfig.load(config.web.config_file)
         except WebConfigError as exc:
-            raise ConfigError(f"--web.config.file {config.web.config_file}: {exc}") from None
+            path = config.web.config_file
+            reason = str(exc).removeprefix(f"{path}: ")  # the file is named once
+            raise ConfigError(f"--web.config.file {path}: {reason}") from None
     readers = []
     histories = {meter.name: MeterHistory() for meter in config.meters}
     for meter in config.meters:
@@ -56,9 +58,12 @@ def run(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
     try:
         config = load_config(argv, os.environ if environ is None else environ)
         setup_logging(config.log_level, config.log_format)
+        for warning in config.warnings:
+            log.warning("%s", warning)
         readers, server = build(config)
     except ConfigError as exc:
-        print(f"p1-exporter: invalid configuration: {exc}", file=sys.stderr)
+        reason = " ".join(str(exc).splitlines())  # one line, whatever the input held
+        print(f"p1-exporter: invalid configuration: {reason}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"p1-exporter: cannot listen on {config.web.listen_address}: {exc.strerror}",

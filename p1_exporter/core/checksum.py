@@ -1,8 +1,8 @@
 """CRC validation of a framed telegram.
 
 DSMR 4 and later append CRC-16/ARC over ``/`` through ``!``. DSMR 2.2/3 and some
-foreign meters send none; a telegram that announces DSMR 4+ (a ``1-3:0.2.8`` or
-Belgian ``0-0:96.1.4`` version line) must carry one.
+foreign meters send none; a telegram that announces DSMR 4+ (a version line, see
+:data:`~p1_exporter.core.obis.VERSION_CODES`) must carry one.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from typing import NamedTuple
 
 from p1_exporter.core.crc import crc16_arc
 from p1_exporter.core.errors import CRCError, FramingError
+from p1_exporter.core.obis import VERSION_CODES
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-_VERSION_LINES = (b"\n1-3:0.2.8(", b"\n0-0:96.1.4(")
+_VERSION_LINES = tuple(b"\n%s(" % code.encode() for code in VERSION_CODES)
 
 
 class CheckedFrame(NamedTuple):

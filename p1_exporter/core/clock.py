@@ -79,6 +79,28 @@ def parse_meter_time(text: str) -> float | None:
     return epoch if epoch >= EARLIEST_VALID else None
 
 
+_SUFFIXES = ("", "S", "W", "s", "w")
+
+
+def is_placeholder_time(text: str) -> bool:
+    """True for a well-formed meter time that stands for "no time" rather than a moment.
+
+    A meter whose clock was never set sends 2000-01-01 (``000101010000W``); some send
+    1970-01-01, which the two-digit year reads as 2070. These are well-formed: the line
+    is not malformed, it just carries no valid time (:func:`parse_meter_time` gives None).
+    """
+    if len(text) not in (12, 13) or not text[:12].isdecimal() or text[12:] not in _SUFFIXES:
+        return False
+    year, month, day = int(text[0:2]), int(text[2:4]), int(text[4:6])
+    hour, minute, second = int(text[6:8]), int(text[8:10]), int(text[10:12])
+    full_year = 1900 + year if year >= 70 else 2000 + year
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(full_year, month)[1]):
+        return False
+    if hour > 23 or minute > 59 or second > 60:
+        return False
+    return year >= 70 or parse_meter_time(text) is None
+
+
 def format_meter_time(epoch: float, *, suffix: bool = True) -> str:
     """A UTC epoch as the meter would print it, in Central European time."""
     summer = is_eu_summer_time(epoch)

@@ -1,4 +1,4 @@
-"""The one error family raised by the telegram core.
+"""The one error family raised by the telegram core, and the outcome labels.
 
 Every error carries ``result``: the outcome label the reader counts it under
 (``crc_error``, ``malformed``, ``too_large``, ``rejected``), so callers can count
@@ -7,17 +7,31 @@ and show a refusal without inspecting exception types.
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal, get_args
+
+#: A telegram's outcome, as counted in ``p1_telegrams_total{result}`` and in captures.
+Result = Literal["ok", "crc_error", "malformed", "too_large", "rejected"]
+#: Every outcome, in the order the exporter lists them (so counters start at 0).
+RESULTS: tuple[Result, ...] = get_args(Result)
+
 
 class P1Error(Exception):
     """Base class: a telegram (or the bytes meant to be one) was refused."""
 
-    result = "rejected"
+    result: ClassVar[Result] = "rejected"
 
 
 class FramingError(P1Error):
-    """The bytes do not form one complete telegram (torn, no start, no end)."""
+    """The bytes do not form one complete telegram (torn, no start, no end).
 
-    result = "malformed"
+    ``size`` is how many bytes of the stream the framer dropped for it (0 when none).
+    """
+
+    result: ClassVar[Result] = "malformed"
+
+    def __init__(self, message: str, size: int = 0) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 class TornTelegram(FramingError):
@@ -27,16 +41,16 @@ class TornTelegram(FramingError):
 class TelegramTooLarge(FramingError):
     """A telegram grew past the framer's size cap before it ended."""
 
-    result = "too_large"
+    result: ClassVar[Result] = "too_large"
 
 
 class CRCError(P1Error):
     """The CRC is wrong, not hexadecimal, or missing where the dialect needs one."""
 
-    result = "crc_error"
+    result: ClassVar[Result] = "crc_error"
 
 
 class ParseError(P1Error):
     """The telegram passed its CRC but its content cannot be read at all."""
 
-    result = "malformed"
+    result: ClassVar[Result] = "malformed"

@@ -3,9 +3,18 @@
 No text decoding happens here, so any byte value is accepted. A telegram ends
 at a ``!`` that starts a line; its CRC line runs to the next newline. Memory is
 bounded: the framer never holds more than ``max_size`` bytes.
+
+Line noise full of ``/`` would start a new candidate at every one of them. A torn
+candidate shorter than :data:`NOISE_PIECE` (less than a header line) is therefore
+not reported on its own: a run of them is one event, reported before the next
+other event, at ``flush()``, at ``release_noise()`` (the caller's clock) or once
+the run reaches ``max_size`` bytes. So a stream of lone ``/`` costs one event per
+run, and the work stays linear in the bytes.
 """
 
 from __future__ import annotations
+
+import re
 
 from p1_exporter.core.errors import FramingError, TelegramTooLarge, TornTelegram
 
@@ -14,6 +23,13 @@ from p1_exporter.core.errors import FramingError, TelegramTooLarge, TornTelegram
 DEFAULT_MAX_SIZE = 16 * 1024
 #: Longest CRC line tolerated after ``!`` before the framer gives up waiting for its newline.
 _MAX_CRC_LINE = 16
+#: A torn candidate shorter than this is line noise (a real header line alone is longer
+#: than a few bytes, a telegram hundreds).
+NOISE_PIECE = 64
+#: How long a reader holds a run of line noise before reporting it (``release_noise()``).
+NOISE_REPORT_SECONDS = 1.0
+#: Consecutive noise candidates (no "\n!" in them), each followed by the next "/".
+_NOISE_RUN = re.compile(rb"(?:/(?:[^/\n]|\n(?!!)){0,%d})+(?=/)" % (NOISE_PIECE - 2))
 
 Event = bytes | FramingError
 
@@ -21,7 +37,8 @@ Event = bytes | FramingError
 class Framer:
     """Incremental framer. Feed chunks of any size; collect frames and framing errors."""
 
-    __slots__ = ("_bang", "_buf", "_scanned", "garbage_bytes", "max_size")
+    __slots__ = ("_bang", "_buf", "_noise_bytes", "_noise_starts", "_scanned", "garbage_bytes",
+                 "max_size")
 
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
         self.max_size = max_size
@@ -30,11 +47,24 @@ class Framer:
         self._buf = bytearray()  # empty, or starts with b"/"
         self._scanned = 1  # bytes of _buf already searched for "/" and "\n!"
         self._bang = -1  # index of the closing "!" once found
+        self._noise_bytes = 0  # the run of noise candidates not reported yet
+        self._noise_starts = 0
 
     @property
     def pending(self) -> int:
         """Bytes held for a telegram that has not ended yet."""
         return len(self._buf)
+
+    @property
+    def noise_pending(self) -> int:
+        """Bytes of line noise (short torn candidates) not reported yet."""
+        return self._noise_bytes
+
+    def release_noise(self) -> list[Event]:
+        """Report the run of line noise held so far (call when time has passed)."""
+        events: list[Event] = []
+        self._emit_noise(events)
+        return events
 
     def feed(self, data: bytes) -> list[Event]:
         """Add bytes; return the frames (bytes) and FramingErrors they complete."""
@@ -51,12 +81,37 @@ class Framer:
     def flush(self) -> list[Event]:
         """End of stream: a telegram still open is reported as torn and dropped."""
         events: list[Event] = []
+        self._emit_noise(events)
         if self._bang >= 0:
             events.append(self._take(len(self._buf)))
         elif self._buf:
-            events.append(TornTelegram(f"stream ended inside a telegram ({len(self._buf)} bytes)"))
+            events.append(TornTelegram(f"stream ended inside a telegram ({len(self._buf)} bytes)",
+                                       len(self._buf)))
             self._reset(len(self._buf))
         return events
+
+    def _emit_noise(self, events: list[Event]) -> None:
+        starts, size = self._noise_starts, self._noise_bytes
+        if starts == 1:
+            events.append(TornTelegram(f"torn telegram: a new one started after {size} bytes",
+                                       size))
+        elif starts:
+            events.append(TornTelegram(f"line noise: {starts} telegram starts ('/') in {size} "
+                                       "bytes, none of them a telegram", size))
+        self._noise_bytes = self._noise_starts = 0
+
+    def _noise(self, buf: bytearray, restart: int, events: list[Event]) -> None:
+        """Add the noise candidate ``buf[:restart]`` (and any that follow) to the run."""
+        match = _NOISE_RUN.match(buf)
+        end = max(restart, match.end() if match else 0)
+        room = self.max_size - self._noise_bytes
+        if end >= room:  # stop at the first candidate boundary that fills the run
+            end = buf.find(b"/", max(room, 1))
+        self._noise_starts += buf.count(b"/", 0, end)
+        self._noise_bytes += end
+        self._reset(end)
+        if self._noise_bytes >= self.max_size:
+            self._emit_noise(events)
 
     def _reset(self, consumed: int) -> None:
         del self._buf[:consumed]
@@ -90,20 +145,28 @@ class Framer:
                 del buf[:start]
             if self._bang < 0:
                 scan_from = self._scanned - 1
-                end = buf.find(b"\n!", scan_from)
-                limit = len(buf) if end < 0 else end
-                restart = buf.find(b"/", max(scan_from, 1), limit)
+                # The next start first, and the end only before it: each byte is searched
+                # once however many candidates the buffer holds.
+                restart = buf.find(b"/", max(scan_from, 1))
+                end = buf.find(b"\n!", scan_from, len(buf) if restart < 0 else restart)
+                if end >= 0:
+                    restart = -1
                 if restart >= 0:
-                    events.append(
-                        TornTelegram(f"torn telegram: a new one started after {restart} bytes")
-                    )
+                    if restart < NOISE_PIECE:
+                        self._noise(buf, restart, events)
+                        continue
+                    self._emit_noise(events)
+                    events.append(TornTelegram(
+                        f"torn telegram: a new one started after {restart} bytes", restart))
                     self._reset(restart)
                     continue
                 if end < 0:
                     if len(buf) > self.max_size:
+                        self._emit_noise(events)
                         events.append(
                             TelegramTooLarge(
-                                f"telegram exceeds {self.max_size} bytes without an end; dropped"
+                                f"telegram exceeds {self.max_size} bytes without an end; dropped",
+                                len(buf),
                             )
                         )
                         self._reset(len(buf))
@@ -116,6 +179,7 @@ class Framer:
             newline = buf.find(b"\n", bang + 1, bang + 1 + _MAX_CRC_LINE)
             limit = bang + 1 + _MAX_CRC_LINE if newline < 0 else newline
             restart = buf.find(b"/", bang + 1, limit)
+            self._emit_noise(events)
             if restart >= 0:
                 events.append(self._take(restart))
             elif newline >= 0:
@@ -123,9 +187,8 @@ class Framer:
             elif len(buf) - bang > _MAX_CRC_LINE:
                 events.append(self._take(bang + 1 + _MAX_CRC_LINE))
             elif len(buf) > self.max_size:  # its CRC line would take it past the cap
-                events.append(
-                    TelegramTooLarge(f"telegram exceeds {self.max_size} bytes with its CRC line")
-                )
+                events.append(TelegramTooLarge(
+                    f"telegram exceeds {self.max_size} bytes with its CRC line", len(buf)))
                 self._reset(len(buf))
                 return
             else:

@@ -14,11 +14,20 @@ from __future__ import annotations
 
 import re
 from types import MappingProxyType
+from typing import Final, Literal
 
 from p1_exporter.core.checksum import CheckedFrame
-from p1_exporter.core.clock import parse_meter_time
+from p1_exporter.core.clock import is_placeholder_time, parse_meter_time
 from p1_exporter.core.errors import ParseError
-from p1_exporter.core.obis import KINDS, Kind
+from p1_exporter.core.obis import (
+    EQUIPMENT_ID_CODES,
+    KINDS,
+    MBUS_LEGACY_READING,
+    VERSION_CODES,
+    Kind,
+    lower_bound,
+    mbus_legacy_code,
+)
 from p1_exporter.core.telegram import (
     LineIssue,
     MBusDevice,
@@ -35,11 +44,35 @@ _POW10 = tuple(10**n for n in range(19))
 _NUMBER = Kind.NUMBER
 _new = tuple.__new__
 
-# Effect targets: what a decoded line sets.
-_REGISTER, _TEXT, _CLOCK, _MBUS, _FAILURES, _PEAK, _HISTORY, _EXTRA, _UNKNOWN, _BAD, _LEGACY = (
-    range(11)
+# Effect targets: what a decoded line sets. An effect is (target, key, value), typed per
+# target, so the loop that applies effects is checked without casts.
+_REGISTER: Final = 0
+_TEXT: Final = 1
+_CLOCK: Final = 2
+_MBUS: Final = 3
+_FAILURES: Final = 4
+_PEAK: Final = 5
+_HISTORY: Final = 6
+_EXTRA: Final = 7
+_UNKNOWN: Final = 8
+_BAD: Final = 9
+_LEGACY: Final = 10
+_BOUNDS: Final = 11
+MBusSlot = Literal["type", "id", "valve", "reading", "placeholder"]
+MBusValue = int | str | None | tuple[Register, float]
+Effect = (
+    tuple[Literal[0], str, Register]  # _REGISTER
+    | tuple[Literal[1], str, str]  # _TEXT
+    | tuple[Literal[2], str, float | None]  # _CLOCK (None: never set)
+    | tuple[Literal[3], tuple[int, MBusSlot], MBusValue]  # _MBUS
+    | tuple[Literal[4], str, tuple[PowerFailure, ...]]  # _FAILURES
+    | tuple[Literal[5], str, tuple[Register, float | None]]  # _PEAK
+    | tuple[Literal[6], str, tuple[MonthPeak, ...]]  # _HISTORY
+    | tuple[Literal[7, 8], str, ObisLine]  # _EXTRA, _UNKNOWN
+    | tuple[Literal[9], None, LineIssue]  # _BAD
+    | tuple[Literal[10], int, tuple[str, str]]  # _LEGACY: channel, (stamp, unit)
+    | tuple[Literal[11], str, tuple[Register, Register]]  # _BOUNDS: (upper, lower)
 )
-Effect = tuple[int, object, object]
 
 #: Lines remembered at most; the memo is emptied when full, so memory stays bounded.
 MEMO_SIZE = 2048
@@ -72,7 +105,12 @@ def _byte(text: str) -> int:
 
 
 def _failure_log(groups: list[str]) -> tuple[PowerFailure, ...]:
-    """``(n)(0-0:96.7.19)(end)(duration*s)...``; ``()``, ``(0)()`` and ``(0)(code)`` are empty."""
+    """``(n)(code)(end)(duration*s)...``; ``()``, ``(0)()`` and ``(0)(code)`` are empty.
+
+    Every entry the meter states is kept, placeholders too (Kaifa's default entry
+    ``(000101000001W)(2147483647*s)``): those have ``end_time`` None, and no metric
+    is made from an entry without a real end time.
+    """
     if not groups[0]:
         return ()
     count = int(groups[0])
@@ -91,7 +129,7 @@ def _failure_log(groups: list[str]) -> tuple[PowerFailure, ...]:
 
 
 def _month_peak(groups: list[str]) -> tuple[Register, float | None]:
-    """Belgian ``1-0:1.6.0``: ``(ts)(value*kW)`` or ``(value*kW)(ts)``."""
+    """Belgian month peak: ``(ts)(value*kW)`` or ``(value*kW)(ts)``."""
     if len(groups) != 2:
         raise ValueError(f"expected a time and a value, got {len(groups)} values")
     first, second = groups
@@ -100,7 +138,7 @@ def _month_peak(groups: list[str]) -> tuple[Register, float | None]:
 
 
 def _peak_history(groups: list[str]) -> tuple[MonthPeak, ...] | None:
-    """Belgian ``0-0:98.1.0``: ``(n)(code)(code)`` then n (start)(time)(value); else None."""
+    """Belgian peak history: ``(n)(code)(code)`` then n (start)(time)(value); else None."""
     if len(groups) < 3 or not groups[0].isdecimal() or ":" not in groups[1]:
         return None  # another layout (e.g. a Hungarian billing snapshot): kept raw
     count = int(groups[0])
@@ -120,7 +158,9 @@ def _peak_history(groups: list[str]) -> tuple[MonthPeak, ...] | None:
     return tuple(months)
 
 
-def _mbus_reading(channel: int, stamp: str, value: str) -> Effect:
+def _mbus_reading(
+    channel: int, stamp: str, value: str
+) -> tuple[Literal[3], tuple[int, MBusSlot], MBusValue]:
     when = parse_meter_time(stamp)
     if when is None or "*" not in value:
         # A placeholder (no unit, a 1970 or impossible date): no reading, never a zero.
@@ -131,12 +171,16 @@ def _mbus_reading(channel: int, stamp: str, value: str) -> Effect:
 def _known(code: str, kind: Kind, groups: list[str]) -> Effect:
     if kind is Kind.NUMBER:
         return (_REGISTER, code, to_register(_single(groups)))
+    if kind is Kind.BOUNDS:
+        if len(groups) != 2:
+            raise ValueError(f"expected an upper and a lower value, got {len(groups)}")
+        return (_BOUNDS, code, (to_register(groups[0]), to_register(groups[1])))
     if kind is Kind.TIME:
         value = _single(groups)
         when = parse_meter_time(value)
-        if when is None:
+        if when is None and not is_placeholder_time(value):
             raise ValueError(f"not a valid meter time: {value!r}")
-        return (_CLOCK, code, when)
+        return (_CLOCK, code, when)  # None: a clock never set; no meter time, not malformed
     if kind is Kind.HEX_TEXT:
         return (_TEXT, code, decode_hex_text(_single(groups)))
     if kind is Kind.TEXT or kind is Kind.VERSION:
@@ -246,7 +290,7 @@ class LineMemo:
 _NO_MEMO = LineMemo(limit=0)
 
 
-def _mbus_devices(slots: dict[int, dict[str, object]]) -> dict[int, MBusDevice]:
+def _mbus_devices(slots: dict[int, dict[MBusSlot, MBusValue]]) -> dict[int, MBusDevice]:
     devices = {}
     for channel, slot in sorted(slots.items()):
         device_type = slot.get("type")
@@ -266,7 +310,7 @@ def _mbus_devices(slots: dict[int, dict[str, object]]) -> dict[int, MBusDevice]:
 
 
 def _dsmr_version(texts: dict[str, str]) -> str | None:
-    version = texts.get("1-3:0.2.8") or texts.get("0-0:96.1.4")
+    version = next((texts[code] for code in VERSION_CODES if texts.get(code)), None)
     if not version or not version.isdecimal() or len(version) < 2:
         return None
     return f"{version[0]}.{version[1]}"
@@ -289,7 +333,7 @@ def parse_content(
     remember = memo.remember
     registers: dict[str, Register] = {}
     texts: dict[str, str] = {}
-    mbus: dict[int, dict[str, object]] = {}
+    mbus: dict[int, dict[MBusSlot, MBusValue]] = {}
     clock: float | None = None
     failures: tuple[PowerFailure, ...] = ()
     peak: tuple[Register, float | None] | None = None
@@ -314,45 +358,47 @@ def parse_content(
                 except UnitError as exc:
                     malformed.append(LineIssue(line, str(exc)))
                     continue
-                mbus.setdefault(channel, {})[key[1]] = result  # type: ignore[index]
+                mbus.setdefault(channel, {})[key[1]] = result
                 continue
-            malformed.append(LineIssue(f"0-{channel}:24.3.0", "its value line is missing"))
+            malformed.append(LineIssue(mbus_legacy_code(channel), "its value line is missing"))
         if line[0] == "(":
-            malformed.append(LineIssue(line, "value line without a preceding 24.3.0 line"))
+            malformed.append(
+                LineIssue(line, f"value line without a preceding {MBUS_LEGACY_READING} line")
+            )
             continue
         effect = recall(line)
         if effect is None:
             effect = _decode_number_line(line, values) or decode_line(line)
             remember(line, effect)
-        target, key, result = effect
-        if target == _REGISTER:
-            registers[key] = result  # type: ignore[index,assignment]
-        elif target == _MBUS:
-            slot_key: tuple[int, str] = key  # type: ignore[assignment]
-            mbus.setdefault(slot_key[0], {})[slot_key[1]] = result
-        elif target == _TEXT:
-            texts[key] = result  # type: ignore[index,assignment]
-        elif target == _CLOCK:
-            clock = result  # type: ignore[assignment]
-        elif target == _FAILURES:
-            failures = result  # type: ignore[assignment]
-        elif target == _PEAK:
-            peak = result  # type: ignore[assignment]
-        elif target == _HISTORY:
-            history = result  # type: ignore[assignment]
-        elif target == _EXTRA:
-            extra.append(result)  # type: ignore[arg-type]
-        elif target == _UNKNOWN:
-            unknown.append(result)  # type: ignore[arg-type]
-        elif target == _BAD:
-            malformed.append(result)  # type: ignore[arg-type]
+        if effect[0] == _REGISTER:
+            registers[effect[1]] = effect[2]
+        elif effect[0] == _MBUS:
+            mbus.setdefault(effect[1][0], {})[effect[1][1]] = effect[2]
+        elif effect[0] == _TEXT:
+            texts[effect[1]] = effect[2]
+        elif effect[0] == _CLOCK:
+            clock = effect[2]
+        elif effect[0] == _FAILURES:
+            failures = effect[2]
+        elif effect[0] == _PEAK:
+            peak = effect[2]
+        elif effect[0] == _HISTORY:
+            history = effect[2]
+        elif effect[0] == _EXTRA:
+            extra.append(effect[2])
+        elif effect[0] == _UNKNOWN:
+            unknown.append(effect[2])
+        elif effect[0] == _BAD:
+            malformed.append(effect[2])
+        elif effect[0] == _BOUNDS:
+            registers[effect[1]], registers[lower_bound(effect[1])] = effect[2]
         else:  # _LEGACY
-            stamp, unit = result  # type: ignore[misc]
-            legacy = (key, stamp, unit)  # type: ignore[assignment]
-            mbus.setdefault(key, {})  # type: ignore[arg-type]
+            stamp, unit = effect[2]
+            legacy = (effect[1], stamp, unit)
+            mbus.setdefault(effect[1], {})
     if legacy is not None:
-        malformed.append(LineIssue(f"0-{legacy[0]}:24.3.0", "its value line is missing"))
-    equipment_id = texts.get("0-0:96.1.1") or texts.get("0-0:96.1.0") or texts.get("0-0:96.1.255")
+        malformed.append(LineIssue(mbus_legacy_code(legacy[0]), "its value line is missing"))
+    equipment_id = next((texts[code] for code in EQUIPMENT_ID_CODES if texts.get(code)), None)
     return Telegram(
         raw=frame,
         header=header,

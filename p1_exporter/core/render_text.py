@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import time
 
-from p1_exporter.core.obis import DESCRIPTIONS, MBUS_DEVICE_TYPES
+from p1_exporter.core.obis import (
+    DEMAND_HISTORY,
+    DEMAND_MONTH_PEAK,
+    DESCRIPTIONS,
+    MBUS_DEVICE_TYPES,
+)
 from p1_exporter.core.telegram import Telegram
 
 
@@ -41,12 +46,12 @@ def format_telegram(telegram: Telegram, index: int | None = None) -> str:
         out.append(f"  {label:<44} {text!r}")
     if telegram.month_peak is not None:
         out.append(
-            f"  {'1-0:1.6.0 month peak':<44} {_number(telegram.month_peak.value)} W"
+            f"  {DEMAND_MONTH_PEAK + ' month peak':<44} {_number(telegram.month_peak.value)} W"
             f" at {format_time(telegram.month_peak_time)}"
         )
     for month in telegram.peak_history:
         out.append(
-            f"  {'0-0:98.1.0 peak of month from':<44} {format_time(month.month_start)}:"
+            f"  {DEMAND_HISTORY + ' peak of month from':<44} {format_time(month.month_start)}:"
             f" {_number(month.watts)} W at {format_time(month.peak_time)}"
         )
     for device in telegram.mbus.values():
@@ -63,6 +68,10 @@ def format_telegram(telegram: Telegram, index: int | None = None) -> str:
     if telegram.power_failure_log:
         out.append(f"  power-failure log ({len(telegram.power_failure_log)} events):")
         for event in telegram.power_failure_log:
+            if event.end_time is None:  # e.g. Kaifa's default entry: 2000-01-01, 2^31-1 s
+                out.append(f"    placeholder entry (no real end time; lasted "
+                           f"{event.duration_seconds} s), not exported")
+                continue
             ended = format_time(event.end_time)
             out.append(f"    ended {ended}, lasted {event.duration_seconds} s")
     for line in telegram.extra:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from p1_exporter.core.checksum import check_frame
-from p1_exporter.core.errors import CRCError, FramingError, P1Error
+from p1_exporter.core.errors import CRCError, FramingError, P1Error, Result
 from p1_exporter.core.framing import DEFAULT_MAX_SIZE, Framer
 from p1_exporter.core.parser import MEMO_SIZE, LineMemo, parse_content
 from p1_exporter.core.telegram import Telegram
@@ -27,7 +27,7 @@ class Outcome(NamedTuple):
     raw: bytes
 
     @property
-    def result(self) -> str:
+    def result(self) -> Result:
         """The counting label: ok, crc_error, malformed, too_large or rejected."""
         return "ok" if self.error is None else self.error.result
 
@@ -69,6 +69,10 @@ class TelegramStream:
         """End of stream: report what is left in the buffer."""
         return [self._outcome(event) for event in self.framer.flush()]
 
+    def release_noise(self) -> list[Outcome]:
+        """Report the line noise held back so far (see :mod:`p1_exporter.framing`)."""
+        return [self._outcome(event) for event in self.framer.release_noise()]
+
     def _outcome(self, event: bytes | FramingError) -> Outcome:
         if isinstance(event, FramingError):
             return Outcome(None, event, b"")
@@ -91,7 +95,7 @@ def iter_telegrams(data: bytes, *, check_crc: bool = True) -> Iterator[Outcome]:
     yield from stream.flush()
 
 
-def parse(data: bytes, *, check_crc: bool = True) -> Telegram:
+def parse(data: bytes | bytearray | memoryview, *, check_crc: bool = True) -> Telegram:
     """Decode exactly one telegram from ``data``.
 
     Bytes around the telegram (noise, filler) are ignored. Raises a

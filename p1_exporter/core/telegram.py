@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from p1_exporter.core.obis import ACTIVE_TARIFF
+
 
 class Register(NamedTuple):
     """One numeric value, converted to its base unit; ``raw`` is the text as sent."""
@@ -36,14 +38,14 @@ class MBusDevice(NamedTuple):
 
 
 class PowerFailure(NamedTuple):
-    """One entry of the long power-failure log ``1-0:99.97.0``."""
+    """One entry of the long power-failure log (:data:`POWER_FAILURE_LOG`)."""
 
     end_time: float | None
     duration_seconds: int
 
 
 class MonthPeak(NamedTuple):
-    """One month of the Belgian peak-demand history ``0-0:98.1.0``."""
+    """One month of the Belgian peak-demand history (:data:`DEMAND_HISTORY`)."""
 
     month_start: float | None
     peak_time: float | None
@@ -93,6 +95,6 @@ class Telegram:
 
     @property
     def tariff(self) -> int | None:
-        """The active tariff (``0-0:96.14.0``), 1-4."""
-        value = self.value("0-0:96.14.0")
+        """The active tariff (:data:`~p1_exporter.core.obis.ACTIVE_TARIFF`), 1-4."""
+        value = self.value(ACTIVE_TARIFF)
         return None if value is None else int(value)

@@ -16,22 +16,32 @@ buffered per series, appended to one temporary file per series and the files
 concatenated at the end, family by family: memory stays flat however long the
 input. Big inputs are split between worker processes at record boundaries; the
 merge then applies the skip rule across the seams exactly as one process would.
+
+The output never costs an input or a stranger's file: an output that is one of the
+inputs is refused, a regular output is written under a unique temporary name beside
+it and renamed over it at the end (a symlink keeps pointing at the file it names,
+which gets the new content), and a device, FIFO or ``/dev/stdout`` is written
+straight into, never replaced.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
+import stat
 import tempfile
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from p1_exporter.core.clock import parse_meter_time
 from p1_exporter.core.errors import P1Error
+from p1_exporter.core.obis import CLOCK
 from p1_exporter.core.parser import LineMemo
 from p1_exporter.core.stream import TelegramStream, decode_frame
 from p1_exporter.core.telegram import Telegram
@@ -50,7 +60,7 @@ REPORT_EVERY = 2048
 #: Most problem descriptions kept for the summary.
 MAX_ISSUES = 20
 
-_CLOCK = re.compile(rb"0-0:1\.0\.0\((\d{12}[SWsw]?)\)")
+_CLOCK = re.compile(re.escape(CLOCK.encode()) + rb"\((\d{12}[SWsw]?)\)")
 
 Labels = tuple[tuple[str, str], ...]
 Progress = Callable[[int, int], None]  # (bytes done, telegrams read), per worker
@@ -547,6 +557,129 @@ def merge(results: Sequence[WorkerResult], out: BinaryIO) -> Tally:
     return total
 
 
+# -- the output ---------------------------------------------------------------------------------
+
+
+class OutputRefused(Exception):
+    """The output names something backfill must not write: an input, a directory."""
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where the OpenMetrics text goes, and how.
+
+    ``target`` is the file the path finally names (symlinks followed). A ``stream``
+    output (character device, FIFO, socket, ``/dev/stdout`` and other ``/proc`` fd
+    links) is written straight into; any other gets a temporary file beside ``target``
+    that is renamed over it once complete.
+    """
+
+    path: str
+    target: str
+    stream: bool
+    existing: os.stat_result | None
+
+
+def _follow(path: str) -> tuple[str, bool]:
+    """The file ``path`` finally names, and whether the way there went through ``/proc``.
+
+    A link into ``/proc`` (``/dev/stdout`` -> ``/proc/self/fd/1``) names an open file of
+    a process, not a place in a directory: renaming over it would miss the file.
+    """
+    current = os.path.abspath(path)
+    for _ in range(40):
+        head = os.path.realpath(os.path.dirname(current))
+        current = os.path.join(head, os.path.basename(current))
+        if current == "/proc" or current.startswith("/proc/"):
+            return current, True
+        if not os.path.islink(current):
+            return current, False
+        current = os.path.join(head, os.readlink(current))
+    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+
+
+def resolve_output(out_path: str, inputs: Sequence[str]) -> Output:
+    """Check ``out_path`` against the inputs and decide how to write it."""
+    target, through_proc = _follow(out_path)
+    try:
+        existing: os.stat_result | None = os.stat(out_path)
+    except FileNotFoundError:
+        existing = None  # a new file (or a dangling symlink: its target gets created)
+    if existing is None:
+        return Output(out_path, target, through_proc, None)
+    if stat.S_ISDIR(existing.st_mode):
+        raise OutputRefused(f"{out_path}: is a directory; --out wants a file name")
+    for path in inputs:
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue  # reported as a missing input elsewhere
+        if (info.st_dev, info.st_ino) == (existing.st_dev, existing.st_ino):
+            same = "" if os.path.abspath(path) == os.path.abspath(out_path) else f" ({path})"
+            raise OutputRefused(f"{out_path}: is one of the input files{same}; "
+                                "give --out a new file name")
+    stream = through_proc or not stat.S_ISREG(existing.st_mode)
+    return Output(out_path, target, stream, existing)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def open_output(output: Output) -> Iterator[BinaryIO]:
+    """The output, open for writing; a regular file appears (atomically) only on success.
+
+    OSError from writing carries the output's path (a full disk, ``/dev/full``, a
+    closed pipe).
+    """
+    try:
+        if output.stream:
+            # No O_TRUNC and no rename: a device or pipe is written as it is; a shell
+            # redirection behind /dev/stdout was truncated (">") or is appended to (">>").
+            fd = os.open(output.path, os.O_WRONLY | os.O_NOCTTY | os.O_APPEND)
+            partial = ""
+        else:
+            directory, name = os.path.split(output.target)
+            fd, partial = tempfile.mkstemp(prefix=f".p1-backfill-{name}.", suffix=".part",
+                                           dir=directory)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, output.path) from None
+    if output.stream:
+        try:
+            with os.fdopen(fd, "wb") as out:
+                yield out
+        except OSError as exc:
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror, output.path) from None
+            raise
+        return
+    try:
+        old = output.existing
+        if old is not None:  # a replaced file keeps its permissions (and owner, for root)
+            os.fchmod(fd, stat.S_IMODE(old.st_mode))
+            if os.geteuid() == 0:
+                os.fchown(fd, old.st_uid, old.st_gid)
+        else:
+            os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, output.target)
+        partial = ""
+    except OSError as exc:
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, output.path) from None
+        raise
+    finally:
+        if partial:
+            with suppress(FileNotFoundError):
+                os.unlink(partial)
+
+
 # -- all together ---------------------------------------------------------------------------------
 
 #: Per worker: [bytes done, telegrams read], shared with the parent (set in each worker).
@@ -593,9 +726,12 @@ def backfill(
     ``labels`` are added to every series (e.g. the ``job`` and ``instance`` Prometheus
     gives the live exporter's series, so that history and live data are one series).
     ``progress(bytes_done, bytes_total, telegrams_read)`` is called now and then.
-    Temporary files go next to ``out_path`` (or into ``tmpdir``): they add up to
-    about the size of the output.
+    Temporary files go next to ``out_path`` (or into ``tmpdir``; into the system's
+    temporary directory when the output is a device or pipe): they add up to about the
+    size of the output. Raises :class:`OutputRefused` when ``out_path`` is one of the
+    inputs or a directory, OSError (naming ``out_path``) when it cannot be written.
     """
+    output = resolve_output(out_path, paths)
     inputs = order_inputs([inspect_input(path) for path in paths])
     inputs = [item for item in inputs if item.size > 0]
     total = sum(item.size for item in inputs)
@@ -603,18 +739,22 @@ def backfill(
     if total < PARALLEL_MIN_BYTES and workers is None:
         count = 1
     runs = plan(inputs, max(1, count))
-    where = tmpdir or os.path.dirname(os.path.abspath(out_path))
-    workdir = tempfile.mkdtemp(prefix=".p1-backfill-", dir=where)
-    partial = out_path + ".part"
+    if tmpdir is not None:
+        where = tmpdir
+    elif output.stream:
+        where = tempfile.gettempdir()
+    else:
+        where = os.path.dirname(output.target)
     try:
-        results = _run(runs, workdir, meter, tuple(labels), total, progress)
-        with open(partial, "wb") as out:
+        workdir = tempfile.mkdtemp(prefix=".p1-backfill-", dir=where)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, tmpdir or out_path) from None
+    try:
+        with open_output(output) as out:
+            results = _run(runs, workdir, meter, tuple(labels), total, progress)
             tally = merge(results, out)
-        os.replace(partial, out_path)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        if os.path.exists(partial):
-            os.unlink(partial)
     return tally, inputs
 
 

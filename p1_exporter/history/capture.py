@@ -381,8 +381,10 @@ class CaptureRecorder:
     """Bytes in, records out: frames the stream and keeps every telegram's raw bytes.
 
     A valid or refused frame becomes a record of its exact bytes. A framing
-    error (torn, too large) gets the bytes that were dropped for it: from its
-    ``/`` up to the next one (line noise before a telegram is not kept).
+    error (torn, too large) gets the bytes that were dropped for it, from its
+    ``/`` (line noise before a telegram is not kept). A run of line noise full of
+    ``/`` is one record (the framer reports it as one event), so a capture stays
+    within a small factor of the bytes received.
     """
 
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
@@ -397,6 +399,10 @@ class CaptureRecorder:
     def flush(self, now: float) -> list[Record]:
         """End of stream (disconnect, stop): report what is still held."""
         return self._records(self.stream.flush(), now)
+
+    def release_noise(self, now: float) -> list[Record]:
+        """Record the line noise held back so far (call once in a while)."""
+        return self._records(self.stream.release_noise(), now)
 
     def _records(self, outcomes: list[Outcome], now: float) -> list[Record]:
         records: list[Record] = []
@@ -414,22 +420,24 @@ class CaptureRecorder:
             del gap[: index + len(outcome.raw)]
             reason = "" if outcome.error is None else str(outcome.error)
             records.append(Record(now, outcome.result, outcome.raw, reason))
-        done = len(gap) - self.stream.framer.pending
+        framer = self.stream.framer
+        done = len(gap) - framer.pending - framer.noise_pending
         records += self._errors(pending, gap[:done], now)
         del gap[:done]
         return records
 
     @staticmethod
     def _errors(pending: list[Outcome], region: bytearray, now: float) -> list[Record]:
-        if not pending:
-            return []
-        # Each refused telegram began at a "/" and ran until the next one (the framer starts
-        # over at every "/"), so the stretch splits into one piece per error.
-        starts = [index for index, byte in enumerate(region) if byte == 0x2F]
-        if len(starts) != len(pending):  # should not happen; keep the bytes with the first
-            starts = starts[:1]
-        pieces = [bytes(region[a:b][:MAX_ERROR_DATA])
-                  for a, b in zip(starts, [*starts[1:], len(region)], strict=True)]
-        pieces += [b""] * (len(pending) - len(pieces))
-        return [Record(now, outcome.result, piece, str(outcome.error))
-                for outcome, piece in zip(pending, pieces, strict=True)]
+        # Each refused telegram began at a "/" and the framer says how many bytes it dropped
+        # for it; bytes before a "/" are line noise outside any telegram.
+        records: list[Record] = []
+        cursor = 0
+        for outcome in pending:
+            size = getattr(outcome.error, "size", 0)
+            start = region.find(b"/", cursor)
+            piece = b""
+            if size and start >= 0:
+                piece = bytes(region[start : start + min(size, MAX_ERROR_DATA)])
+                cursor = start + size
+            records.append(Record(now, outcome.result, piece, str(outcome.error)))
+        return records

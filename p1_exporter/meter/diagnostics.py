@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
+from p1_exporter.core.errors import Result
+
 #: Bytes without any telegram before the link is diagnosed.
 NO_TELEGRAM_BYTES = 3000
 #: Outcomes in the CRC-error window, and the error share that raises / clears the alarm.
@@ -129,7 +131,7 @@ class Diagnostics:
         self._noise_bytes = 0
         return self._raise(finding._replace(message=message))
 
-    def outcome(self, result: str, torn: bool = False) -> list[Finding]:
+    def outcome(self, result: Result, torn: bool = False) -> list[Finding]:
         """One telegram outcome (``ok``, ``crc_error``, ...); ``torn`` for torn frames."""
         self._outcomes.append("torn" if torn else result)
         findings: list[Finding] = []

@@ -13,19 +13,14 @@ import dataclasses
 from types import MappingProxyType
 from typing import NamedTuple
 
+from p1_exporter.core.obis import CUMULATIVE
 from p1_exporter.core.telegram import MBusDevice, Register, Telegram
-
-_COUNTERS = frozenset(
-    {"0-0:96.7.21", "0-0:96.7.9"}
-    | {f"1-0:{c}.{k}.0" for c in (32, 52, 72) for k in (32, 36)}
-)
 
 
 def is_cumulative(obis: str) -> bool:
-    """True for registers that only ever rise (energy totals and event counters)."""
-    _, _, cde = obis.partition(":")
-    parts = cde.split(".")
-    return (len(parts) == 3 and parts[1] == "8") or obis in _COUNTERS
+    """True for registers that only ever rise (energy totals and event counters): the
+    rows of the code table marked cumulative."""
+    return obis in CUMULATIVE
 
 
 class Glitch(NamedTuple):
@@ -95,9 +90,9 @@ class GlitchGuard:
             devices[channel] = device._replace(reading=None, reading_time=None)
         if registers is None and devices is None:
             return telegram, glitches, note
-        changes: dict[str, object] = {}
-        if registers is not None:
-            changes["registers"] = MappingProxyType(registers)
-        if devices is not None:
-            changes["mbus"] = MappingProxyType(devices)
-        return dataclasses.replace(telegram, **changes), glitches, note  # type: ignore[arg-type]
+        published = dataclasses.replace(
+            telegram,
+            registers=telegram.registers if registers is None else MappingProxyType(registers),
+            mbus=telegram.mbus if devices is None else MappingProxyType(devices),
+        )
+        return published, glitches, note

@@ -10,14 +10,15 @@ followed by a reconnect with exponential backoff.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from p1_exporter.core.errors import TornTelegram
-from p1_exporter.core.framing import DEFAULT_MAX_SIZE
+from p1_exporter.core.errors import Result, TornTelegram
+from p1_exporter.core.framing import DEFAULT_MAX_SIZE, NOISE_REPORT_SECONDS
 from p1_exporter.core.stream import Outcome, TelegramStream
 from p1_exporter.core.telegram import Telegram
 from p1_exporter.logs.limiter import LogLimiter
@@ -36,6 +37,23 @@ READ_TIMEOUT = 0.2
 _FAILURE_KEYS = tuple(f"source:{kind}" for kind in (
     "not_found", "permission", "busy", "refused", "open_failed", "disconnected", "silent",
     "http", "internal", "closed"))
+#: Log lines about what a meter sends (malformed lines, refusals, glitches, a replaced
+#: meter, link diagnoses) per meter and minute; then one summary line. Counters stay exact.
+DATA_LOG_BUDGET = 10
+DATA_LOG_WINDOW = 60.0
+#: Longest piece of a malformed line quoted in the log.
+_SHOWN = 120
+_VARYING = re.compile(r"'[^']*'|\"[^\"]*\"|\d+")
+
+
+def issue_key(line: str, reason: str) -> str:
+    """The log key of a malformed line: its OBIS code and the kind of its reason.
+
+    Values (and numbers quoted in the reason) are left out, so a line whose value
+    changes every telegram is one condition, not a new one each time.
+    """
+    code = line.partition("(")[0].strip()[:32]
+    return f"malformed line:{code}:{_VARYING.sub('#', reason)[:80]}"
 
 
 @dataclass(frozen=True)
@@ -72,14 +90,21 @@ class MeterReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(config.backoff_initial, config.backoff_cap)
-        self._limiter = LogLimiter(log)
+        # Link failures and meter data have budgets of their own: a flood of either never
+        # hides the other.
+        self._limiter = LogLimiter(log, budget=DATA_LOG_BUDGET, window=DATA_LOG_WINDOW,
+                                   subject=f"meter {config.name}")
+        self._data_log = LogLimiter(log, budget=DATA_LOG_BUDGET, window=DATA_LOG_WINDOW,
+                                    subject=f"meter {config.name}")
         self._diagnostics = Diagnostics(f"meter {config.name}")
         self._guard = GlitchGuard()
-        self._counts = dict.fromkeys(RESULTS, 0)
+        self._counts: dict[Result, int] = dict.fromkeys(RESULTS, 0)
         self._latest: Telegram | None = None
         self._received_at: float | None = None
         self._received_mono: float | None = None
         self._bytes = 0
+        self._garbage = 0  # skipped by the framers of earlier streams
+        self._stream: TelegramStream | None = None
         self._connects = 0
         self._glitches = 0
         self._unknown = 0
@@ -133,6 +158,7 @@ class MeterReader:
             received_monotonic=self._received_mono,
             telegrams=MappingProxyType(dict(self._counts)),
             bytes_read=self._bytes,
+            garbage_bytes=self._garbage_bytes(),
             connects=self._connects,
             glitches=self._glitches,
             unknown_lines=self._unknown,
@@ -177,7 +203,9 @@ class MeterReader:
     def _failure(self, kind: str, message: str) -> None:
         self._errors += 1
         self._last_error = message
-        level = logging.INFO if kind in ("silent", "ended") else logging.WARNING
+        if kind == "ended":
+            return  # not a fault: _run says it once, naming the file
+        level = logging.INFO if kind == "silent" else logging.WARNING
         self._limiter.log(f"source:{kind}", level, f"meter {self.config.name}: {message}")
 
     def _session(self) -> None:
@@ -191,9 +219,20 @@ class MeterReader:
         stream = self._new_stream()
         now = time.monotonic()
         last_bytes = last_detect = now
+        noise_since: float | None = None
         while not self._stop.is_set():
             data = self.source.read(READ_TIMEOUT)
             now = time.monotonic()
+            self._data_log.tick(now)
+            self._limiter.tick(now)
+            if not stream.framer.noise_pending:
+                noise_since = None
+            elif noise_since is None:
+                noise_since = now
+            elif now - noise_since >= NOISE_REPORT_SECONDS:
+                for outcome in stream.release_noise():
+                    self._handle(outcome)
+                noise_since = None
             if data:
                 last_bytes = now
                 self._bytes += len(data)
@@ -226,8 +265,15 @@ class MeterReader:
     def _new_stream(self) -> TelegramStream:
         """A fresh framer for a new connection or new line settings (no half telegram kept)."""
         config = self.config
-        return TelegramStream(check_crc=config.check_crc, max_size=config.max_telegram_size,
-                              sticky_crc=True)
+        self._garbage = self._garbage_bytes()
+        self._stream = TelegramStream(check_crc=config.check_crc,
+                                      max_size=config.max_telegram_size, sticky_crc=True)
+        return self._stream
+
+    def _garbage_bytes(self) -> int:
+        """Bytes the framers skipped outside any telegram, over every stream so far."""
+        stream = self._stream
+        return self._garbage + (stream.framer.garbage_bytes if stream is not None else 0)
 
     def _handle(self, outcome: Outcome) -> None:
         name = self.config.name
@@ -236,8 +282,8 @@ class MeterReader:
         torn = isinstance(outcome.error, TornTelegram)
         self._report(self._diagnostics.outcome(result, torn=torn))
         if outcome.telegram is None:
-            self._limiter.log(f"refused:{result}", logging.WARNING,
-                              f"meter {name}: telegram refused ({result}): {outcome.error}")
+            self._data_log.log(f"refused:{result}", logging.WARNING,
+                               f"meter {name}: telegram refused ({result}): {outcome.error}")
             return
         if not self._settings_locked:
             self._settings_locked = True
@@ -246,13 +292,14 @@ class MeterReader:
         failing = [key for key in _FAILURE_KEYS if self._limiter.active(key)]
         if failing:
             self._limiter.forget(*failing)
-            log.info("meter %s: valid telegrams from %s again", name, self.source.description)
+            self._limiter.budgeted("recovered", logging.INFO, f"meter {name}: valid telegrams "
+                                   f"from {self.source.description} again")
         telegram, glitches, note = self._guard.filter(outcome.telegram)
         if note:
-            log.warning("meter %s: %s", name, note)
+            self._data_log.log("meter replaced", logging.WARNING, f"meter {name}: {note}")
         for glitch in glitches:
             self._glitches += 1
-            self._limiter.log(
+            self._data_log.log(
                 f"glitch:{glitch.key}", logging.WARNING,
                 f"meter {name}: {glitch.key} went backwards ({glitch.previous:g} -> "
                 f"{glitch.value:g}); value withheld",
@@ -260,11 +307,12 @@ class MeterReader:
         self._unknown += len(telegram.unknown)
         self._malformed += len(telegram.malformed)
         for issue in telegram.malformed:
-            self._limiter.log(f"line:{issue.line[:40]}", logging.WARNING,
-                              f"meter {name}: skipped line {issue.line!r}: {issue.reason}")
+            shown = issue.line if len(issue.line) <= _SHOWN else issue.line[:_SHOWN] + "..."
+            self._data_log.log(issue_key(issue.line, issue.reason), logging.WARNING,
+                               f"meter {name}: skipped line {shown!r}: {issue.reason[:_SHOWN]}")
         for line in telegram.unknown:
-            self._limiter.log(f"unknown:{line.obis}", logging.DEBUG,
-                              f"meter {name}: unknown OBIS line {line.obis}{line.raw}")
+            self._data_log.log(f"unknown:{line.obis}", logging.DEBUG,
+                               f"meter {name}: unknown OBIS line {line.obis}{line.raw[:_SHOWN]}")
         self._latest = telegram
         self._received_at = time.time()
         self._received_mono = time.monotonic()
@@ -272,4 +320,4 @@ class MeterReader:
     def _report(self, findings: list[Finding]) -> None:
         for finding in findings:
             level = logging.INFO if finding.level == "info" else logging.WARNING
-            log.log(level, "%s", finding.message)
+            self._data_log.budgeted("diagnosis", level, finding.message)

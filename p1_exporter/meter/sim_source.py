@@ -11,8 +11,10 @@ from p1_exporter.sim.meter import SimOptions, SimulatedMeter
 class SimSource:
     """Produces the simulator's bytes at its interval (``sim://?dialect=...&interval=...``).
 
-    The household survives reconnects, so its registers keep rising. ``interval`` is
-    in simulated seconds; ``speed`` simulated seconds pass per real second.
+    The household survives reconnects, so its registers keep rising; it is a function
+    of the seed and the clock, so a restarted exporter (same seed, real time) continues
+    where it was. ``interval`` is in simulated seconds; ``speed`` simulated seconds pass
+    per real second.
     """
 
     def __init__(self, url: str) -> None:

@@ -7,13 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from p1_exporter.core.errors import RESULTS, Result
 from p1_exporter.core.telegram import Telegram
 
-#: Telegram outcomes counted per meter, always all present (so counters start at 0).
-RESULTS = ("ok", "crc_error", "malformed", "too_large", "rejected")
+__all__ = ["RESULTS", "Snapshot"]  # RESULTS: the telegram outcomes counted per meter
 
 
-def _zero_counts() -> Mapping[str, int]:
+def _zero_counts() -> Mapping[Result, int]:
     return MappingProxyType(dict.fromkeys(RESULTS, 0))
 
 
@@ -32,8 +32,9 @@ class Snapshot:
     telegram: Telegram | None = None
     received_at: float | None = None
     received_monotonic: float | None = None
-    telegrams: Mapping[str, int] = field(default_factory=_zero_counts)
+    telegrams: Mapping[Result, int] = field(default_factory=_zero_counts)
     bytes_read: int = 0
+    garbage_bytes: int = 0
     connects: int = 0
     glitches: int = 0
     unknown_lines: int = 0

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import itertools
 import re
+import stat
 import termios
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import serial
 
 from p1_exporter.core.clock import parse_meter_time
-from p1_exporter.history.capture import is_capture, read_records
+from p1_exporter.core.obis import CLOCK
+from p1_exporter.history.capture import HEADER_PREFIX, CaptureReader, is_capture
 
 
 class SourceError(Exception):
@@ -234,7 +236,10 @@ class HttpSource:
         """Nothing to release: every poll is its own request."""
 
 
-_CLOCK = re.compile(rb"0-0:1\.0\.0\((\d{12}[SW]?)\)")
+_CLOCK = re.compile(re.escape(CLOCK.encode()) + rb"\((\d{12}[SW]?)\)")
+#: Bytes read from a plain file at once, and the most one replayed piece holds: a file
+#: costs this much memory whatever its size (``/dev/zero`` included).
+FILE_CHUNK = 64 * 1024
 
 
 def split_capture(data: bytes) -> list[bytes]:
@@ -243,12 +248,49 @@ def split_capture(data: bytes) -> list[bytes]:
     return [data[a:b] for a, b in zip(starts, [*starts[1:], len(data)], strict=True) if data[a:b]]
 
 
+class _PlainPieces:
+    """A plain telegram dump, read in chunks and cut at each ``/`` that starts a line.
+
+    Yields ``(piece, clock, continued)``: ``clock`` is the meter time in the piece, if
+    any; ``continued`` marks the rest of a piece longer than :data:`FILE_CHUNK`.
+    """
+
+    def __init__(self, handle: BinaryIO, head: bytes) -> None:
+        self.handle = handle
+        self.buf = head
+
+    def __iter__(self) -> Iterator[tuple[bytes, float | None, bool]]:
+        buf, pos = self.buf, 0
+        eof = False
+        continued = False
+        while True:
+            cut = buf.find(b"\n/", pos)
+            while cut < 0 and not eof and len(buf) - pos < FILE_CHUNK:
+                chunk = self.handle.read(FILE_CHUNK)
+                eof = not chunk
+                buf, pos = buf[pos:] + chunk, 0
+                cut = buf.find(b"\n/")
+            whole = 0 <= cut < pos + FILE_CHUNK  # the piece ends where a telegram starts
+            if whole:
+                end = cut + 1
+            elif pos < len(buf):
+                end = min(len(buf), pos + FILE_CHUNK)
+            else:
+                return
+            piece, pos = buf[pos:end], end
+            match = _CLOCK.search(piece)
+            clock = parse_meter_time(match[1].decode()) if match else None
+            yield piece, clock, continued
+            continued = not whole
+
+
 class FileSource:
     """Replays a file, at its recorded pace or as fast as possible.
 
     A ``p1-exporter capture`` file replays every recorded piece (refused telegrams
     too) paced by the receive times it recorded; a plain telegram dump is cut at
-    each ``/`` and paced by the meter's own clock.
+    each ``/`` and paced by the meter's own clock. The file is read as it is
+    replayed, a chunk at a time, so memory stays bounded whatever the file holds.
     """
 
     def __init__(self, path: str, pace: str = "recorded", loop: bool = False,
@@ -261,75 +303,172 @@ class FileSource:
         self.loop = loop
         self.default_interval = default_interval
         self.finished = False
-        self._pieces: list[bytes] = []
-        self._delays: list[float] = []
-        self._index = 0
+        self._handle: BinaryIO | None = None
+        self._pieces: Iterator[tuple[bytes, float]] = iter(())
+        self._next: tuple[bytes, float] | None = None
+        self._given = 0  # pieces given since the file was (re)started
         self._due = 0.0
 
     def open(self) -> None:
+        self.close()
         try:
-            data = Path(self.path).read_bytes()
+            self._handle = open(self.path, "rb")  # noqa: SIM115 (closed in close())
         except OSError as exc:
             raise SourceError("not_found", f"cannot read {self.path}: {exc.strerror}") from exc
-        if is_capture(data):
-            records = [record for record in read_records(data)[0] if record.data]
-            self._pieces = [record.data for record in records]
-            self._delays = self._pace_times([record.time for record in records])
-        else:
-            self._pieces = split_capture(data)
-            self._delays = self._pace(self._pieces)
-        self._index = 0
+        self._start()
         self._due = time.monotonic()
         self.finished = False
 
-    def _pace_times(self, times: list[float]) -> list[float]:
-        """Delays before each piece from recorded receive times (at most 60 s each)."""
-        if self.pace == "fast":
-            return [0.0] * len(times)
-        gaps = [min(60.0, max(0.0, b - a)) for a, b in itertools.pairwise(times)]
-        return [0.0, *gaps] if times else []
+    def _start(self) -> None:
+        """Begin (again) at the start of the file."""
+        handle = self._handle
+        assert handle is not None
+        try:
+            if handle.seekable():  # a pipe is read once, from where it is
+                handle.seek(0)
+            head = handle.read(len(HEADER_PREFIX))
+        except OSError as exc:
+            raise SourceError("disconnected", f"cannot read {self.path}: {exc}") from exc
+        if is_capture(head) and handle.seekable():
+            self._pieces = self._paced_records(CaptureReader(handle))
+        else:
+            self._pieces = self._paced_plain(_PlainPieces(handle, head))
+        self._next = None
+        self._given = 0
 
-    def _pace(self, pieces: list[bytes]) -> list[float]:
-        if self.pace == "fast":
-            return [0.0] * len(pieces)
-        delays: list[float] = []
+    def _paced_records(self, reader: CaptureReader) -> Iterator[tuple[bytes, float]]:
+        """Recorded pieces with the delay before each (recorded gaps, at most 60 s each)."""
         previous: float | None = None
-        for piece in pieces:
-            match = _CLOCK.search(piece)
-            clock = parse_meter_time(match[1].decode()) if match else None
-            if clock is None or previous is None:
-                delay = self.default_interval if previous is not None or delays else 0.0
+        for record in reader:
+            if not record.data:
+                continue
+            delay = 0.0
+            if self.pace == "recorded" and previous is not None:
+                delay = min(60.0, max(0.0, record.time - previous))
+            previous = record.time
+            yield record.data, delay
+
+    def _paced_plain(self, pieces: _PlainPieces) -> Iterator[tuple[bytes, float]]:
+        """Dump pieces with the delay before each, from the meter clock in them."""
+        previous: float | None = None
+        first = True
+        for piece, clock, continued in pieces:
+            if self.pace == "fast" or continued:
+                delay = 0.0
+            elif clock is None or previous is None:
+                delay = 0.0 if first else self.default_interval
             else:
                 delay = min(60.0, max(0.0, clock - previous))
-            delays.append(delay)
+            first = False
             previous = clock if clock is not None else previous
-        return delays
+            yield piece, delay
+
+    def _peek(self) -> tuple[bytes, float] | None:
+        if self._next is None:
+            try:
+                self._next = next(self._pieces, None)
+            except OSError as exc:
+                raise SourceError("disconnected", f"cannot read {self.path}: {exc}") from exc
+            if self._next is None and self.loop and self._given:
+                self._start()
+                self._next = next(self._pieces, None)
+        return self._next
 
     def read(self, timeout: float) -> bytes:
-        if self._index >= len(self._pieces):
-            if not self.loop or not self._pieces:
-                self.finished = True
-                time.sleep(timeout)
-                return b""
-            self._index = 0
-        due = self._due + self._delays[self._index]
+        if self._handle is None:
+            raise SourceError("closed", f"{self.description} is not open")
+        upcoming = self._peek()
+        if upcoming is None:
+            self.finished = True
+            time.sleep(timeout)
+            return b""
+        piece, delay = upcoming
+        due = self._due + delay
         wait = due - time.monotonic()
         if wait > 0:
             time.sleep(min(wait, timeout))
             if wait > timeout:
                 return b""
         self._due = max(due, time.monotonic() - 1.0) if self.pace == "recorded" else due
-        piece = self._pieces[self._index]
-        self._index += 1
+        self._next = None
+        self._given += 1
         return piece
 
     def close(self) -> None:
-        self._pieces = []
+        handle, self._handle = self._handle, None
+        self._pieces = iter(())
+        self._next = None
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
+
+
+#: What a meter address may be, for error messages.
+SUPPORTED_ADDRESSES = ("a serial device path", "socket://HOST:PORT", "rfc2217://HOST:PORT",
+                       "http://HOST/PATH", "https://HOST/PATH", "file:PATH", "sim://")
+#: pyserial's own URL handlers beyond socket:// and rfc2217:// (debugging aids), passed on.
+_PYSERIAL_SCHEMES = frozenset({"loop", "spy", "alt", "hwgrep", "cp2110"})
+#: Schemes people write for a raw TCP dongle.
+_TCP_LIKE = frozenset({"tcp", "telnet", "raw", "ser2net"})
+
+
+def check_address(url: str) -> None:
+    """Refuse a meter address that can never work, with a hint; raises ValueError.
+
+    Checked once at start, so a typo stops the exporter with a clear message instead of
+    being retried forever. A device path that does not exist yet is fine (the cable may be
+    plugged in later); a regular file or a directory is not a serial port.
+    """
+    if url.startswith(("file:", "sim://")):
+        return
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        _check_device_path(url)
+        return
+    if scheme != scheme.lower():
+        raise ValueError(f"write the scheme in lower case: {scheme.lower()}://")
+    if scheme in _TCP_LIKE:
+        parts = urllib.parse.urlsplit("socket://" + rest)
+        raise ValueError(f"{scheme}:// is not a supported scheme; did you mean "
+                         f"socket://{parts.netloc or 'HOST:PORT'}?")
+    if scheme in ("socket", "rfc2217", "http", "https"):
+        parts = urllib.parse.urlsplit(url)
+        if not parts.hostname:
+            raise ValueError(f"no host; write {scheme}://HOST" +
+                             (":PORT" if scheme in ("socket", "rfc2217") else "/PATH"))
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"port {parts.netloc.rpartition(':')[2]!r} is not a number "
+                             "from 1 to 65535") from None
+        if port == 0:
+            raise ValueError("port 0 is not a number from 1 to 65535")
+        if port is None and scheme in ("socket", "rfc2217"):
+            raise ValueError(f"no port; write {scheme}://{parts.hostname}:PORT (ser2net and "
+                             "most dongles use 8088 or 23)")
+        return
+    if scheme in _PYSERIAL_SCHEMES:
+        return
+    raise ValueError(f"unknown scheme {scheme}://; use " + ", ".join(SUPPORTED_ADDRESSES))
+
+
+def _check_device_path(path: str) -> None:
+    try:
+        mode = Path(path).stat().st_mode
+    except (OSError, ValueError):
+        return  # absent for now, or not ours to read: the reader reports it and retries
+    if stat.S_ISREG(mode):
+        raise ValueError("is a regular file, not a serial port; use file:PATH to replay a "
+                         "file")
+    if stat.S_ISDIR(mode):
+        raise ValueError("is a directory, not a serial port (look in /dev/serial/by-id/ for "
+                         "the device itself)")
 
 
 def open_source(url: str, settings: SerialSettings | None = None,
                 poll_interval: float = 1.0) -> Source:
-    """The source for a meter URL (see the README's "Sources" section)."""
+    """The source for a meter URL (see the README's "Sources" section); ValueError if bad."""
+    check_address(url)
     if url.startswith("sim://"):
         from p1_exporter.meter.sim_source import SimSource
 

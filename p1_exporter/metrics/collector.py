@@ -12,6 +12,7 @@ import platform
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -84,6 +85,7 @@ class P1Collector(Collector):
             add("p1_source_errors_total", (meter,), float(snap.source_errors))
             add("p1_source_connected", (meter,), 1.0 if snap.connected else 0.0)
             add("p1_bytes_read_total", (meter,), float(snap.bytes_read))
+            add("p1_garbage_bytes_total", (meter,), float(snap.garbage_bytes))
             add("p1_unknown_obis_lines_total", (meter,), float(snap.unknown_lines))
             add("p1_malformed_lines_total", (meter,), float(snap.malformed_lines))
             add("p1_glitches_total", (meter,), float(snap.glitches))
@@ -94,10 +96,20 @@ class P1Collector(Collector):
         return [families[name] for name in METRICS if name in families]
 
 
-def make_registry(snapshots: SnapshotSource) -> CollectorRegistry:
-    """A registry of our own (not the global one) holding only the P1 collector."""
+#: Name prefixes of the self-metrics every exporter has (prometheus_client's process,
+#: platform and garbage-collector collectors); they describe the exporter process.
+SELF_METRIC_PREFIXES = ("process_", "python_")
+
+
+def make_registry(snapshots: SnapshotSource, *, self_metrics: bool = True) -> CollectorRegistry:
+    """A registry of our own (not the global one): the P1 collector and, with
+    ``self_metrics``, the exporter process's own ``process_*`` and ``python_*`` metrics."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(P1Collector(snapshots))
+    if self_metrics:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
     return registry
 
 
@@ -108,9 +120,12 @@ def iter_metric_names(registry: CollectorRegistry) -> Iterator[str]:
 
 
 def telegram_exposition(telegram: Telegram, meter: str = "main") -> str:
-    """The text /metrics would serve for one fresh telegram (``decode --format metrics``)."""
+    """The text /metrics would serve for one fresh telegram (``decode --format metrics``).
+
+    Without the self-metrics: they would describe the ``decode`` process, not a meter.
+    """
     from prometheus_client.exposition import generate_latest
 
     snap = Snapshot(meter, "decode", stale_after=float("inf"), telegram=telegram,
                     received_at=telegram.meter_time or 0.0, received_monotonic=time.monotonic())
-    return generate_latest(make_registry(lambda: [snap])).decode()
+    return generate_latest(make_registry(lambda: [snap], self_metrics=False)).decode()

@@ -13,7 +13,8 @@ def render() -> str:
     lines = [
         "# Metrics reference",
         "",
-        "Generated from `p1_exporter/metrics/catalog.py` by "
+        "Generated from `p1_exporter/metrics/catalog.py` and the code table "
+        "`p1_exporter/core/obis.py` (the source column) by "
         "`python -m p1_exporter.metrics.reference`; do not edit by hand.",
         "",
         "Every metric except `p1_exporter_build_info` carries a `meter` label (the meter's "
@@ -41,7 +42,16 @@ def render() -> str:
         else:
             lines.append(f"| `{spec.name}` | {spec.type} | {labels} | {spec.source} | "
                          f"{spec.help} |")
-    return "\n".join(lines + health) + "\n"
+    own = [
+        "",
+        "**The exporter process's own metrics**, as every exporter has them, come from "
+        "prometheus_client's collectors and carry no `meter` label: `process_*` (CPU "
+        "seconds, resident and virtual memory, open file descriptors, start time) and "
+        "`python_*` (`python_info` with the interpreter version, `python_gc_*` garbage "
+        "collector counts). `decode --format metrics` leaves them out: they would describe "
+        "the decode command, not a meter.",
+    ]
+    return "\n".join(lines + health + own) + "\n"
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +20,8 @@ from p1_exporter.sim.model import HouseholdModel, MeterState
 from p1_exporter.sim.render import DIALECTS, WIRE_SETTINGS, render
 from p1_exporter.sim.uart import SerialSettings, Wire
 
+#: The household when no seed is given (the demo meter).
+DEFAULT_SEED = 1
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -153,7 +154,9 @@ class SimulatedMeter:
         if dialect not in DIALECTS:
             raise ValueError(f"unknown dialect {dialect!r}; choose from {', '.join(DIALECTS)}")
         self.dialect = dialect
-        self.seed = int.from_bytes(os.urandom(4), "big") if seed is None else seed
+        # The household is a function of the seed and the clock: with the default seed a
+        # restarted demo meter is the same household and its registers continue.
+        self.seed = DEFAULT_SEED if seed is None else seed
         self.start = time.time() if start is None else start
         self.faults = faults
         self.wire = wire

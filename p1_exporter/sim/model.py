@@ -1,27 +1,48 @@
-"""A deterministic household behind a smart meter.
+"""A deterministic household behind a smart meter: a function of the seed and the time.
 
-The model is driven by the caller's clock: ``advance(t)`` moves it to the UTC
-epoch ``t`` and returns an immutable :class:`MeterState`. It never reads the
-wall clock. Everything random comes from the seed:
+Everything the meter shows at moment ``t`` follows from the seed and ``t``, not
+from when the model was started or how often it was asked, so two models with
+the same seed agree at every moment and a restarted demo meter continues where
+it stopped: no register goes back, nothing jumps.
 
-* what happens in a given hour (appliances, showers, clouds, grid events) is
-  drawn from a generator seeded with ``(seed, hour)``, so the load seen at a
-  moment does not depend on how often the model was sampled before it;
-* measurement noise (voltage) comes from one generator advanced per call.
+* **Power** is piecewise constant and changes only at multiples of
+  :data:`SEGMENT` seconds: what a UTC hour holds (base load, clouds, heating,
+  appliances, shower and tap use) is drawn from a generator seeded with
+  ``(seed, hour)``; the fridge cycles on a fixed rhythm; the sun steps every
+  :data:`PV_STEP` seconds.
+* **Registers** (energy per tariff and direction, gas, water) are the exact
+  integral of that power, scaled per meter-local calendar month: a register
+  starts each month at a target computed from the calendar alone (the seed's
+  reading on 1 January 2020 plus the expected use of each day since, from a
+  per-day formula), and within the month the
+  modelled power is multiplied by the factor that takes it exactly to the next
+  month's target. Starting up integrates only the current month, segment by
+  segment. (Before 2020 the readings are lower, never below 0.) The power
+  shown is the scaled power that flows from that moment on (in whole W), so the
+  energy between two telegrams is the integral of the modelled power: for
+  telegrams at multiples of :data:`SEGMENT`, the shown power held until the
+  next telegram.
+* **Rare events** (short and long power failures, voltage sags and swells)
+  follow a seeded schedule: one at a seeded moment in each fixed period, so
+  their counters are closed form too.
+* Voltage noise is drawn per ``(seed, t)``. The Belgian month peak so far is
+  recomputed from the month's quarters at the start; the peaks of the months
+  before the start are drawn per ``(seed, month)``, those of months the model
+  lived through are the real ones.
 
-Power is sample-and-hold: the power in the state returned at ``t`` is taken to
-flow until the next call. The energy registers are therefore exactly the
-integral of the power the telegrams show, kept in whole Wh with the sub-Wh
-remainder carried forward, so nothing is lost and registers only go up. Gas
-and water work the same way in litres (dm3).
+``force_import_watts`` (a test aid) overrides the load; the energy imported
+while it is set is added on top of the deterministic registers, so a forced
+model is no longer a function of the time alone.
 """
 
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 import random
 import time
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from p1_exporter.core.clock import is_eu_summer_time
@@ -33,9 +54,26 @@ GAS_CAPTURE_HOURLY = 3600
 #: Entries kept in the Belgian month-peak history (0-0:98.1.0) and failure log.
 PEAK_HISTORY_MAX = 13
 FAILURE_LOG_MAX = 10
+#: The modelled power changes only at multiples of this many seconds.
+SEGMENT = 10
+#: Solar production steps every five minutes.
+PV_STEP = 300
+#: The registers are the seed's readings at the start of this local month plus what follows.
+EPOCH_MONTH = (2020, 1)
+#: One event of each kind per period, at a seeded moment in it (per phase for sags/swells).
+_SCHEDULE = {
+    "short": 60 * 86400,
+    "long": 400 * 86400,
+    "sag": 150 * 3600,
+    "swell": 600 * 3600,
+}
 #: Solar noon in the Netherlands/Belgium, in UTC hours.
 _SOLAR_NOON_UTC = 11.65
 _NOMINAL_VOLTS = 230.0
+#: Register indices: import low/normal, export low/normal (Wh), gas, water (dm3).
+_IL, _IN, _EL, _EN, _GAS, _WATER = range(6)
+#: Register units per integrated unit: W*s -> Wh for electricity; gas and water are dm3.
+_PER_UNIT = (1 / 3600, 1 / 3600, 1 / 3600, 1 / 3600, 1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -202,16 +240,51 @@ _APPLIANCES: tuple[_Appliance, ...] = (
 class _Hour:
     """Everything drawn for one UTC hour, plus calendar facts about it."""
 
-    utc_offset: int
+    start: float
+    low_tariff: bool
     base_w: tuple[float, float, float]
     cloud: float
     pv_peak_w: float
     halfday_h: float
     heating_dm3_s: float
     voltage_offset: float
-    weekend: bool
     events: tuple[_Event, ...]
-    counters: tuple[tuple[float, str, int], ...]  # (time, kind, phase or duration)
+
+
+@dataclass(frozen=True)
+class _Flow:
+    """The unscaled modelled flows at one moment."""
+
+    imports: tuple[float, float, float]
+    exports: tuple[float, float, float]
+    import_w: float
+    export_w: float
+    gas_dm3_s: float
+    water_dm3_s: float
+
+
+@dataclass(frozen=True)
+class _HourSum:
+    """An hour cut at every change of the flows: segment starts, flows and running integrals."""
+
+    low_tariff: bool
+    starts: list[float]
+    rates: list[tuple[float, float, float, float]]  # import W, export W, gas dm3/s, water dm3/s
+    sums: list[tuple[float, float, float, float]]  # W*s and dm3 from the hour's start
+
+
+@dataclass(frozen=True)
+class _Month:
+    """One meter-local month: targets at both ends, the scale factors and the hours' sums."""
+
+    begin: float
+    end: float
+    first_hour: int
+    hours: list[_HourSum]
+    prefix: list[tuple[float, ...]]  # unscaled integrals (W*s, dm3) at each hour's start
+    at_start: tuple[float, ...]  # register values (Wh, dm3) at the start, before the seed's own
+    at_end: tuple[float, ...]
+    scale: tuple[float, ...]  # modelled power per unscaled power, per register
 
 
 def _season(epoch: float) -> float:
@@ -220,8 +293,19 @@ def _season(epoch: float) -> float:
     return math.cos(2 * math.pi * (day - 172) / 365.25)
 
 
+def _winter(season: float) -> float:
+    """How much heating the season asks for: 0 in summer to 1 in deep winter."""
+    return min(max((0.4 - season) / 1.2, 0.0), 1.0)
+
+
 def _local_offset(epoch: float) -> int:
     return 7200 if is_eu_summer_time(epoch) else 3600
+
+
+@functools.lru_cache(maxsize=4096)
+def _hour_offset(index: int) -> int:
+    """:func:`_local_offset` of UTC hour ``index`` (DST switches fall on whole hours)."""
+    return _local_offset(index * 3600.0)
 
 
 def local_month(epoch: float) -> tuple[int, int]:
@@ -240,6 +324,84 @@ def _next_month(year: int, month: int) -> tuple[int, int]:
     return (year + 1, 1) if month == 12 else (year, month + 1)
 
 
+def _month_of(t: float) -> tuple[int, int]:
+    """:func:`local_month`, with the UTC offset cached per hour."""
+    tm = time.gmtime(t + _hour_offset(int(t // 3600)))
+    return tm.tm_year, tm.tm_mon
+
+
+_EPOCH = local_month_start(*EPOCH_MONTH)
+
+
+# -- the expected use per day, in closed form ----------------------------------------------
+
+#: Expected use on a day, per register, as a + b*season + c*season**2 + d*winter (Wh,
+#: dm3), for weekdays (False) and weekend days (True). Fitted to the model's own
+#: unscaled days, so that the monthly scale factors stay near 1.
+_DAY_USE: dict[bool, tuple[tuple[float, float, float, float], ...]] = {
+    False: (
+        (1860.0, -140.0, -44.0, -160.0),
+        (4282.0, -1229.0, 42.0, 322.0),
+        (0.0, 0.0, 0.0, 0.0),
+        (4911.0, 5607.0, 1895.0, -965.0),
+        (599.0, -242.0, 124.0, 9965.0),
+        (204.0, -9.0, 6.0, -15.0),
+    ),
+    True: (
+        (6971.0, -972.0, -743.0, 1510.0),
+        (0.0, 0.0, 0.0, 0.0),
+        (3653.0, 6864.0, 1813.0, 1538.0),
+        (0.0, 0.0, 0.0, 0.0),
+        (186.0, 295.0, -67.0, 10913.0),
+        (170.0, 79.0, -17.0, 126.0),
+    ),
+}
+
+
+@functools.lru_cache(maxsize=512)
+def _month_use(year: int, month: int) -> tuple[float, ...]:
+    """Expected use per register over a local month (the same for every household)."""
+    totals = [0.0] * 6
+    weekday = calendar.weekday(year, month, 1)
+    yday = time.gmtime(calendar.timegm((year, month, 1, 12, 0, 0, 0, 0, 0))).tm_yday
+    for day in range(calendar.monthrange(year, month)[1]):
+        season = math.cos(2 * math.pi * (yday + day - 172) / 365.25)  # as _season
+        winter = _winter(season)
+        for index, (a, b, c, d) in enumerate(_DAY_USE[(weekday + day) % 7 >= 5]):
+            totals[index] += max(0.0, a + b * season + c * season * season + d * winter)
+    return tuple(totals)
+
+
+@functools.lru_cache(maxsize=64)
+def _use_since_epoch(year: int, month: int) -> tuple[float, ...]:
+    """Expected use from the start of :data:`EPOCH_MONTH` to the start of this month
+    (negative before it)."""
+    totals = [0.0] * 6
+    if (year, month) >= EPOCH_MONTH:
+        current, sign, stop = EPOCH_MONTH, 1.0, (year, month)
+    else:
+        current, sign, stop = (year, month), -1.0, EPOCH_MONTH
+    while current < stop:
+        for index, value in enumerate(_month_use(*current)):
+            totals[index] += sign * value
+        current = _next_month(*current)
+    return tuple(totals)
+
+
+@functools.lru_cache(maxsize=1024)
+def _occurrence(seed: int, kind: str, period: int, index: int) -> tuple[float, int]:
+    """When the ``index``-th scheduled event of ``kind`` happens, and a seeded duration."""
+    rng = random.Random(f"{seed}:{kind}:{index}")
+    return _EPOCH + index * period + rng.randrange(period), rng.randrange(180, 14400)
+
+
+def _scheduled(seed: int, kind: str, t: float) -> int:
+    """Scheduled events of ``kind`` from the epoch up to ``t`` (negative before it)."""
+    period = _SCHEDULE[kind.rstrip("0123")]
+    index = math.floor((t - _EPOCH) / period)
+    return index + (1 if _occurrence(seed, kind, period, index)[0] <= t else 0)
+
+
 class HouseholdModel:
     """A Dutch/Belgian household with PV, gas heating and a water meter.
 
@@ -250,36 +412,35 @@ class HouseholdModel:
     def __init__(self, seed: int, start: float) -> None:
         self.seed = seed
         self.force_import_watts: float | None = None
-        self._noise = random.Random(f"{seed}:noise")
         self._hours: dict[int, _Hour] = {}
-        self._own: dict[int, tuple[list[_Event], list[tuple[float, str, int]]]] = {}
+        self._own: dict[int, list[_Event]] = {}
+        self._months: dict[tuple[int, int], _Month] = {}
+        self._fridge = SEGMENT * ((seed * 97) % (2400 // SEGMENT))
         init = random.Random(f"{seed}:init")
         self._serial = f"E00{init.randrange(10**13, 10**14)}"
         self._gas_serial = f"G00{init.randrange(10**13, 10**14)}"
         self._water_serial = f"W00{init.randrange(10**13, 10**14)}"
-        # Registers: [low, normal] in Wh, with remainders in W*s.
-        self._import = [init.randrange(500_000, 5_000_000), init.randrange(500_000, 5_000_000)]
-        self._export = [init.randrange(0, 1_000_000), init.randrange(0, 2_000_000)]
-        self._import_rem = [0.0, 0.0]
-        self._export_rem = [0.0, 0.0]
-        self._gas = init.randrange(500_000, 9_000_000)
-        self._water = init.randrange(100_000, 900_000)
-        self._gas_rem = 0.0
-        self._water_rem = 0.0
-        self._short_failures = init.randrange(0, 20)
-        self._long_failures = init.randrange(0, 5)
-        self._failures: list[PowerFailure] = []
-        end = start
-        for _ in range(min(self._long_failures, FAILURE_LOG_MAX)):
-            end -= init.uniform(20, 120) * 86400
-            self._failures.insert(0, PowerFailure(round(end), init.randrange(180, 14400)))
-        self._sags = [init.randrange(0, 4) for _ in range(3)]
-        self._swells = [init.randrange(0, 2) for _ in range(3)]
+        # The readings at the epoch, and how big this household is against the expectation.
+        self._own_start = (
+            float(init.randrange(500_000, 5_000_000)),
+            float(init.randrange(500_000, 5_000_000)),
+            float(init.randrange(0, 1_000_000)),
+            float(init.randrange(0, 2_000_000)),
+            float(init.randrange(500_000, 9_000_000)),
+            float(init.randrange(100_000, 900_000)),
+        )
+        use, pv, gas, water = (init.uniform(0.85, 1.15) for _ in range(4))
+        self._size = (use, use, pv, pv, gas, water)
+        self._short_start = init.randrange(0, 20)
+        self._long_start = init.randrange(0, 5)
+        self._sags_start = [init.randrange(0, 4) for _ in range(3)]
+        self._swells_start = [init.randrange(0, 2) for _ in range(3)]
+        # What forcing the import added (or held back) per register, on top of the model.
+        self._offset = [0.0] * 6
+        self._held_force: float | None = None
         # Belgian demand: running quarter, month peak, archive of earlier months.
-        self._quarter_ws = 0.0
         self._month = local_month(start)
         self._month_end = local_month_start(*_next_month(*self._month))
-        self._peak: Capture | None = None
         self._history: list[MonthPeak] = []
         year, month = self._month
         months: list[tuple[int, int]] = []
@@ -289,21 +450,25 @@ class HouseholdModel:
         for year, month in months:
             begin = local_month_start(year, month)
             end = local_month_start(*_next_month(year, month))
-            peak_at = begin + QUARTER * init.randrange(1, int((end - begin) // QUARTER))
-            watts = round(init.uniform(2000, 6000))
+            # Months before the start: seeded per month, the same whenever the model starts.
+            drawn = random.Random(f"{seed}:peak:{year}-{month}")
+            peak_at = begin + QUARTER * drawn.randrange(1, int((end - begin) // QUARTER))
+            watts = round(drawn.uniform(2000, 6000))
             self._history.append(MonthPeak(end, peak_at, watts))
-        # A meter switched on mid-month already has a peak for the month so far.
-        month_begin = local_month_start(*self._month)
-        quarters_so_far = int((start - month_begin) // QUARTER)
-        if quarters_so_far >= 1:
-            peak_at = month_begin + QUARTER * init.randrange(1, quarters_so_far + 1)
-            self._peak = Capture(peak_at, round(init.uniform(1500, 4500)))
+        # The month's peak so far: the highest quarter since the month began.
+        self._peak: Capture | None = None
+        boundary = local_month_start(*self._month) + QUARTER
+        before = self._import_value(boundary - QUARTER)
+        while boundary <= start:
+            after = self._import_value(boundary)
+            average = (after - before) * 3600 / QUARTER
+            if self._peak is None or average > self._peak.value:
+                self._peak = Capture(boundary, round(average))
+            before = after
+            boundary += QUARTER
+        self._quarter_start = start - start % QUARTER
+        self._quarter_import = self._import_value(self._quarter_start)
         self._time = start
-        self._gas_5min = Capture(start - start % GAS_CAPTURE_DSMR5, self._gas)
-        self._gas_hourly = Capture(start - start % GAS_CAPTURE_HOURLY, self._gas)
-        self._water_5min = Capture(start - start % GAS_CAPTURE_DSMR5, self._water)
-        self._gas_rate = 0.0
-        self._water_rate = 0.0
         self._state = self._sample(start)
 
     @property
@@ -316,61 +481,82 @@ class HouseholdModel:
         if t < self._time:
             raise ValueError(f"time went backwards: {t} < {self._time}")
         if t > self._time:
-            self._integrate(self._time, t)
+            self._move(self._time, t)
         self._time = t
         self._state = self._sample(t)
+        self._held_force = self.force_import_watts
         return self._state
 
-    # -- integration of the held values over [t0, t1) -------------------------
-
-    def _integrate(self, t0: float, t1: float) -> None:
-        prev = self._state
-        dt = t1 - t0
-        tariff = 0 if prev.low_tariff else 1
-        self._import[tariff], self._import_rem[tariff] = _carry(
-            self._import[tariff], self._import_rem[tariff] + prev.import_w * dt, 3600.0
+    def registers_at(self, t: float) -> tuple[float, ...]:
+        """The unforced registers at ``t`` (Wh, Wh, Wh, Wh, dm3, dm3), before rounding down."""
+        month = self._month_data(*_month_of(t))
+        hour = month.hours[int(t // 3600) - month.first_hour]
+        index = bisect_right(hour.starts, t) - 1
+        since = t - hour.starts[index]
+        rate = hour.rates[index]
+        done = hour.sums[index]
+        flows = [done[i] + rate[i] * since for i in range(4)]
+        row = month.prefix[int(t // 3600) - month.first_hour]
+        low = hour.low_tariff
+        unscaled = (
+            row[_IL] + (flows[0] if low else 0.0),
+            row[_IN] + (0.0 if low else flows[0]),
+            row[_EL] + (flows[1] if low else 0.0),
+            row[_EN] + (0.0 if low else flows[1]),
+            row[_GAS] + flows[2],
+            row[_WATER] + flows[3],
         )
-        self._export[tariff], self._export_rem[tariff] = _carry(
-            self._export[tariff], self._export_rem[tariff] + prev.export_w * dt, 3600.0
+        return tuple(
+            max(0.0, min(month.at_start[i] + month.scale[i] * unscaled[i] * _PER_UNIT[i],
+                         month.at_end[i])
+                + self._own_start[i])
+            for i in range(6)
         )
-        self._gas_5min = self._capture(self._gas_5min, GAS_CAPTURE_DSMR5, t0, t1, gas=True)
-        self._gas_hourly = self._capture(self._gas_hourly, GAS_CAPTURE_HOURLY, t0, t1, gas=True)
-        self._water_5min = self._capture(self._water_5min, GAS_CAPTURE_DSMR5, t0, t1, gas=False)
-        self._gas, self._gas_rem = _carry(self._gas, self._gas_rem + self._gas_rate * dt, 1.0)
-        self._water, self._water_rem = _carry(
-            self._water, self._water_rem + self._water_rate * dt, 1.0
-        )
-        self._demand(prev.import_w, t0, t1)
-        for hour in range(int(t0 // 3600), int(t1 // 3600) + 1):
-            for when, kind, arg in self._own_events(hour)[1]:
-                if t0 < when <= t1:
-                    self._count(when, kind, arg)
 
-    def _capture(self, last: Capture, period: int, t0: float, t1: float, gas: bool) -> Capture:
-        """Latch the counter at the last ``period`` boundary in (t0, t1], if any."""
-        boundary = t1 - t1 % period
-        if boundary <= t0:
-            return last
-        if gas:
-            value = self._gas + self._gas_rem + self._gas_rate * (boundary - t0)
-        else:
-            value = self._water + self._water_rem + self._water_rate * (boundary - t0)
-        return Capture(boundary, int(value))
+    def power_at(self, t: float) -> tuple[float, float]:
+        """The modelled (unforced) import and export power at ``t``, in W, before the
+        telegram rounds them to whole watts: the registers are exactly its integral."""
+        hour = self._hour(int(t // 3600))
+        month = self._month_data(*_month_of(t))
+        rates = self._rates(hour, t)
+        low = hour.low_tariff
+        return (rates[0] * month.scale[_IL if low else _IN],
+                rates[1] * month.scale[_EL if low else _EN])
 
-    def _demand(self, watts: float, t0: float, t1: float) -> None:
-        """Accumulate quarter-hour import energy; close quarters; roll month peaks."""
-        seg = t0
+    # -- moving on ---------------------------------------------------------------------
+
+    def _values(self, t: float) -> list[float]:
+        return [v + o for v, o in zip(self.registers_at(t), self._offset, strict=True)]
+
+    def _import_value(self, t: float) -> float:
+        values = self.registers_at(t)
+        return values[_IL] + values[_IN] + self._offset[_IL] + self._offset[_IN]
+
+    def _move(self, t0: float, t1: float) -> None:
+        """Close the quarters in (t0, t1]; account energy imported under forcing."""
+        held = self._held_force
+        start_import = self._import_value(t0)
+
+        def imported(x: float) -> float:
+            if held is None:
+                return self._import_value(x)
+            return start_import + held * (x - t0) / 3600
+
         end = t0 - t0 % QUARTER + QUARTER
         while end <= t1:
-            self._quarter_ws += watts * (end - seg)
             self._roll_month(end - QUARTER)
-            average = self._quarter_ws / QUARTER
+            value = imported(end)
+            average = (value - self._quarter_import) * 3600 / QUARTER
             if self._peak is None or average > self._peak.value:
                 self._peak = Capture(end, round(average))
-            self._quarter_ws = 0.0
-            seg, end = end, end + QUARTER
-        self._quarter_ws += watts * (t1 - seg)
+            self._quarter_start, self._quarter_import = end, value
+            end += QUARTER
         self._roll_month(t1)
+        if held is not None:
+            before, after = self.registers_at(t0), self.registers_at(t1)
+            for i in (_IL, _IN, _EL, _EN):
+                self._offset[i] -= after[i] - before[i]
+            self._offset[_IL if self._state.low_tariff else _IN] += held * (t1 - t0) / 3600
 
     def _roll_month(self, epoch: float) -> None:
         """At a local month start, archive the month's peak and start afresh."""
@@ -384,67 +570,64 @@ class HouseholdModel:
             self._month = _next_month(*self._month)
             self._month_end = local_month_start(*_next_month(*self._month))
 
-    def _count(self, when: float, kind: str, arg: int) -> None:
-        if kind == "sag":
-            self._sags[arg] += 1
-        elif kind == "swell":
-            self._swells[arg] += 1
-        elif kind == "short":
-            self._short_failures += 1
-        else:
-            self._long_failures += 1
-            self._failures.append(PowerFailure(when, arg))
-            del self._failures[:-FAILURE_LOG_MAX]
-
-    # -- instantaneous values at t ---------------------------------------------
+    # -- the state at t --------------------------------------------------------------------
 
     def _sample(self, t: float) -> MeterState:
         hour = self._hour(int(t // 3600))
-        # Same as timestamps.meter_local_hour(t); the UTC offset is cached per hour.
-        local_hour = ((t + hour.utc_offset) % 86400) / 3600.0
-        low = hour.weekend or local_hour < 7.0 or local_hour >= 23.0
-        load = list(hour.base_w)
-        gas = hour.heating_dm3_s
-        water = 0.0
-        for event in hour.events:
-            if event.start <= t < event.end:
-                load[event.phase] += event.watts
-                gas += event.gas_dm3_s
-                water += event.water_dm3_s
-        # Fridge: on for 12 minutes of every 40.
-        if (t + self.seed * 97) % 2400 < 720:
-            load[2] += 90
-        solar = _pv(t, hour)
-        net = [round(load[0] - solar), round(load[1]), round(load[2])]
+        flow = self._flow(hour, t)
+        month = self._month_data(*_month_of(t))
+        low = hour.low_tariff
         if self.force_import_watts is not None:
             forced = float(self.force_import_watts)
             imports = (forced / 3, forced / 3, forced / 3)
             exports = (0.0, 0.0, 0.0)
             import_w, export_w = forced, 0.0
-        else:
-            imports = (float(max(net[0], 0)), float(max(net[1], 0)), float(max(net[2], 0)))
-            exports = (float(max(-net[0], 0)), float(max(-net[1], 0)), float(max(-net[2], 0)))
-            total = sum(net)
-            import_w, export_w = float(max(total, 0)), float(max(-total, 0))
-        gauss = self._noise.gauss
+        else:  # the telegram shows whole watts
+            k_in = month.scale[_IL if low else _IN]
+            k_out = month.scale[_EL if low else _EN]
+            imports = (float(round(flow.imports[0] * k_in)), float(round(flow.imports[1] * k_in)),
+                       float(round(flow.imports[2] * k_in)))
+            exports = (float(round(flow.exports[0] * k_out)),
+                       float(round(flow.exports[1] * k_out)),
+                       float(round(flow.exports[2] * k_out)))
+            import_w = float(round(flow.import_w * k_in))
+            export_w = float(round(flow.export_w * k_out))
+        noise = random.Random(f"{self.seed}:noise:{t!r}")
         nominal = _NOMINAL_VOLTS + hour.voltage_offset
-        v1 = round(nominal + gauss(0.0, 0.3) - 0.0005 * imports[0] + 0.0012 * exports[0], 1)
-        v2 = round(nominal + gauss(0.0, 0.3) - 0.0005 * imports[1] + 0.0012 * exports[1], 1)
-        v3 = round(nominal + gauss(0.0, 0.3) - 0.0005 * imports[2] + 0.0012 * exports[2], 1)
-        self._gas_rate, self._water_rate = gas, water
-        quarter_start = t - t % QUARTER
-        elapsed = t - quarter_start
-        demand = self._quarter_ws / elapsed if elapsed > 0 else import_w
+        volts = tuple(
+            round(nominal + noise.gauss(0.0, 0.3) - 0.0005 * i + 0.0012 * e, 1)
+            for i, e in zip(imports, exports, strict=True)
+        )
+        v1, v2, v3 = volts
+        values = self._values(t)
+        gas_5min = t - t % GAS_CAPTURE_DSMR5
+        gas_hourly = t - t % GAS_CAPTURE_HOURLY
+        latched = self.registers_at(gas_5min)  # M-Bus values latch every 5 minutes
+        elapsed = t - self._quarter_start
+        demand = (
+            (values[_IL] + values[_IN] - self._quarter_import) * 3600 / elapsed
+            if elapsed > 0 else import_w
+        )
+        sags = [max(0, self._sags_start[p] + _scheduled(self.seed, f"sag{p}", t))
+                for p in range(3)]
+        swells = [max(0, self._swells_start[p] + _scheduled(self.seed, f"swell{p}", t))
+                  for p in range(3)]
+        long_since = _scheduled(self.seed, "long", t)
+        long_failures = max(0, self._long_start + long_since)
+        log = []
+        for index in range(long_since - min(long_failures, FAILURE_LOG_MAX), long_since):
+            end, duration = _occurrence(self.seed, "long", _SCHEDULE["long"], index)
+            log.append(PowerFailure(end, duration))
         return MeterState(
             time=t,
             serial=self._serial,
             gas_serial=self._gas_serial,
             water_serial=self._water_serial,
             low_tariff=low,
-            import_low_wh=self._import[0],
-            import_normal_wh=self._import[1],
-            export_low_wh=self._export[0],
-            export_normal_wh=self._export[1],
+            import_low_wh=math.floor(values[_IL]),
+            import_normal_wh=math.floor(values[_IN]),
+            export_low_wh=math.floor(values[_EL]),
+            export_normal_wh=math.floor(values[_EN]),
             import_w=import_w,
             export_w=export_w,
             phase_import_w=imports,
@@ -455,29 +638,141 @@ class HouseholdModel:
                 (imports[1] + exports[1]) / v2,
                 (imports[2] + exports[2]) / v3,
             ),
-            gas_dm3=self._gas,
-            water_dm3=self._water,
-            gas_5min=self._gas_5min,
-            gas_hourly=self._gas_hourly,
-            water_5min=self._water_5min,
-            short_power_failures=self._short_failures,
-            long_power_failures=self._long_failures,
-            power_failure_log=tuple(self._failures),
-            voltage_sags=(self._sags[0], self._sags[1], self._sags[2]),
-            voltage_swells=(self._swells[0], self._swells[1], self._swells[2]),
+            gas_dm3=math.floor(values[_GAS]),
+            water_dm3=math.floor(values[_WATER]),
+            gas_5min=Capture(gas_5min, math.floor(latched[_GAS])),
+            gas_hourly=Capture(gas_hourly, math.floor(self.registers_at(gas_hourly)[_GAS])),
+            water_5min=Capture(gas_5min, math.floor(latched[_WATER])),
+            short_power_failures=max(0, self._short_start + _scheduled(self.seed, "short", t)),
+            long_power_failures=long_failures,
+            power_failure_log=tuple(log),
+            voltage_sags=(sags[0], sags[1], sags[2]),
+            voltage_swells=(swells[0], swells[1], swells[2]),
             demand_avg_w=demand,
             month_peak=self._peak,
             peak_history=tuple(self._history),
         )
 
-    # -- what each hour holds ----------------------------------------------------
+    def _flow(self, hour: _Hour, t: float) -> _Flow:
+        """The unscaled flows at ``t`` (constant until the next multiple of SEGMENT)."""
+        load = list(hour.base_w)
+        gas = hour.heating_dm3_s
+        water = 0.0
+        for event in hour.events:
+            if event.start <= t < event.end:
+                load[event.phase] += event.watts
+                gas += event.gas_dm3_s
+                water += event.water_dm3_s
+        # Fridge: on for 12 minutes of every 40.
+        if (t + self._fridge) % 2400 < 720:
+            load[2] += 90
+        solar = _pv(t - t % PV_STEP + PV_STEP / 2, hour)
+        net = (round(load[0] - solar), round(load[1]), round(load[2]))
+        total = net[0] + net[1] + net[2]
+        return _Flow(
+            (float(max(net[0], 0)), float(max(net[1], 0)), float(max(net[2], 0))),
+            (float(max(-net[0], 0)), float(max(-net[1], 0)), float(max(-net[2], 0))),
+            float(max(total, 0)),
+            float(max(-total, 0)),
+            gas,
+            water,
+        )
+
+    def _rates(self, hour: _Hour, t: float) -> tuple[float, float, float, float]:
+        """What :meth:`_flow` gives for the registers (import, export, gas, water), faster."""
+        load0, load1, load2 = hour.base_w
+        gas = hour.heating_dm3_s
+        water = 0.0
+        for event in hour.events:
+            if event.start <= t < event.end:
+                if event.phase == 0:
+                    load0 += event.watts
+                elif event.phase == 1:
+                    load1 += event.watts
+                else:
+                    load2 += event.watts
+                gas += event.gas_dm3_s
+                water += event.water_dm3_s
+        if (t + self._fridge) % 2400 < 720:
+            load2 += 90
+        solar = _pv(t - t % PV_STEP + PV_STEP / 2, hour)
+        total = round(load0 - solar) + round(load1) + round(load2)
+        if total >= 0:
+            return float(total), 0.0, gas, water
+        return 0.0, float(-total), gas, water
+
+    # -- months, hours and their integrals -------------------------------------------------
+
+    def _month_data(self, year: int, month: int) -> _Month:
+        cached = self._months.get((year, month))
+        if cached is not None:
+            return cached
+        begin = local_month_start(year, month)
+        end = local_month_start(*_next_month(year, month))
+        first = int(begin // 3600)
+        hours = [self._hour_sum(self._hour(index)) for index in range(first, int(end // 3600))]
+        prefix: list[tuple[float, ...]] = []
+        running = [0.0] * 6
+        for hour in hours:
+            prefix.append(tuple(running))
+            last = hour.sums[-1]
+            if hour.low_tariff:
+                running[_IL] += last[0]
+                running[_EL] += last[1]
+            else:
+                running[_IN] += last[0]
+                running[_EN] += last[1]
+            running[_GAS] += last[2]
+            running[_WATER] += last[3]
+        prefix.append(tuple(running))
+        since = _use_since_epoch(year, month)
+        expected = _month_use(year, month)
+        at_start = tuple(self._size[i] * since[i] for i in range(6))
+        at_end = tuple(self._size[i] * (since[i] + expected[i]) for i in range(6))
+        scale = tuple(
+            (at_end[i] - at_start[i]) / (running[i] * _PER_UNIT[i]) if running[i] > 0 else 0.0
+            for i in range(6)
+        )
+        data = _Month(begin, end, first, hours, prefix, at_start, at_end, scale)
+        if len(self._months) >= 3:
+            self._months.clear()
+        self._months[(year, month)] = data
+        return data
+
+    def _hour_sum(self, hour: _Hour) -> _HourSum:
+        start = hour.start
+        end = start + 3600
+        cuts = {start + PV_STEP * step for step in range(3600 // PV_STEP)}
+        for event in hour.events:
+            for edge in (event.start, event.end):
+                if start < edge < end:
+                    cuts.add(edge)
+        cycle = start - (start + self._fridge) % 2400
+        while cycle < end:
+            for edge in (cycle, cycle + 720):
+                if start < edge < end:
+                    cuts.add(edge)
+            cycle += 2400
+        starts = sorted(cuts)
+        rates: list[tuple[float, float, float, float]] = []
+        sums: list[tuple[float, float, float, float]] = []
+        done = (0.0, 0.0, 0.0, 0.0)
+        for index, at in enumerate(starts):
+            rate = self._rates(hour, at)
+            rates.append(rate)
+            sums.append(done)
+            span = (starts[index + 1] if index + 1 < len(starts) else end) - at
+            done = (done[0] + rate[0] * span, done[1] + rate[1] * span,
+                    done[2] + rate[2] * span, done[3] + rate[3] * span)
+        sums.append(done)
+        return _HourSum(hour.low_tariff, starts, rates, sums)
 
     def _hour(self, index: int) -> _Hour:
         cached = self._hours.get(index)
         if cached is not None:
             return cached
         start = index * 3600.0
-        offset = _local_offset(start)
+        offset = _hour_offset(index)
         local = time.gmtime(start + offset)
         local_hour, weekend = local.tm_hour, local.tm_wday >= 5
         rng = random.Random(f"{self.seed}:hour:{index}")
@@ -488,7 +783,7 @@ class HouseholdModel:
             base += 150  # lights, television, cooking extras
         elif 6 <= local_hour <= 8:
             base += 60
-        winter = min(max((0.4 - season) / 1.2, 0.0), 1.0)
+        winter = _winter(season)
         if 6 <= local_hour <= 8:
             heating_m3_h = 1.5
         elif 17 <= local_hour <= 21:
@@ -497,87 +792,49 @@ class HouseholdModel:
             heating_m3_h = 0.12
         heating = heating_m3_h * winter * rng.uniform(0.7, 1.2) / 3.6  # m3/h -> dm3/s
         events = tuple(
-            e
-            for h in (index - 2, index - 1, index)
-            for e in self._own_events(h)[0]
-            if e.end > start
+            e for h in (index - 2, index - 1, index) for e in self._own_events(h) if e.end > start
         )
         hour = _Hour(
-            utc_offset=offset,
+            start=start,
+            low_tariff=weekend or local_hour < 7 or local_hour >= 23,
             base_w=(base * 0.4, base * 0.3, base * 0.3),
             cloud=day.uniform(0.25, 1.0) * rng.uniform(0.75, 1.0),
             pv_peak_w=2300 + 1700 * season,
             halfday_h=6.05 + 2.2 * season,
             heating_dm3_s=heating,
             voltage_offset=rng.uniform(-2.5, 2.5),
-            weekend=weekend,
             events=events,
-            counters=tuple(self._own_events(index)[1]),
         )
         if len(self._hours) > 64:
             self._hours.clear()
         self._hours[index] = hour
         return hour
 
-    def _own_events(self, index: int) -> tuple[list[_Event], list[tuple[float, str, int]]]:
-        """Events that begin in UTC hour ``index``: appliances and meter counters."""
+    def _own_events(self, index: int) -> list[_Event]:
+        """Appliance events that begin in UTC hour ``index``, on the SEGMENT grid."""
         cached = self._own.get(index)
         if cached is not None:
             return cached
         start = index * 3600.0
-        local = time.gmtime(start + _local_offset(start))
+        local = time.gmtime(start + _hour_offset(index))
         rng = random.Random(f"{self.seed}:events:{index}")
         events: list[_Event] = []
         for appliance in _APPLIANCES:
             if rng.random() >= appliance.chance(local.tm_hour, local.tm_wday >= 5):
                 continue
-            begin = start + rng.uniform(0, 3600)
-            main = rng.uniform(*appliance.minutes) * 60
+            begin = start + SEGMENT * rng.randrange(3600 // SEGMENT)
+            main = SEGMENT * max(1, round(rng.uniform(*appliance.minutes) * 60 / SEGMENT))
             tail = appliance.tail_minutes * 60
             water = appliance.water_litres / (main + tail)
-            events.append(
-                _Event(
-                    begin,
-                    begin + main,
-                    appliance.watts,
-                    appliance.phase,
-                    appliance.gas_m3_h / 3.6,
-                    water,
-                )
-            )
+            events.append(_Event(begin, begin + main, appliance.watts, appliance.phase,
+                                 appliance.gas_m3_h / 3.6, water))
             if tail:
-                events.append(
-                    _Event(
-                        begin + main,
-                        begin + main + tail,
-                        appliance.tail_watts,
-                        appliance.phase,
-                        0.0,
-                        water,
-                    )
-                )
-        counters: list[tuple[float, str, int]] = []
-        if rng.random() < 0.02:
-            counters.append((start + rng.uniform(0, 3600), "sag", rng.randrange(3)))
-        if rng.random() < 0.005:
-            counters.append((start + rng.uniform(0, 3600), "swell", rng.randrange(3)))
-        if rng.random() < 1 / (60 * 24):
-            counters.append((start + rng.uniform(0, 3600), "short", 0))
-        if rng.random() < 1 / (400 * 24):
-            counters.append((start + rng.uniform(0, 3600), "long", rng.randrange(180, 14400)))
-        counters.sort()
+                events.append(_Event(begin + main, begin + main + tail, appliance.tail_watts,
+                                     appliance.phase, 0.0, water))
         if len(self._own) > 64:
             self._own.clear()
-        self._own[index] = (events, counters)
-        return events, counters
-
-
-def _carry(whole: int, remainder: float, unit: float) -> tuple[int, float]:
-    """Move complete ``unit``s from ``remainder`` into the integer counter."""
-    if remainder >= unit:
-        units = int(remainder // unit)
-        return whole + units, remainder - units * unit
-    return whole, remainder
+        self._own[index] = events
+        return events
 
 
 def _pv(t: float, hour: _Hour) -> float:

@@ -21,17 +21,26 @@ The file is YAML with three optional top-level keys::
 
 An empty file or ``{}`` means plain HTTP without authentication. Relative paths are
 resolved against the directory of the config file, as exporter-toolkit does. The file is
-validated completely at load time (unknown or duplicate keys, types, readable PEM files,
-matching key, bcrypt hashes), so a bad file stops the exporter at startup instead of
-failing the first scrape.
+read by :mod:`p1_exporter.yamlfile` (at most 256 KiB; no anchors, aliases, deep nesting
+or duplicate keys) and validated completely at load time (unknown keys, types, readable
+PEM files, matching key, bcrypt hashes), so a bad file stops the exporter at startup
+instead of failing the first scrape.
 
 Differences from exporter-toolkit, all caused by what Python's ``ssl`` module can express:
 
 * ``cipher_suites``: Go names are mapped to OpenSSL names for TLS 1.0-1.2. The TLS 1.3
   names are accepted but have no effect, as in Go (TLS 1.3 suites are not configurable).
-* ``curve_preferences``: a single curve is honoured exactly (the only group offered). A
-  list of several cannot be expressed through ``ssl``; OpenSSL's default group list, which
-  contains all four Go curves, is used instead.
+* ``curve_preferences`` is enforced where Python's ``ssl`` can express it: the whole list
+  with ``SSLContext.set_groups()`` (Python 3.15 and later), otherwise a single curve with
+  ``set_ecdh_curve()``. That leaves two cases it cannot express: a list of two or more
+  curves on Python 3.14 and older, and ``[X25519]`` alone on a Python whose
+  ``set_ecdh_curve()`` refuses X25519 (``[EC: UNKNOWN_GROUP] unknown group``: 3.10, and
+  3.11 up to at least 3.11.2 as in Debian 12). Then the exporter still starts, with
+  OpenSSL's default groups (X25519, P-256, P-384 and P-521 among them unless the system's
+  openssl.cnf narrows them), and logs one warning at start that names the curves asked
+  for, the reason and what is offered instead. So every client that Go would accept is
+  accepted; clients using other groups are accepted too. A curve that OpenSSL lacks
+  altogether is a start-up error.
 * ``client_auth_type``: OpenSSL can only request a client certificate together with
   verifying it. ``RequestClientCert`` therefore asks for no certificate at all (Go would
   ask and then ignore it; access control is the same). ``RequireAnyClientCert`` needs
@@ -57,7 +66,9 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
+import logging
 import os
+import platform
 import re
 import secrets
 import ssl
@@ -68,7 +79,8 @@ from types import MappingProxyType
 from typing import Any
 
 import bcrypt
-import yaml
+
+from p1_exporter.yamlfile import YamlFileError, load_yaml
 
 __all__ = [
     "CLIENT_AUTH_TYPES",
@@ -124,12 +136,15 @@ _CIPHER_SUITES: Mapping[str, str | None] = {
     "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
 }
 
-# Go curve names -> OpenSSL short names.
-_CURVES: Mapping[str, str] = {
-    "CurveP256": "prime256v1",
-    "CurveP384": "secp384r1",
-    "CurveP521": "secp521r1",
-    "X25519": "X25519",
+log = logging.getLogger("p1_exporter.webconfig")
+
+# Go curve names -> (OpenSSL object short name, for set_ecdh_curve; group-list name, for
+# set_groups).
+_CURVES: Mapping[str, tuple[str, str]] = {
+    "CurveP256": ("prime256v1", "P-256"),
+    "CurveP384": ("secp384r1", "P-384"),
+    "CurveP521": ("secp521r1", "P-521"),
+    "X25519": ("X25519", "X25519"),
 }
 
 # Response headers a web config may set, and the allowed values where they are an
@@ -167,42 +182,6 @@ _UNSUPPORTED_HINTS: Mapping[str, str] = {
 
 _BCRYPT_RE = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 _BCRYPT_MAX_PASSWORD = 72
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that keeps unquoted numbers and dates as strings and rejects duplicate keys.
-
-    exporter-toolkit decodes into Go strings, so ``basic_auth_users: {1234: ...}`` or a path
-    like ``2024.pem`` must stay text; only null, booleans and merge keys are resolved.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:  # unhashable key; construct_mapping reports it
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"duplicate key {key!r}",
-                    key_node.start_mark,
-                )
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [
-        (tag, regexp)
-        for tag, regexp in resolvers
-        if tag in ("tag:yaml.org,2002:null", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:merge")
-    ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
 
 
 @dataclass(frozen=True)
@@ -313,19 +292,26 @@ class WebConfig:
     def load(cls, path: str) -> WebConfig:
         """Read and fully validate ``path``; raises WebConfigError."""
         try:
-            with open(path, encoding="utf-8") as fh:
-                data = yaml.load(fh, Loader=_Loader)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise WebConfigError(f"{path}: cannot read web config file: {exc}") from exc
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise WebConfigError(f"{path}: invalid YAML{where}: {exc.problem}") from exc
-        except yaml.YAMLError as exc:
-            raise WebConfigError(f"{path}: invalid YAML: {exc}") from exc
+            data = load_yaml(path, strings=True)
+        except OSError as exc:
+            raise WebConfigError(
+                f"{path}: cannot read web config file: {exc.strerror or exc}"
+            ) from None
+        except YamlFileError as exc:
+            raise WebConfigError(f"{path}: {exc}") from None
         config = _build(path, data)
         config.ssl_context()  # loads every PEM file once, so errors surface now
+        warning = config.curve_warning()
+        if warning:
+            log.warning("%s", warning)
         return config
+
+    def curve_warning(self) -> str | None:
+        """Why ``curve_preferences`` cannot be enforced here (and what is used), or None."""
+        if self.tls is None:
+            return None
+        return _set_curves(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), self.tls.curve_preferences,
+                           f"{self.source}: tls_server_config.curve_preferences")
 
     @property
     def auth_required(self) -> bool:
@@ -390,16 +376,47 @@ class WebConfig:
                 ctx.set_ciphers(":".join(suites))
             except ssl.SSLError as exc:
                 raise WebConfigError(f"{where}.cipher_suites: not available: {exc}") from exc
-        if len(tls.curve_preferences) == 1:
-            try:
-                ctx.set_ecdh_curve(_CURVES[tls.curve_preferences[0]])
-            except (ValueError, ssl.SSLError) as exc:
-                raise WebConfigError(f"{where}.curve_preferences: not available: {exc}") from exc
+        _set_curves(ctx, tls.curve_preferences, f"{where}.curve_preferences")
         if tls.prefer_server_cipher_suites:
             ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
         else:
             ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
         return ctx
+
+
+def _set_curves(ctx: ssl.SSLContext, curves: tuple[str, ...], key: str) -> str | None:
+    """Restrict key exchange to ``curves`` as far as this Python's ssl can.
+
+    Returns None when the list is enforced exactly (or empty), else a one-line warning
+    saying what is offered instead; raises WebConfigError if OpenSSL lacks a curve.
+    """
+    wanted = tuple(dict.fromkeys(curves))  # a repeated curve changes nothing
+    if not wanted:
+        return None
+    set_groups = getattr(ctx, "set_groups", None)  # Python 3.15+: a whole group list
+    if set_groups is not None:
+        try:
+            set_groups(":".join(_CURVES[c][1] for c in wanted))
+        except (ValueError, ssl.SSLError) as exc:
+            raise WebConfigError(f"{key}: not available: {exc}") from exc
+        return None
+    python = f"Python {platform.python_version()}"
+    if len(wanted) == 1:
+        try:
+            ctx.set_ecdh_curve(_CURVES[wanted[0]][0])
+        except (ValueError, ssl.SSLError) as exc:
+            if wanted[0] != "X25519":
+                raise WebConfigError(f"{key}: not available: {exc}") from exc
+            reason = f"{python}'s ssl refuses X25519 in set_ecdh_curve() ({exc})"
+        else:
+            return None
+    else:
+        reason = f"{python}'s ssl can enforce one curve only (a list needs Python 3.15)"
+    return (
+        f"{key} [{', '.join(curves)}] is not enforced: {reason}; using OpenSSL's default "
+        "groups instead (X25519, P-256, P-384, P-521 and more, unless openssl.cnf narrows "
+        "them): every listed curve works, and clients may also use the others"
+    )
 
 
 def _no_password() -> bytes:

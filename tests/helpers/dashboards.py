@@ -17,7 +17,7 @@ import yaml
 
 from p1_exporter.metrics.catalog import METRICS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
 ALERTING_RULES = ROOT / "p1-exporter.rules.yml"
 RECORDING_RULES = ROOT / "p1-exporter.recording.rules.yml"
