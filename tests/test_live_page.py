@@ -1,8 +1,9 @@
 """The live page at / in a real browser: Debian's chromium driven by Selenium.
 
-One exporter process (basic auth on, as ``--web.config.file`` sets it) reads three meters:
-``home`` (simulated DSMR 5), ``shop`` (simulated Belgian meter) and ``attic``, a replay of
-one telegram whose header and text message carry markup and which goes stale after 2 s.
+One exporter process (basic auth on, as ``--web.config.file`` sets it) reads four meters:
+``home`` (simulated DSMR 5), ``shop`` (simulated Belgian meter), ``attic``, a replay of
+one telegram whose header and text message carry markup and which goes stale after 2 s,
+and ``shed``, a network meter on a port where nothing listens (never a telegram).
 The browser sends the credentials as a header (DevTools ``Network.setExtraHTTPHeaders``).
 
 The screenshots (desktop, phone, dark mode) come from a second exporter, run in this
@@ -104,6 +105,7 @@ def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterProce
         "  - {name: home, device: 'sim://?dialect=dsmr5&seed=11&interval=1'}\n"
         "  - {name: shop, device: 'sim://?dialect=belgian&seed=12&interval=1'}\n"
         f"  - {{name: attic, device: 'file:{replay}', stale_after: 2}}\n"
+        f"  - {{name: shed, device: 'socket://127.0.0.1:{free_port()}'}}\n"
     )
     args = ["--config", str(config), "--web.listen-address", "127.0.0.1:0",
             "--web.config.file", str(web_config)]
@@ -122,7 +124,7 @@ def browser(exporter: ExporterProcess) -> Iterator[webdriver.Chrome]:
             driver.execute_cdp_cmd("Network.enable", {})
             driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": auth_header()})
             driver.get(exporter.url + "/")
-            wait_until(driver, lambda: len(cards(driver)) == 3, "three meter cards")
+            wait_until(driver, lambda: len(cards(driver)) == 4, "four meter cards")
             yield driver
         finally:
             driver.quit()
@@ -258,6 +260,18 @@ def test_stale_meter_shows_as_stale(browser: webdriver.Chrome) -> None:
     assert link.get_attribute("href").endswith("/api/v1/meters/attic/telegram")
 
 
+def test_a_meter_that_never_sent_a_telegram(browser: webdriver.Chrome) -> None:
+    shed = card(browser, "shed")
+    assert shed.get_attribute("data-fresh") == "false"
+    assert shed.find_element(By.CSS_SELECTOR, ".age").text == "no telegram yet"
+    state = shed.find_element(By.CSS_SELECTOR, ".state").text
+    assert "stale: no validated telegram yet" in state and "not connected" in state
+    assert "last error:" in state  # the refused connection, in the meter's own words
+    assert shed.find_elements(By.CSS_SELECTOR, "a.raw") == []  # no telegram, no link
+    watts = shed.find_element(By.CSS_SELECTOR, '[data-field="import"]').text
+    assert watts == "–"
+
+
 def test_meter_text_is_shown_as_text_not_markup(browser: webdriver.Chrome) -> None:
     attic = card(browser, "attic")
     wait_until(browser, lambda: MARKUP_MESSAGE in attic.find_element(
@@ -290,7 +304,7 @@ def phone(driver: webdriver.Chrome) -> Iterator[None]:
 def test_no_horizontal_scroll_on_a_phone(browser: webdriver.Chrome) -> None:
     """Long meter texts (the attic's message, source paths) wrap on a 360 px phone."""
     with phone(browser):
-        wait_until(browser, lambda: len(cards(browser)) == 3, "cards on the phone")
+        wait_until(browser, lambda: len(cards(browser)) == 4, "cards on the phone")
         wait_until(browser, lambda: MARKUP_MESSAGE in card(browser, "attic").text, "texts")
         scroll, client = page_width(browser)
         assert client == 360 and scroll <= client, f"sideways scroll: {scroll} > {client}"
