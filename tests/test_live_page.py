@@ -269,7 +269,7 @@ def test_a_meter_that_never_sent_a_telegram(browser: webdriver.Chrome) -> None:
     assert "last error:" in state  # the refused connection, in the meter's own words
     assert shed.find_elements(By.CSS_SELECTOR, "a.raw") == []  # no telegram, no link
     watts = shed.find_element(By.CSS_SELECTOR, '[data-field="import"]').text
-    assert watts == "–"
+    assert watts == "\u2013"  # an en dash: no value
 
 
 def test_meter_text_is_shown_as_text_not_markup(browser: webdriver.Chrome) -> None:
