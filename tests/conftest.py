@@ -30,6 +30,7 @@ INTEGRATION_MODULES = frozenset({
     "test_fault_injection.py",
     "test_http_abuse.py",
     "test_http_server.py",
+    "test_live_page.py",
     "test_live_stack.py",
     "test_packaging.py",
     "test_reader_file_sim.py",

@@ -8,12 +8,16 @@ that the test feeds or starves.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import math
 import re
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from prometheus_client.openmetrics.parser import (
@@ -176,17 +180,79 @@ def test_healthz_when_all_fresh(exporter: ExporterProcess) -> None:
 
 
 def test_landing_page(exporter: ExporterProcess) -> None:
+    """/ is the live page: static HTML whose script fills in the meters (see
+    test_live_page.py for what a browser shows)."""
     reply = http_get(exporter.url, "/")
     assert reply.status == 200
     assert reply.headers["Content-Type"] == "text/html; charset=utf-8"
     page = reply.body.decode()
     assert page.startswith("<!DOCTYPE html>")
-    for meter in METERS:
-        assert f"<td>{meter}</td>" in page
-        assert f'href="/api/v1/meters/{meter}/telegram"' in page
-    assert 'href="/metrics"' in page and 'href="/healthz"' in page
+    assert '<script src="static/live.js"></script>' in page
+    assert reply.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    assert 'href="metrics"' in page and 'href="healthz"' in page
+    assert 'href="api/v1/live"' in page
     index = http_get(exporter.url, "/index.html")
     assert index.status == 200 and b"<title>p1-exporter</title>" in index.body
+    for path, kind in (("/static/live.js", "text/javascript"), ("/static/live.css", "text/css")):
+        static = http_get(exporter.url, path)
+        assert static.status == 200 and static.headers["Content-Type"].startswith(kind)
+
+
+def test_live_api(exporter: ExporterProcess) -> None:
+    reply = http_get(exporter.url, "/api/v1/live")
+    assert reply.status == 200
+    assert reply.headers["Cache-Control"] == "no-store"
+    document = reply.json()
+    assert [m["name"] for m in document["meters"]] == list(METERS)
+    found = scrape(exporter.url)
+    for meter in document["meters"]:
+        assert meter["fresh"] is True and meter["source"] == METERS[meter["name"]]
+        values = meter["values"]
+        assert values["import_w"] >= 0 and values["export_w"] >= 0
+        assert len(values["phases"]) == 3
+        assert {d["kind"] for d in values["devices"]} >= {"gas"}
+        power = meter["power"]
+        assert power["step"] == 10 and power["slots"] == 2160 and power["type"] == "float32"
+        watts = series_values(power)
+        assert watts and all(w is None or -100_000 < w < 100_000 for w in watts)
+        assert meter["today"]["complete"] is False  # the exporter started just now
+        assert meter["today"]["since"] <= time.time()
+        gas_series = value(found, "p1_gas_volume_cubic_meters_total", meter=meter["name"],
+                           channel="1")
+        assert series_values(meter["gas"])[-1] == pytest.approx(gas_series)
+    belgian = document["meters"][1]["values"]["demand"]
+    assert belgian["month_peak_w"] > 0
+    # Only the points after `since`: the page asks for what it does not have yet.
+    last = power["first"] + power["count"] - 1
+    newer = http_get(exporter.url, f"/api/v1/live?since={last}&gas_since=99999999999")
+    later = newer.json()["meters"][1]
+    assert later["power"]["first"] >= last + 1 or later["power"]["count"] == 0
+    assert later["gas"]["count"] == 0 and later["gas"]["data"] == ""
+
+
+def series_values(series: dict[str, Any]) -> list[float | None]:
+    """A chart series of /api/v1/live decoded: little-endian floats, NaN for gaps."""
+    raw = base64.b64decode(series["data"])
+    code = "<f" if series["type"] == "float32" else "<d"
+    values = [v for (v,) in struct.iter_unpack(code, raw)]
+    assert len(values) == series["count"]
+    return [None if math.isnan(v) else v for v in values]
+
+
+@pytest.mark.parametrize("query", ["since=-1", "since=abc", "gas_since=1e3",
+                                   "since=" + "9" * 40])
+def test_live_api_refuses_bad_slots(exporter: ExporterProcess, query: str) -> None:
+    reply = http_get(exporter.url, f"/api/v1/live?{query}")
+    assert reply.status == 400
+    assert "must be a slot number" in reply.json()["error"]
+
+
+def test_live_api_without_a_telegram_or_history() -> None:
+    app = ExporterApp(lambda: [Snapshot("new", "test", 60.0)], histories={})
+    document = json.loads(app(Request("GET", "/api/v1/live", {}, {})).body)
+    meter = document["meters"][0]
+    assert meter["values"] is None and meter["power"] is None and meter["today"] is None
+    assert meter["fresh"] is False and meter["reason"] == "no validated telegram yet"
 
 
 def test_meters_api(exporter: ExporterProcess) -> None:

@@ -115,7 +115,9 @@ def test_noise_is_diagnosed_once_per_episode() -> None:
     assert finding.key == "not_inverted" and finding.level == "warning"
     assert finding.message.startswith(f"meter m: {NO_TELEGRAM_BYTES + 10} bytes read")
     assert diagnostics.bytes_read(data[:NO_TELEGRAM_BYTES], 0) == []  # still the same problem
+    assert diagnostics.active() == (finding.message,)  # what the live page shows
     (recovered,) = diagnostics.outcome("ok")
+    assert diagnostics.active() == ()
     assert recovered.key == "recovered" and recovered.level == "info"
     assert diagnostics.outcome("ok") == []
     assert [f.key for f in diagnostics.bytes_read(data[:NO_TELEGRAM_BYTES], 0)] == ["not_inverted"]

@@ -83,7 +83,8 @@ def test_right_credentials_get_metrics(setup: Setup) -> None:
     wait_for(lambda: value(series(http_get(url, context=context, headers=auth(USER, PASSWORD))
                                   .body.decode()), "p1_up", meter="main") == 1.0,
              what="the demo meter to be up")
-    for path in ("/metrics", "/healthz", "/", "/api/v1/meters"):
+    for path in ("/metrics", "/healthz", "/", "/api/v1/meters", "/api/v1/live",
+                 "/static/live.js"):
         reply = http_get(url, path, context=context, headers=auth(USER, PASSWORD))
         assert reply.status == 200, path
 
@@ -101,7 +102,7 @@ def test_right_credentials_get_metrics(setup: Setup) -> None:
     ids=["none", "wrong-password", "wrong-user", "case", "bearer", "garbage"],
 )
 def test_wrong_or_missing_credentials_get_401(setup: Setup, headers: dict[str, str]) -> None:
-    for path in ("/metrics", "/healthz", "/"):
+    for path in ("/metrics", "/healthz", "/", "/api/v1/live", "/static/live.js"):
         reply = http_get(setup.exporter.url, path, context=trusting(setup.pki), headers=headers)
         assert reply.status == 401, path
         assert reply.headers["WWW-Authenticate"].startswith("Basic")

@@ -136,6 +136,8 @@ def test_wheel_holds_the_package_and_no_tests(release: Release) -> None:
     )
     for module in modules:
         assert f"p1_exporter/{module}" in names
+    for static in ("index.html", "live.js", "live.css", "icon.svg"):  # the live page, package data
+        assert f"p1_exporter/web/static/{static}" in names
     source_modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "p1_exporter").rglob("*.py")}
     assert source_modules <= set(names), source_modules - set(names)
     assert not [n for n in names if n.startswith("tests/") or "/tests/" in n]
@@ -367,6 +369,9 @@ def test_installed_demo_serves_metrics(installed: Path, tmp_path: Path,
     text = wait_for(up, 20, 'p1_up{meter="main"} 1', interval=0.25, retry_on=(OSError,))
     assert re.search(r'^p1_power_import_watts\{meter="main"\} [0-9.e+]+$', text, re.M)
     assert 'p1_exporter_build_info{python_version="' in text and f'version="{VERSION}"' in text
+    # The live page's files come from the installed package data.
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/live.js", timeout=5) as r:
+        assert r.status == 200 and b"api/v1/live" in r.read()
 
     # The image's health check, pointed at this port, accepts the running exporter.
     command = _healthcheck_command()

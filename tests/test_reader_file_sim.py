@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from p1_exporter.core.telegram import Telegram
+from p1_exporter.meter.reader import MeterReader
+from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.meter.sources import open_source
 from p1_exporter.sim.meter import SimulatedMeter
 from tests.helpers.reader import NOTHING, counts, fast_config, messages, ok_count, running
@@ -214,3 +216,31 @@ def test_unexpected_errors_never_escape_the_thread(
         assert snap.last_error is not None and "boom" in snap.last_error
         assert len(messages(caplog_reader, "unexpected error", logging.WARNING)) == 2
         assert len(messages(caplog_reader, "valid telegrams", logging.INFO)) == 2
+
+
+# -- the telegram listener (the live page's history) -------------------------------------------
+
+
+def test_listener_sees_each_new_telegram_once_and_cannot_break_the_reader(
+    tmp_path: Path, caplog_reader: pytest.LogCaptureFixture
+) -> None:
+    telegrams = capture(4, step=10.0)
+    path = tmp_path / "capture.txt"
+    path.write_bytes(b"".join(telegrams))
+    seen: list[bytes] = []
+
+    def listener(snap: Snapshot) -> None:
+        assert snap.telegram is not None
+        seen.append(snap.telegram.raw)
+        raise RuntimeError("listener bug")
+
+    reader = MeterReader(fast_config(f"file:{path}?pace=fast"), on_telegram=listener)
+    reader.start()
+    try:
+        wait_for(lambda: reader.snapshot.last_error is not None)
+    finally:
+        reader.stop()
+    assert seen == telegrams
+    assert ok_count(reader) == 4
+    assert messages(caplog_reader, "telegram listener failed", logging.WARNING) == [
+        "meter test: telegram listener failed: RuntimeError('listener bug')"]

@@ -381,6 +381,8 @@ def test_not_inverted_signal_is_diagnosed_once(caplog_reader: pytest.LogCaptureF
         (line,) = messages(caplog_reader, "without one telegram", logging.WARNING)
         assert "not inverted" in line
         assert not messages(caplog_reader, "arrived torn")  # not mistaken for a shared port
+        # The snapshot carries the diagnosis too (the live page shows it).
+        wait_for(lambda: reader.snapshot.diagnostics == (line,))
 
 
 def test_staleness_follows_the_last_valid_telegram() -> None:

@@ -16,6 +16,7 @@ from p1_exporter.commands.config import ConfigError, ExporterConfig, load_config
 from p1_exporter.logs.setup import setup_logging
 from p1_exporter.meter.reader import MeterReader
 from p1_exporter.web.app import ExporterApp
+from p1_exporter.web.live_history import MeterHistory
 from p1_exporter.web.server import ExporterHTTPServer
 from p1_exporter.web.webconfig import WebConfig, WebConfigError
 
@@ -33,13 +34,14 @@ def build(config: ExporterConfig) -> tuple[list[MeterReader], ExporterHTTPServer
             reason = str(exc).removeprefix(f"{path}: ")  # the file is named once
             raise ConfigError(f"--web.config.file {path}: {reason}") from None
     readers = []
+    histories = {meter.name: MeterHistory() for meter in config.meters}
     for meter in config.meters:
         try:
-            readers.append(MeterReader(meter))
+            readers.append(MeterReader(meter, on_telegram=histories[meter.name].observe))
         except ValueError as exc:
             raise ConfigError(f"meter {meter.name} ({meter.url}): {exc}") from None
     app = ExporterApp(lambda: [reader.snapshot for reader in readers],
-                      config.web.telemetry_path)
+                      config.web.telemetry_path, histories)
     try:
         server = ExporterHTTPServer(
             config.web.listen_address, app, web_config,

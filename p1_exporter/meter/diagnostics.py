@@ -122,11 +122,18 @@ class Diagnostics:
         self._noise_bytes = 0
         self._outcomes: deque[str] = deque(maxlen=CRC_WINDOW)
         self._active: set[str] = set()
+        self._messages: dict[str, str] = {}
+
+    def active(self) -> tuple[str, ...]:
+        """The messages of the conditions in force now (for the live page)."""
+        messages = self._messages
+        return tuple(messages[key] for key in sorted(self._active) if key in messages)
 
     def _raise(self, finding: Finding) -> list[Finding]:
         if finding.key in self._active:
             return []
         self._active.add(finding.key)
+        self._messages[finding.key] = finding.message
         return [finding]
 
     def _clear(self, *keys: str) -> list[Finding]:

@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -79,10 +80,18 @@ class MeterConfig:
 
 
 class MeterReader:
-    """Reads one meter in a daemon thread; ``snapshot`` is always safe to read."""
+    """Reads one meter in a daemon thread; ``snapshot`` is always safe to read.
 
-    def __init__(self, config: MeterConfig, source: Source | None = None) -> None:
+    ``on_telegram``, when given, is called in the reader thread with each snapshot that
+    carries a new telegram, right after it is published (the live page's history uses
+    it); it must be quick, and an exception from it is logged once and otherwise ignored.
+    """
+
+    def __init__(self, config: MeterConfig, source: Source | None = None,
+                 on_telegram: Callable[[Snapshot], None] | None = None) -> None:
         self.config = config
+        self._on_telegram = on_telegram
+        self._announced: Telegram | None = None
         self.source = source or open_source(config.url, config.settings, config.poll_interval)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -171,7 +180,15 @@ class MeterReader:
             connected=self._connected,
             settings=settings,
             last_error=self._last_error,
+            diagnostics=self._diagnostics.active(),
         )
+        if self._on_telegram is not None and self._latest is not self._announced:
+            self._announced = self._latest
+            try:
+                self._on_telegram(self._snapshot)
+            except Exception as exc:  # a listener must not cost the meter its readings
+                self._limiter.log("listener", logging.ERROR,
+                                  f"meter {self.config.name}: telegram listener failed: {exc!r}")
 
     def _run(self) -> None:
         name = self.config.name

@@ -43,6 +43,7 @@ class Snapshot:
     connected: bool = False
     settings: str | None = None
     last_error: str | None = None
+    diagnostics: tuple[str, ...] = ()  # link problems in force now, in plain words
 
     def age(self, now_monotonic: float | None = None) -> float | None:
         """Seconds since the last validated telegram, or None if there never was one."""

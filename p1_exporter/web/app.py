@@ -1,7 +1,9 @@
-"""The exporter's HTTP routes: /metrics, the landing page, /healthz and the telegram API.
+"""The exporter's HTTP routes: /metrics, the live page, /healthz and the JSON API.
 
-Routes read the readers' immutable snapshots only, so no request can block a
-reader. The transport (threads, TLS, auth, gzip, 405) is :mod:`p1_exporter.web.server`.
+Routes read the readers' immutable snapshots (and the live page's histories, which
+need no lock either), so no request can block a reader. The transport (threads, TLS,
+auth, gzip, 405) is :mod:`p1_exporter.web.server`; every route, the live page and its
+JSON included, goes through the same TLS and basic auth as /metrics.
 """
 
 from __future__ import annotations
@@ -9,17 +11,28 @@ from __future__ import annotations
 import html
 import json
 import time
+from collections.abc import Mapping
 
 from prometheus_client.exposition import choose_encoder
 
-from p1_exporter import __version__
 from p1_exporter.core.render_json import telegram_to_dict
 from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.metrics.collector import SnapshotSource, make_registry
+from p1_exporter.web.live import STATIC_FILES, live_document, static_file
+from p1_exporter.web.live_history import MeterHistory
 from p1_exporter.web.server import Request, Response
 
 _JSON = "application/json; charset=utf-8"
 _HTML = "text/html; charset=utf-8"
+#: The page and its files are small; "no-cache" makes browsers revalidate after an upgrade.
+_NO_CACHE = (("Cache-Control", "no-cache"),)
+#: The live page runs only its own script and styles, and nothing from elsewhere: a second
+#: line of defence behind escaping every text that comes from a meter.
+_PAGE_HEADERS = (*_NO_CACHE, ("Content-Security-Policy",
+                              "default-src 'self'; base-uri 'none'; frame-ancestors 'none'"),
+                 ("X-Content-Type-Options", "nosniff"))
+#: Query parameters of /api/v1/live: chart slots the page already has.
+_SLOT_PARAMETERS = ("since", "gas_since")
 
 
 def _json(status: int, value: object) -> Response:
@@ -50,17 +63,32 @@ def meter_state(snap: Snapshot, now_monotonic: float) -> dict[str, object]:
 class ExporterApp:
     """Maps requests to responses for a fixed set of meter readers."""
 
-    def __init__(self, snapshots: SnapshotSource, telemetry_path: str = "/metrics") -> None:
+    def __init__(self, snapshots: SnapshotSource, telemetry_path: str = "/metrics",
+                 histories: Mapping[str, MeterHistory] | None = None) -> None:
         self.snapshots = snapshots
         self.telemetry_path = telemetry_path
         self.registry = make_registry(snapshots)
+        self.histories: Mapping[str, MeterHistory] = histories or {}
+        self.started = time.time()
+        # The page's files are read once; the metrics link is relative ("metrics"), so the
+        # page also works behind a reverse proxy that serves the exporter under a prefix.
+        page = static_file("index.html").decode()
+        metrics_link = html.escape(telemetry_path.lstrip("/") or "./", quote=True)
+        self._page = page.replace("{{metrics_path}}", metrics_link).encode()
+        self._static = {path: Response(200, static_file(name), content_type, _NO_CACHE)
+                        for path, (name, content_type) in STATIC_FILES.items()}
 
     def __call__(self, request: Request) -> Response:
         path = request.path
         if path == self.telemetry_path:
             return self.metrics(request)
         if path in ("/", "/index.html"):
-            return self.landing()
+            return Response(200, self._page, _HTML, _PAGE_HEADERS)
+        static = self._static.get(path)
+        if static is not None:
+            return static
+        if path == "/api/v1/live":
+            return self.live(request)
         if path == "/healthz":
             return self.health()
         prefix = "/api/v1/meters/"
@@ -106,44 +134,21 @@ class ExporterApp:
             "decoded": telegram_to_dict(telegram),
         })
 
-    def landing(self) -> Response:
-        """A small HTML page: each meter's state, and links."""
+    def live(self, request: Request) -> Response:
+        """The live page's data; ``?since=N&gas_since=M`` asks only for newer chart points."""
+        slots: dict[str, int | None] = {}
+        for name in _SLOT_PARAMETERS:
+            values = request.query.get(name)
+            if not values:
+                slots[name] = None
+                continue
+            text = values[-1]
+            if not (text.isascii() and text.isdigit() and len(text) <= 12):
+                return _json(400, {"error": f"{name} must be a slot number, not {text[:40]!r}"})
+            slots[name] = int(text)
         now = time.monotonic()
-        rows = []
-        for snap in self.snapshots():
-            state = meter_state(snap, now)
-            name = html.escape(snap.name)
-            age = state["age_seconds"]
-            rows.append(
-                "<tr>"
-                f"<td>{name}</td>"
-                f"<td class={'ok' if state['fresh'] else 'bad'}>"
-                f"{'fresh' if state['fresh'] else 'STALE'}</td>"
-                f"<td>{'-' if age is None else f'{age:.1f} s'}</td>"
-                f"<td>{html.escape(snap.source)}</td>"
-                f"<td>{html.escape(snap.settings or '')}</td>"
-                f"<td>{snap.telegrams.get('ok', 0)} ok, {snap.telegrams.get('crc_error', 0)}"
-                f" CRC errors, {snap.telegrams.get('malformed', 0)} malformed</td>"
-                f"<td>{html.escape(str(state['reason']))}"
-                f"{'; last error: ' + html.escape(snap.last_error) if snap.last_error else ''}"
-                "</td>"
-                f"<td><a href=\"/api/v1/meters/{name}/telegram\">telegram</a></td>"
-                "</tr>"
-            )
-        path = html.escape(self.telemetry_path)
-        page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>p1-exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}
-.ok{{color:#186a18}}.bad{{color:#b00020;font-weight:bold}}</style></head>
-<body><h1>p1-exporter {html.escape(__version__)}</h1>
-<p>Prometheus exporter for DSMR / P1 smart meters.</p>
-<p><a href="{path}">Metrics</a> &middot; <a href="/healthz">Health</a>
-&middot; <a href="/api/v1/meters">Meters (JSON)</a></p>
-<table><tr><th>meter</th><th>state</th><th>age</th><th>source</th><th>settings</th>
-<th>telegrams</th><th>details</th><th></th></tr>
-{''.join(rows)}
-</table></body></html>
-"""
-        return Response(200, page.encode(), _HTML)
-
-
+        meters = [(snap, meter_state(snap, now)) for snap in self.snapshots()]
+        document = live_document(meters, self.histories, self.started, slots["since"],
+                                 slots["gas_since"])
+        body = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+        return Response(200, body, _JSON, (("Cache-Control", "no-store"),))
