@@ -124,7 +124,7 @@ def test_memory_is_one_entry_per_meter_with_only_its_current_series() -> None:
     entries = cached._entries
     assert set(entries) == {"m0", "m1"}
     build_info = 1
-    assert sum(len(entry.prefixes) for entry in entries.values()) == series_now - build_info
+    assert sum(len(entry.series) for entry in entries.values()) == series_now - build_info
 
 
 def test_a_value_that_cannot_be_exported_costs_only_its_meter(
@@ -207,3 +207,18 @@ def test_promtool_accepts_the_cached_exposition_of_many_meters() -> None:
     assert result.returncode in (0, 3), result.stderr
     for line in (result.stdout + result.stderr).splitlines():
         assert line.endswith("_total no help text"), line
+
+
+def test_a_snapshot_prepared_ahead_is_served_without_rendering_again() -> None:
+    current = [snapshot("home", TELEGRAMS["v5.txt"]), snapshot("shop", TELEGRAMS["smarty_lux.txt"])]
+    cached = CachedExposition(lambda: current, self_metrics=False)
+    cached.text()
+    current[0] = snapshot("home", TELEGRAMS["v5_eon_hu.txt"])
+    cached.prepare(current[0])
+    entry = cached._entries["home"]
+    assert entry.snapshot is current[0] and entry.fresh is not None
+    pieces = entry.fresh
+    registry = make_registry(lambda: current, self_metrics=False)
+    assert cached.text() == generate_latest(registry)
+    assert cached.openmetrics() == openmetrics_latest(registry)  # type: ignore[no-untyped-call]
+    assert cached._entries["home"] is entry and entry.fresh is pieces

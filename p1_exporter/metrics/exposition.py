@@ -16,7 +16,7 @@ meter keeps sending it, so a new snapshot costs one formatted number per sample.
 
 No locks: a scrape reads one snapshot per meter and swaps whole cache entries (two
 scrapes at once may render the same snapshot twice; both results are equal). Memory is
-one entry per meter, holding its current snapshot's pieces and the prefixes they use.
+one entry per meter, holding its current snapshot's pieces and the series they write.
 """
 
 from __future__ import annotations
@@ -51,6 +51,10 @@ log = logging.getLogger("p1_exporter.exposition")
 Encoder = Callable[[CollectorRegistry], bytes]
 #: A family's index in catalog order, and the meter's lines of that family.
 Piece = tuple[int, bytes]
+#: A series (metric, label values), and how it was last written: ``name{labels} `` in the
+#: text and OpenMetrics formats, its last value and that value formatted.
+SeriesKey = tuple[str, tuple[str, ...]]
+Series = tuple[str, str, float, str]
 _Sample = tuple[str, tuple[str, ...], float]
 
 _NAMES = list(METRICS)
@@ -115,7 +119,7 @@ def _same_escapings(openmetrics: bool) -> frozenset[str]:
 _SAME_ESCAPINGS = (_same_escapings(False), _same_escapings(True))
 
 
-def _prefixes(metric: str, labels: tuple[str, ...]) -> tuple[bytes, bytes]:
+def _prefixes(metric: str, labels: tuple[str, ...]) -> tuple[str, str]:
     """``name{labels} `` of one series in the text and OpenMetrics formats, as the encoders
     write it (escaping included): the series is encoded with a probe value, which is cut off."""
     index = _INDEX[metric]
@@ -128,43 +132,48 @@ def _prefixes(metric: str, labels: tuple[str, ...]) -> tuple[bytes, bytes]:
         if not body.startswith(header) or not body.endswith(_PROBE_TAIL) or body.count(
                 b"\n", len(header)) != 1:
             raise ValueError(f"unexpected exposition for {metric}: {body!r}")
-        out.append(body[len(header): -len(_PROBE_TAIL) + 1])
+        out.append(body[len(header): -len(_PROBE_TAIL) + 1].decode())
     text, om = out
     return text, (text if om == text else om)  # one object when the formats agree
 
 
-def _pieces(samples: Sequence[_Sample], prefixes: dict[tuple[str, tuple[str, ...]],
-            tuple[bytes, bytes]], used: dict[tuple[str, tuple[str, ...]],
-            tuple[bytes, bytes]]) -> tuple[tuple[Piece, ...], tuple[Piece, ...]]:
-    """One meter's samples as (family, lines) pieces in catalog order, per format.
+def _pieces(samples: Sequence[_Sample], known: dict[SeriesKey, Series],
+            used: dict[SeriesKey, Series]) -> tuple[tuple[Piece, ...], tuple[Piece, ...]]:
+    """One meter's samples as (family, lines) pieces in catalog order, per format (the
+    same pieces when the formats write every series alike, as they do for these families).
 
-    ``prefixes`` are the meter's known series prefixes; the ones used land in ``used``.
+    ``known`` are the meter's series rendered before (a series whose value is unchanged
+    keeps its formatted number); the series of these samples land in ``used``.
     """
-    text: dict[int, list[bytes]] = {}
-    om: dict[int, list[bytes]] = {}
+    rows: dict[int, list[Series]] = {}
+    same = True
     for metric, labels, value in samples:
         key = (metric, labels)
-        prefix = used.get(key) or prefixes.get(key)
-        if prefix is None:
-            prefix = _prefixes(metric, labels)
-        used[key] = prefix
-        tail = _number(value).encode() + b"\n"
-        index = _INDEX[metric]
-        text.setdefault(index, []).append(prefix[0] + tail)
-        om.setdefault(index, []).append(prefix[1] + tail)
-    return (tuple((i, b"".join(text[i])) for i in sorted(text)),
-            tuple((i, b"".join(om[i])) for i in sorted(om)))
+        series = used.get(key) or known.get(key)
+        if series is None:
+            series = (*_prefixes(metric, labels), value, _number(value))
+        elif series[2] != value or not value:  # (0.0 too: -0.0 equals it, but reads -0.0)
+            series = (series[0], series[1], value, _number(value))
+        used[key] = series
+        same = same and series[0] is series[1]
+        rows.setdefault(_INDEX[metric], []).append(series)
+    order = sorted(rows)
+    text = tuple((i, "".join([f"{s[0]}{s[3]}\n" for s in rows[i]]).encode()) for i in order)
+    if same:
+        return text, text
+    om = tuple((i, "".join([f"{s[1]}{s[3]}\n" for s in rows[i]]).encode()) for i in order)
+    return text, om
 
 
 class _Entry:
     """One meter's cached pieces for one snapshot; fresh and stale rendered on demand."""
 
-    __slots__ = ("fresh", "prefixes", "snapshot", "stale")
+    __slots__ = ("fresh", "series", "snapshot", "stale")
 
     def __init__(self, snapshot: Snapshot,
-                 prefixes: dict[tuple[str, tuple[str, ...]], tuple[bytes, bytes]]) -> None:
+                 series: dict[SeriesKey, Series]) -> None:
         self.snapshot = snapshot
-        self.prefixes = prefixes
+        self.series = series
         self.fresh: tuple[tuple[Piece, ...], tuple[Piece, ...]] | None = None
         self.stale: tuple[tuple[Piece, ...], tuple[Piece, ...]] | None = None
 
@@ -176,9 +185,11 @@ class _Entry:
             samples = health_samples(snap, fresh)
             if fresh and snap.telegram is not None:
                 samples += meter_values(snap.name, snap.telegram, limiter)
-            used: dict[tuple[str, tuple[str, ...]], tuple[bytes, bytes]] = {}
-            cached = _pieces(samples, self.prefixes, used)
-            self.prefixes = used  # only the series this snapshot has: bounded per meter
+            used: dict[SeriesKey, Series] = {}
+            cached = _pieces(samples, self.series, used)
+            # Only the series of the latest fresh render (and the health ones): bounded per
+            # meter, and a meter that comes back from stale keeps its value series' prefixes.
+            self.series = used if fresh else {**self.series, **used}
             if fresh:
                 self.fresh = cached
             else:
@@ -222,7 +233,7 @@ class CachedExposition:
             count += 1
             entry = entries.get(snap.name)
             if entry is None or entry.snapshot is not snap:
-                entry = entries[snap.name] = _Entry(snap, {} if entry is None else entry.prefixes)
+                entry = entries[snap.name] = _Entry(snap, {} if entry is None else entry.series)
             for index, piece in entry.pieces(snap.fresh(now), openmetrics, self._limiter):
                 buckets[index].append(piece)
         if len(entries) > count:  # meters that went away
@@ -236,6 +247,15 @@ class CachedExposition:
                 out.append(headers[index])
                 out += bucket
         return b"".join(out)
+
+    def prepare(self, snap: Snapshot) -> None:
+        """Render a just-published snapshot now (fresh, both formats), so the next scrape
+        only joins bytes: for a publisher that would rather pay here than at the scrape."""
+        entry = self._entries.get(snap.name)
+        if entry is None or entry.snapshot is not snap:
+            entry = self._entries[snap.name] = _Entry(
+                snap, {} if entry is None else entry.series)
+        entry.pieces(True, False, self._limiter)
 
     def text(self, escaping: str = UNDERSCORES) -> bytes:
         """The whole exposition in the Prometheus text format (0.0.4)."""
