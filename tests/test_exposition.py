@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import threading
 import time
 from types import MappingProxyType
 
@@ -222,3 +223,63 @@ def test_a_snapshot_prepared_ahead_is_served_without_rendering_again() -> None:
     assert cached.text() == generate_latest(registry)
     assert cached.openmetrics() == openmetrics_latest(registry)  # type: ignore[no-untyped-call]
     assert cached._entries["home"] is entry and entry.fresh is pieces
+
+
+def test_scrapes_in_threads_while_meters_publish_come_and_go() -> None:
+    """No locks: scrapes in four threads while snapshots are replaced and meters leave and
+    come back; every body is whole (each meter once, all of its families) and none fails."""
+    raws = [TELEGRAMS["v5.txt"], TELEGRAMS["fluvius_v171.txt"], TELEGRAMS["smarty_lux.txt"]]
+    telegrams = [parse(raw) for raw in raws]
+    state: dict[str, list[Snapshot]] = {"now": []}
+
+    def publish(round_: int) -> None:
+        count = 6 if round_ % 10 else 3  # every tenth round half the meters are gone
+        state["now"] = [Snapshot(f"m{i}", "test", 60.0, telegram=telegrams[(i + round_) % 3],
+                                 received_at=1.7e9 + round_, bytes_read=round_,
+                                 received_monotonic=time.monotonic())
+                        for i in range(count)]
+
+    publish(0)
+    cached = CachedExposition(lambda: state["now"], self_metrics=False)
+    failures: list[BaseException] = []
+    bodies: list[bytes] = []
+
+    rounds = [0]
+    done = threading.Event()
+
+    def publisher() -> None:
+        while not done.is_set() and rounds[0] < 100_000:
+            rounds[0] += 1
+            publish(rounds[0])
+
+    def scraper(openmetrics: bool) -> None:
+        try:
+            for _ in range(40):
+                bodies.append(cached.openmetrics() if openmetrics else cached.text())
+                time.sleep(0.001)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=scraper, args=(n % 2 == 1,)) for n in range(4)]
+    publishing = threading.Thread(target=publisher)
+    publishing.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    done.set()
+    publishing.join(10)
+    assert not failures
+    assert len(bodies) == 160 and rounds[0] > 10
+    for body in bodies:
+        text = body.decode()
+        if text.endswith("# EOF\n"):
+            families = list(openmetrics_families(text))  # type: ignore[no-untyped-call]
+        else:
+            families = list(text_string_to_metric_families(text))
+        up = next(f for f in families if f.name == "p1_up")
+        meters = [s.labels["meter"] for s in up.samples]
+        assert len(meters) in (3, 6) and len(set(meters)) == len(meters)
+        info = next(f for f in families if f.name == "p1_meter_info")
+        assert sorted(s.labels["meter"] for s in info.samples) == sorted(meters)
+    assert len(cached._entries) <= 6

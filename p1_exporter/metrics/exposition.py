@@ -238,8 +238,9 @@ class CachedExposition:
                 buckets[index].append(piece)
         if len(entries) > count:  # meters that went away
             names = {snap.name for snap in self.snapshots()}
-            for name in [name for name in entries if name not in names]:
-                entries.pop(name, None)
+            for name in list(entries):  # a copy: another scrape may add entries meanwhile
+                if name not in names:
+                    entries.pop(name, None)
         headers = _HEADERS[openmetrics]
         out: list[bytes] = []
         for index, bucket in enumerate(buckets):
