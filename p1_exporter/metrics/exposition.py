@@ -3,8 +3,9 @@
 Why: :class:`~p1_exporter.metrics.collector.P1Collector` rebuilds every sample of every
 meter at each scrape, which at hundreds of meters costs hundreds of milliseconds of CPU
 per scrape. Here each meter's lines are rendered once per snapshot (snapshots are
-immutable and replaced on every publish, so the snapshot's identity is the cache key)
-and a scrape puts the cached pieces under each family's HELP/TYPE header.
+immutable and replaced on every publish, so the snapshot's identity is the cache key):
+by the first scrape that sees it, or ahead by :meth:`CachedExposition.prepare` when the
+publisher calls it. A scrape puts the cached pieces under each family's HELP/TYPE header.
 
 The output is byte for byte the collector's (a test proves it): the text and
 OpenMetrics formats want each family's header once with all meters' samples of that
@@ -12,7 +13,7 @@ family together, so pieces are kept per (meter, family) and assembled per family
 catalog order. prometheus_client still writes every byte that needs care: the headers
 and each series' ``name{labels} `` come from its encoders (which escape), and values
 from its number formatter. A series' prefix is rendered once and reused while the
-meter keeps sending it, so a new snapshot costs one formatted number per sample.
+meter keeps sending it, so a new snapshot costs one formatted number per changed value.
 
 No locks: a scrape reads one snapshot per meter and swaps whole cache entries (two
 scrapes at once may render the same snapshot twice; both results are equal). Memory is
