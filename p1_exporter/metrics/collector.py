@@ -27,11 +27,16 @@ SnapshotSource = Callable[[], Sequence[Snapshot]]
 log = logging.getLogger("p1_exporter.collector")
 
 
-def metric_family(spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:
-    """An empty prometheus_client family for a catalog entry (with the ``meter`` label)."""
-    labels = ["meter", *spec.labels] if spec.name != "p1_exporter_build_info" else list(
+def family_labels(spec: MetricSpec) -> list[str]:
+    """A family's label names: ``meter`` first, except on the exporter-wide families."""
+    return ["meter", *spec.labels] if spec.name != "p1_exporter_build_info" else list(
         spec.labels
     )
+
+
+def metric_family(spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:
+    """An empty prometheus_client family for a catalog entry."""
+    labels = family_labels(spec)
     if spec.type == "counter":
         return CounterMetricFamily(spec.name, spec.help, labels=labels)
     return GaugeMetricFamily(spec.name, spec.help, labels=labels)
@@ -81,11 +86,6 @@ def health_samples(snap: Snapshot, fresh: bool) -> list[tuple[str, tuple[str, ..
     return samples
 
 
-def build_info_labels() -> tuple[str, str]:
-    """The label values of ``p1_exporter_build_info``: version, Python version."""
-    return (__version__, platform.python_version())
-
-
 class P1Collector(Collector):
     """Collects all meters' metrics from ``snapshots()`` at each scrape."""
 
@@ -98,6 +98,10 @@ class P1Collector(Collector):
     ) -> list[tuple[str, tuple[str, ...], float]]:
         return meter_values(meter, telegram, self._limiter)
 
+    def exporter_samples(self) -> list[tuple[str, tuple[str, ...], float]]:
+        """The exporter-wide samples (no meter label), read at each scrape."""
+        return [("p1_exporter_build_info", (__version__, platform.python_version()), 1.0)]
+
     def collect(self) -> Iterable[Metric]:
         now = time.monotonic()
         families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
@@ -108,7 +112,8 @@ class P1Collector(Collector):
                 family = families[name] = metric_family(METRICS[name])
             family.add_metric(list(labels), value)
 
-        add("p1_exporter_build_info", build_info_labels(), 1.0)
+        for name, labels, value in self.exporter_samples():
+            add(name, labels, value)
         for snap in self.snapshots():
             meter = snap.name
             fresh = snap.fresh(now)

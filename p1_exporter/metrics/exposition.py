@@ -5,7 +5,8 @@ meter at each scrape, which at hundreds of meters costs hundreds of milliseconds
 per scrape. Here each meter's lines are rendered once per snapshot (snapshots are
 immutable and replaced on every publish, so the snapshot's identity is the cache key):
 by the first scrape that sees it, or ahead by :meth:`CachedExposition.prepare` when the
-publisher calls it. A scrape puts the cached pieces under each family's HELP/TYPE header.
+publisher calls it. A scrape puts the cached pieces under each family's HELP/TYPE header,
+beside the few exporter-wide samples (``P1Collector.exporter_samples``), rendered then.
 
 The output is byte for byte the collector's (a test proves it): the text and
 OpenMetrics formats want each family's header once with all meters' samples of that
@@ -41,7 +42,7 @@ from p1_exporter.metrics.catalog import METRICS
 from p1_exporter.metrics.collector import (
     P1Collector,
     SnapshotSource,
-    build_info_labels,
+    family_labels,
     health_samples,
     meter_values,
     metric_family,
@@ -60,7 +61,6 @@ _Sample = tuple[str, tuple[str, ...], float]
 
 _NAMES = list(METRICS)
 _INDEX = {name: index for index, name in enumerate(_NAMES)}
-_BUILD = "p1_exporter_build_info"  # the one family without a meter label
 _EOF = b"# EOF\n"
 _PROBE = 0.0  # the value a prefix is rendered with, then cut off
 #: prometheus_client's number formatting, as both its encoders use it.
@@ -109,8 +109,7 @@ def _same_escapings(openmetrics: bool) -> frozenset[str]:
     for name in _NAMES:
         spec = METRICS[name]
         family = metric_family(spec)
-        family.add_metric(['a"b\\c\nd.e-\u00e9'] * (len(spec.labels) + (name != _BUILD)),
-                          1.5)
+        family.add_metric(['a"b\\c\nd.e-\u00e9'] * len(family_labels(spec)), 1.5)
         probe.append(family)
     default = _encode(probe, openmetrics)
     return frozenset(scheme for scheme in (UNDERSCORES, ALLOWUTF8, VALUES, DOTS)
@@ -210,7 +209,9 @@ class CachedExposition:
         self.snapshots = snapshots
         self.own = CollectorRegistry(auto_describe=False)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(P1Collector(snapshots))
+        #: Also the source of the exporter-wide samples, rendered at each scrape.
+        self.collector = P1Collector(snapshots)
+        self.registry.register(self.collector)
         if self_metrics:  # as make_registry: the process's own metrics after the P1 ones
             for registry in (self.own, self.registry):
                 ProcessCollector(registry=registry)
@@ -218,16 +219,17 @@ class CachedExposition:
                 GCCollector(registry=registry)
         self._entries: dict[str, _Entry] = {}
         self._limiter = LogLimiter(log)
-        build = metric_family(METRICS[_BUILD])
-        build.add_metric(list(build_info_labels()), 1.0)
-        self._build = (_encode([build], False)[len(_HEADERS[0][_INDEX[build.name]]):],
-                       _encode([build], True)[len(_HEADERS[1][_INDEX[build.name]]):])
+        self._exporter_series: dict[SeriesKey, Series] = {}
 
     def meters(self, openmetrics: bool) -> bytes:
         """The P1 families (no process metrics, no ``# EOF``), as the collector writes them."""
         now = time.monotonic()
         buckets: list[list[bytes]] = [[] for _ in _NAMES]
-        buckets[_INDEX[_BUILD]].append(self._build[openmetrics])
+        used: dict[SeriesKey, Series] = {}
+        for index, piece in _pieces(self.collector.exporter_samples(), self._exporter_series,
+                                    used)[openmetrics]:
+            buckets[index].append(piece)
+        self._exporter_series = used
         entries = self._entries
         count = 0
         for snap in self.snapshots():
