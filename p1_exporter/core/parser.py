@@ -74,7 +74,8 @@ Effect = (
     | tuple[Literal[11], str, tuple[Register, Register]]  # _BOUNDS: (upper, lower)
 )
 
-#: Bytes one stream's line memo may hold (both of its memos, everything they refer to).
+#: Bytes one stream's line memo may hold (both of its memos, everything they refer to;
+#: beyond that only its own empty dicts, under 1 KiB).
 #: A realistic stream (voltages, currents and per-phase powers changing every second)
 #: stays well under it; tests/test_parser_lines.py measures that.
 MEMO_SIZE = 192 * 1024
@@ -247,6 +248,10 @@ def _decode_number_line(line: str, memo: LineMemo) -> Effect | None:
     values = memo.values
     if values is not None:
         register = values.get(body)
+        if register is None:
+            register = memo.older_values.get(body)
+            if register is not None:
+                memo.remember_value(body, register)
         if register is not None:
             return (_REGISTER, code, register)
     number, star, unit = body.partition("*")
@@ -277,35 +282,33 @@ class LineMemo:
     later), so even a changed line often needs no arithmetic.
 
     Memory: each entry is counted at an upper bound of its size (see ``_ENTRY_BYTES``).
-    When the counted bytes would pass half the limit, ``effects`` becomes ``older`` and a
-    new generation starts (``values`` starts over); a line found in ``older`` is brought
-    back. Lines a meter repeats every telegram so survive, while the lines that change
-    (voltages, currents, the clock) age out: at most ``limit`` bytes, on any stream.
+    When the counted bytes would pass half the limit, both memos become the older
+    generation (``older``, ``older_values``) and new ones start; an entry found in the
+    older generation is brought back. Lines a meter repeats every telegram so survive,
+    while those that change (voltages, currents, the clock) age out: at most ``limit``
+    bytes, on any stream.
     """
 
-    __slots__ = ("effects", "limit", "older", "size", "values")
+    __slots__ = ("effects", "half", "limit", "older", "older_values", "size", "values")
 
     def __init__(self, limit: int = MEMO_SIZE) -> None:
         self.limit = limit
+        self.half = limit // 2  # what one generation may count
         self.size = 0  # counted bytes of this generation (effects and values)
         self.effects: dict[str, Effect] = {}
         self.older: dict[str, Effect] = {}
         self.values: dict[str, Register] | None = {} if limit else None
+        self.older_values: dict[str, Register] = {}
 
-    def _room(self, cost: int) -> bool:
-        """Count an entry of ``cost`` bytes; start a new generation when this one is full.
-        False when the entry would not fit even in an empty generation (it is not kept)."""
-        half = self.limit // 2
-        if self.size + cost > half:
-            if cost > half:
-                return False
-            self.older.clear()  # in place: a decode in progress may hold its .get
-            self.older, self.effects = self.effects, self.older
-            if self.values is not None:
-                self.values.clear()
-            self.size = 0
-        self.size += cost
-        return True
+    def _next_generation(self) -> None:
+        """This generation becomes the older one; the older one is dropped."""
+        # In place, then swapped: a decode in progress may hold a dict's .get.
+        self.older.clear()
+        self.older, self.effects = self.effects, self.older
+        if self.values is not None:
+            self.older_values.clear()
+            self.older_values, self.values = self.values, self.older_values
+        self.size = 0
 
     def remember(self, line: str, effect: Effect) -> None:
         """Keep a context-free line's effect."""
@@ -314,13 +317,22 @@ class LineMemo:
         cost = _ENTRY_BYTES + _CHAR_BYTES * len(line)
         if effect[0] == _FAILURES or effect[0] == _HISTORY:
             cost += _RECORD_BYTES * len(effect[2])
-        if self._room(cost):
-            self.effects[line] = effect
+        if self.size + cost > self.half:
+            if cost > self.half:
+                return  # bigger than a generation: not kept
+            self._next_generation()
+        self.size += cost
+        self.effects[line] = effect
 
     def remember_value(self, text: str, register: Register) -> None:
         """Keep the register a value text decodes to."""
-        if self.values is not None and self._room(_VALUE_BYTES + _CHAR_BYTES * len(text)):
-            self.values[text] = register
+        cost = _VALUE_BYTES + _CHAR_BYTES * len(text)
+        if self.values is None or cost > self.half:
+            return
+        if self.size + cost > self.half:
+            self._next_generation()
+        self.size += cost
+        self.values[text] = register
 
     def recall_older(self, line: str) -> Effect | None:
         """A line of the previous generation, brought into this one."""
@@ -372,7 +384,7 @@ def parse_content(
         raise ParseError("telegram has no identification header after '/'")
     memo = memo or _NO_MEMO
     recall = memo.effects.get
-    older = memo.recall_older
+    recall_older = memo.older.get  # either dict will do after a swap: both hold true effects
     remember = memo.remember
     registers: dict[str, Register] = {}
     texts: dict[str, str] = {}
@@ -409,9 +421,11 @@ def parse_content(
                 LineIssue(line, f"value line without a preceding {MBUS_LEGACY_READING} line")
             )
             continue
-        effect = recall(line) or older(line)
+        effect = recall(line)
         if effect is None:
-            effect = _decode_number_line(line, memo) or decode_line(line)
+            effect = recall_older(line)  # from the older generation, brought back
+            if effect is None:
+                effect = _decode_number_line(line, memo) or decode_line(line)
             remember(line, effect)
         if effect[0] == _REGISTER:
             registers[effect[1]] = effect[2]
