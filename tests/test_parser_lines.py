@@ -451,3 +451,26 @@ def test_memo_with_malformed_and_unknown_lines() -> None:
     assert decode_frame(plain.raw, memo=memo) == plain
     assert len(plain.malformed) == 1 and len(plain.unknown) == 1
     assert plain.mbus[1].reading is not None
+
+
+ONE_OF_EACH = [
+    "1-0:32.7.0(0230.2*V)", "1-0:1.7.0(1)", "1-0:1.8.1(111111111111111111*kWh)",
+    "0-0:1.0.0(170102192002W)", "0-1:96.1.0(3232323241424344313233343536373839)",
+    "0-1:24.2.1(170102161005W)(00000.107*m3)", "0-1:24.1.0(003)", "0-1:24.4.0(1)",
+    "1-0:99.97.0(40)(0-0:96.7.19)" + "()(1*s)" * 40,
+    "1-0:99.97.0(40)(0-0:96.7.19)" + "".join(f"(0)({n + 1000}*s)" for n in range(40)),
+    "0-0:98.1.0(30)(1-0:1.6.0)(1-0:1.6.0)" + "()()(1*kW)" * 30,
+    "0-0:96.13.0(" + "41" * 200 + ")", "1-0:99.99.9(" + "x" * 200 + ")", "1-0:1.1.1()",
+    "garbage" * 30, "x", "x" * 200 + "(1)", "1-0:31.4.0(1)(2)",
+]
+
+
+@pytest.mark.parametrize("line", ONE_OF_EACH, ids=lambda line: line[:24])
+def test_an_entry_holds_no_more_than_the_memo_counts(line: str) -> None:
+    """The per-entry counts (parser._ENTRY_BYTES and the rest) are upper bounds of what one
+    remembered line and its value text really hold, dict slots included."""
+    memo = LineMemo(limit=10**9)
+    empty = memo_bytes(memo)
+    decode_frame(build(line), memo=memo)
+    assert line in memo.effects
+    assert memo_bytes(memo) - empty <= memo.size
