@@ -76,6 +76,19 @@ def test_all_fixtures_as_many_meters_fresh_and_stale_mixed() -> None:
         assert b"p1_up{meter=\"m1\"} 0.0\n" in cached  # stale ones are in the mix
 
 
+def test_runs_of_meters_of_one_kind_keep_meter_order_in_each_family() -> None:
+    """Meters of one kind in a row are joined as a run; families still list every meter
+    in the order the snapshots come."""
+    kinds = ["v5.txt"] * 3 + ["fluvius_v171.txt"] * 2 + ["v5.txt"] * 2 + ["v5_eon_hu.txt"] + [
+        "v5.txt"] * 2
+    snaps = [snapshot(f"z{9 - i}", TELEGRAMS[kind], fresh=i != 6) for i, kind in enumerate(kinds)]
+    for cached, expected in both_ways(snaps):
+        assert cached == expected
+        up = [line for line in cached.decode().splitlines() if line.startswith("p1_up{")]
+        assert up == [f'p1_up{{meter="z{9 - i}"}} {0.0 if i == 6 else 1.0}'
+                      for i in range(len(kinds))]
+
+
 @settings(max_examples=60, deadline=None)
 @given(names=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=4, unique=True),
        picks=st.lists(st.sampled_from(sorted(TELEGRAMS)), min_size=4, max_size=4),

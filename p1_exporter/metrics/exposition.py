@@ -51,8 +51,9 @@ from p1_exporter.metrics.collector import (
 log = logging.getLogger("p1_exporter.exposition")
 
 Encoder = Callable[[CollectorRegistry], bytes]
-#: A family's index in catalog order, and the meter's lines of that family.
-Piece = tuple[int, bytes]
+#: One meter's lines in one format: the families it has (indexes in catalog order, its
+#: layout) and, for each, its lines of that family.
+Pieces = tuple[tuple[int, ...], tuple[bytes, ...]]
 #: A series (metric, label values), and how it was last written: ``name{labels} `` in the
 #: text and OpenMetrics formats, its last value and that value formatted.
 SeriesKey = tuple[str, tuple[str, ...]]
@@ -138,9 +139,9 @@ def _prefixes(metric: str, labels: tuple[str, ...]) -> tuple[str, str]:
 
 
 def _pieces(samples: Sequence[_Sample], known: dict[SeriesKey, Series],
-            used: dict[SeriesKey, Series]) -> tuple[tuple[Piece, ...], tuple[Piece, ...]]:
-    """One meter's samples as (family, lines) pieces in catalog order, per format (the
-    same pieces when the formats write every series alike, as they do for these families).
+            used: dict[SeriesKey, Series]) -> tuple[Pieces, Pieces]:
+    """One meter's samples as pieces per family in catalog order, per format (the same
+    pieces when the formats write every series alike, as they do for these families).
 
     ``known`` are the meter's series rendered before (a series whose value is unchanged
     keeps its formatted number); the series of these samples land in ``used``.
@@ -157,11 +158,11 @@ def _pieces(samples: Sequence[_Sample], known: dict[SeriesKey, Series],
         used[key] = series
         same = same and series[0] is series[1]
         rows.setdefault(_INDEX[metric], []).append(series)
-    order = sorted(rows)
-    text = tuple((i, "".join([f"{s[0]}{s[3]}\n" for s in rows[i]]).encode()) for i in order)
+    layout = tuple(sorted(rows))
+    text = layout, tuple("".join([f"{s[0]}{s[3]}\n" for s in rows[i]]).encode() for i in layout)
     if same:
         return text, text
-    om = tuple((i, "".join([f"{s[1]}{s[3]}\n" for s in rows[i]]).encode()) for i in order)
+    om = layout, tuple("".join([f"{s[1]}{s[3]}\n" for s in rows[i]]).encode() for i in layout)
     return text, om
 
 
@@ -174,11 +175,11 @@ class _Entry:
                  series: dict[SeriesKey, Series]) -> None:
         self.snapshot = snapshot
         self.series = series
-        self.fresh: tuple[tuple[Piece, ...], tuple[Piece, ...]] | None = None
-        self.stale: tuple[tuple[Piece, ...], tuple[Piece, ...]] | None = None
+        self.fresh: tuple[Pieces, Pieces] | None = None
+        self.stale: tuple[Pieces, Pieces] | None = None
 
     def pieces(self, fresh: bool, openmetrics: bool,
-               limiter: LogLimiter) -> tuple[Piece, ...]:
+               limiter: LogLimiter) -> Pieces:
         cached = self.fresh if fresh else self.stale
         if cached is None:
             snap = self.snapshot
@@ -226,10 +227,10 @@ class CachedExposition:
         now = time.monotonic()
         buckets: list[list[bytes]] = [[] for _ in _NAMES]
         used: dict[SeriesKey, Series] = {}
-        for index, piece in _pieces(self.collector.exporter_samples(), self._exporter_series,
-                                    used)[openmetrics]:
-            buckets[index].append(piece)
+        layout, blobs = _pieces(self.collector.exporter_samples(), self._exporter_series,
+                                used)[openmetrics]
         self._exporter_series = used
+        runs: list[tuple[tuple[int, ...], list[tuple[bytes, ...]]]] = [(layout, [blobs])]
         entries = self._entries
         count = 0
         for snap in self.snapshots():
@@ -237,8 +238,16 @@ class CachedExposition:
             entry = entries.get(snap.name)
             if entry is None or entry.snapshot is not snap:
                 entry = entries[snap.name] = _Entry(snap, {} if entry is None else entry.series)
-            for index, piece in entry.pieces(snap.fresh(now), openmetrics, self._limiter):
-                buckets[index].append(piece)
+            layout, blobs = entry.pieces(snap.fresh(now), openmetrics, self._limiter)
+            if layout == runs[-1][0]:  # meters of one kind in a row: one run
+                runs[-1][1].append(blobs)
+            else:
+                runs.append((layout, [blobs]))
+        # Each run's pieces go to their families column by column (in C, not per piece),
+        # in meter order within each family.
+        for layout, rows in runs:
+            for index, column in zip(layout, zip(*rows, strict=True), strict=True):
+                buckets[index] += column
         if len(entries) > count:  # meters that went away
             names = {snap.name for snap in self.snapshots()}
             for name in list(entries):  # a copy: another scrape may add entries meanwhile
