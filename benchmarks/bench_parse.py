@@ -36,6 +36,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from p1_exporter import TelegramStream  # noqa: E402
 from p1_exporter.core.crc import crc16_arc, crc16_arc_python  # noqa: E402
+from p1_exporter.core.parser import MEMO_SIZE  # noqa: E402
 
 
 def per_call_us(func: Callable[[], object], seconds: float) -> float:
@@ -65,7 +66,7 @@ def rss_kib() -> int:
 
 
 def ours(data: bytes, memo: bool) -> Callable[[], object]:
-    stream = TelegramStream(memo_size=2048 if memo else 0)
+    stream = TelegramStream(memo_size=MEMO_SIZE if memo else 0)
 
     def run() -> object:
         (outcome,) = stream.feed(data)

@@ -13,7 +13,8 @@ check) and the collector, and records in a :class:`Tally` every promise broken:
 * ``buffer``: the framer held more than ``max_size + 1`` bytes;
 * ``value``: a number the fuzzer wrote (and re-signed with a CRC) was read differently;
 * ``exposition``: the /metrics text for an accepted telegram does not parse, repeats a
-  series, or does not carry the telegram's header and equipment id as they were;
+  series, does not carry the telegram's header and equipment id as they were, or the
+  cached exposition (metrics.exposition) is not byte for byte the collector's;
 * ``json``: the telegram API's JSON for an accepted telegram cannot be written strictly;
 * ``corrupted``: a reader's stream (CRC checked, one valid telegram of the same meter
   before the input, as on a live connection) accepted a telegram whose content (``/`` to
@@ -35,6 +36,7 @@ import json
 import math
 import random
 import re
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +44,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TypeVar
 
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fuzz import dlms
@@ -54,7 +58,9 @@ from p1_exporter.core.parser import LineMemo
 from p1_exporter.core.render_json import telegram_to_dict
 from p1_exporter.core.telegram import Telegram
 from p1_exporter.core.units import UNITS
-from p1_exporter.metrics.collector import telegram_exposition
+from p1_exporter.meter.snapshot import Snapshot
+from p1_exporter.metrics.collector import make_registry, telegram_exposition
+from p1_exporter.metrics.exposition import CachedExposition
 from p1_exporter.sim import DIALECTS, FaultInjector, SimulatedMeter
 
 T = TypeVar("T")
@@ -620,4 +626,12 @@ def _exposition_problem(telegram: Telegram) -> str | None:
         return f"header label {info.get('header')!r} != {telegram.header!r}"
     if info.get("equipment_id") != (telegram.equipment_id or ""):
         return f"equipment_id label {info.get('equipment_id')!r} != {telegram.equipment_id!r}"
+    snap = Snapshot("fuzz", "fuzz", float("inf"), telegram=telegram, received_at=0.0,
+                    received_monotonic=time.monotonic())
+    cached = CachedExposition(lambda: [snap], self_metrics=False)
+    registry = make_registry(lambda: [snap], self_metrics=False)
+    if cached.text() != generate_latest(registry):
+        return "the cached exposition differs from the collector's (text)"
+    if cached.openmetrics() != openmetrics_latest(registry):  # type: ignore[no-untyped-call]
+        return "the cached exposition differs from the collector's (OpenMetrics)"
     return None

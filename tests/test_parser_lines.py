@@ -19,11 +19,16 @@ from p1_exporter import (
 )
 from p1_exporter.core.parser import MEMO_SIZE, LineMemo
 from tests.helpers.fixtures import FIXTURE_NAMES, load
+from tests.helpers.streams import V5, memo_bytes, realistic_stream
 from tests.helpers.telegrams import seal
 from tests.helpers.times import summer, winter
 
 GOOD_BEFORE = "1-0:1.8.1(000001.500*kWh)"
 GOOD_AFTER = "1-0:32.7.0(230.1*V)"
+V5_LINES = V5.decode("latin-1").split("\r\n")
+#: The codes realistic_stream changes every telegram (or often).
+MOVING = ("0-0:1.0.0(", "1-0:1.8.1(", "1-0:1.7.0(", *(f"1-0:{p}.7.0(" for p in (
+    "32", "52", "72", "31", "51", "71", "21", "41", "61")))
 
 
 def build(*lines: str, header: str = "TST5\\2LINES") -> bytes:
@@ -377,25 +382,29 @@ def test_memo_gives_equal_telegrams(name: str) -> None:
 def test_memo_shared_between_fixtures_and_small_limit() -> None:
     frames = [parse(load(name)).raw for name in FIXTURE_NAMES]
     expected = [decode_frame(frame) for frame in frames]
-    for limit in (1, 3, 10, 50, MEMO_SIZE):
+    for limit in (1, 1000, 3000, 20_000, MEMO_SIZE):
         memo = LineMemo(limit=limit)
         for _ in range(3):
             for frame, want in zip(frames, expected, strict=True):
                 assert decode_frame(frame, memo=memo) == want
-                assert len(memo.effects) <= limit
+                assert memo.size <= limit // 2
+        if limit >= 3000:
+            assert memo.effects  # small generations still remember
+        # The bound, plus the memo's own fixed part (its empty dicts, under 1 KiB).
+        assert memo_bytes(memo) <= limit + memo_bytes(LineMemo(limit))
 
 
 def test_memo_limit_zero_remembers_nothing() -> None:
     memo = LineMemo(limit=0)
     decode_frame(parse(load("v5.txt")).raw, memo=memo)
-    assert memo.effects == {}
+    assert memo.effects == {} and memo.older == {} and memo.values is None
 
 
 def test_stream_memo_stays_bounded() -> None:
     stream = TelegramStream()
     lines_per_telegram = 200
-    telegrams = (MEMO_SIZE * 2) // lines_per_telegram + 2
-    for index in range(telegrams):
+    peak = 0
+    for index in range(60):
         lines = [
             f"1-0:1.8.1({index * lines_per_telegram + n:010d}*Wh)"
             for n in range(lines_per_telegram)
@@ -405,8 +414,55 @@ def test_stream_memo_stays_bounded() -> None:
         telegram = outcomes[0].telegram
         assert telegram is not None
         assert telegram.value("1-0:1.8.1") == 3600.0 * (index * lines_per_telegram + 199)
-        assert len(stream.memo.effects) <= MEMO_SIZE
+        peak = max(peak, memo_bytes(stream.memo))
     assert stream.memo.limit == MEMO_SIZE
+    assert MEMO_SIZE / 4 < peak <= MEMO_SIZE  # filled, rotated, never past the bound
+
+
+def test_memo_stays_under_its_bound_on_a_realistic_stream() -> None:
+    """20,000 telegrams whose voltages, currents and per-phase powers move every second:
+    the memo never holds more than MEMO_SIZE bytes, keeps the lines the meter repeats,
+    and every telegram decodes as it would without a memo."""
+    stream = TelegramStream(sticky_crc=True)
+    peak = 0
+    for index, frame in enumerate(realistic_stream(20_000)):
+        (outcome,) = stream.feed(frame)
+        assert outcome.telegram is not None, outcome.error
+        if index % 250 == 0:
+            peak = max(peak, memo_bytes(stream.memo))
+            assert outcome.telegram == decode_frame(frame)
+    assert peak <= MEMO_SIZE
+    # The lines that never change are still remembered after 20,000 telegrams.
+    repeated = [line for line in V5_LINES if "(" in line and not line.startswith(MOVING)]
+    assert len(repeated) > 20
+    remembered = stream.memo.effects.keys() | stream.memo.older.keys()
+    assert all(line in remembered for line in repeated)
+
+
+DENSE = {
+    # Records are the densest effects: a power-failure log and a peak history.
+    "failures": lambda i: "1-0:99.97.0(40)(0-0:96.7.19)" + "".join(
+        f"(0)({i * 40 + n}*s)" for n in range(40)),
+    "history": lambda i: "0-0:98.1.0(30)(1-0:1.6.0)(1-0:1.6.0)" + "".join(
+        f"()()({i * 30 + n}*kW)" for n in range(30)),
+    "unknown": lambda i: f"1-0:99.99.9({i:0200d})",
+    "malformed": lambda i: f"garbage {i:0200d}",
+    "text": lambda i: f"0-0:96.13.0({str(i).encode().hex():0>400})",
+    "numbers": lambda i: f"1-0:1.8.1({i:018d}*Wh)",
+}
+
+
+@pytest.mark.parametrize("kind", DENSE)
+def test_memo_bound_holds_for_the_densest_lines(kind: str) -> None:
+    """Distinct lines of every dense kind, 20 per telegram: still at most MEMO_SIZE."""
+    stream = TelegramStream()
+    peak = 0
+    for index in range(150):
+        lines = [DENSE[kind](index * 20 + n) for n in range(20)]
+        (outcome,) = stream.feed(build(*lines))
+        assert outcome.telegram is not None, outcome.error
+        peak = max(peak, memo_bytes(stream.memo))
+    assert MEMO_SIZE / 4 < peak <= MEMO_SIZE
 
 
 def test_memo_with_malformed_and_unknown_lines() -> None:
@@ -417,3 +473,26 @@ def test_memo_with_malformed_and_unknown_lines() -> None:
     assert decode_frame(plain.raw, memo=memo) == plain
     assert len(plain.malformed) == 1 and len(plain.unknown) == 1
     assert plain.mbus[1].reading is not None
+
+
+ONE_OF_EACH = [
+    "1-0:32.7.0(0230.2*V)", "1-0:1.7.0(1)", "1-0:1.8.1(111111111111111111*kWh)",
+    "0-0:1.0.0(170102192002W)", "0-1:96.1.0(3232323241424344313233343536373839)",
+    "0-1:24.2.1(170102161005W)(00000.107*m3)", "0-1:24.1.0(003)", "0-1:24.4.0(1)",
+    "1-0:99.97.0(40)(0-0:96.7.19)" + "()(1*s)" * 40,
+    "1-0:99.97.0(40)(0-0:96.7.19)" + "".join(f"(0)({n + 1000}*s)" for n in range(40)),
+    "0-0:98.1.0(30)(1-0:1.6.0)(1-0:1.6.0)" + "()()(1*kW)" * 30,
+    "0-0:96.13.0(" + "41" * 200 + ")", "1-0:99.99.9(" + "x" * 200 + ")", "1-0:1.1.1()",
+    "garbage" * 30, "x", "x" * 200 + "(1)", "1-0:31.4.0(1)(2)",
+]
+
+
+@pytest.mark.parametrize("line", ONE_OF_EACH, ids=lambda line: line[:24])
+def test_an_entry_holds_no_more_than_the_memo_counts(line: str) -> None:
+    """The per-entry counts (parser._ENTRY_BYTES and the rest) are upper bounds of what one
+    remembered line and its value text really hold, dict slots included."""
+    memo = LineMemo(limit=10**9)
+    empty = memo_bytes(memo)
+    decode_frame(build(line), memo=memo)
+    assert line in memo.effects
+    assert memo_bytes(memo) - empty <= memo.size

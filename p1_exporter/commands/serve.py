@@ -15,6 +15,7 @@ from p1_exporter import __version__
 from p1_exporter.commands.config import ConfigError, ExporterConfig, load_config
 from p1_exporter.logs.setup import setup_logging
 from p1_exporter.meter.reader import MeterReader
+from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.web.app import ExporterApp
 from p1_exporter.web.live_history import MeterHistory
 from p1_exporter.web.server import ExporterHTTPServer
@@ -33,15 +34,23 @@ def build(config: ExporterConfig) -> tuple[list[MeterReader], ExporterHTTPServer
             path = config.web.config_file
             reason = str(exc).removeprefix(f"{path}: ")  # the file is named once
             raise ConfigError(f"--web.config.file {path}: {reason}") from None
-    readers = []
+    readers: list[MeterReader] = []
     histories = {meter.name: MeterHistory() for meter in config.meters}
-    for meter in config.meters:
-        try:
-            readers.append(MeterReader(meter, on_telegram=histories[meter.name].observe))
-        except ValueError as exc:
-            raise ConfigError(f"meter {meter.name} ({meter.url}): {exc}") from None
     app = ExporterApp(lambda: [reader.snapshot for reader in readers],
                       config.web.telemetry_path, histories)
+    for meter in config.meters:
+        history = histories[meter.name]
+
+        def on_telegram(snap: Snapshot, history: MeterHistory = history) -> None:
+            # In the reader's thread, once per new telegram: the live page's history, and
+            # the meter's /metrics lines rendered now so that a scrape only joins bytes.
+            history.observe(snap)
+            app.exposition.prepare(snap)
+
+        try:
+            readers.append(MeterReader(meter, on_telegram=on_telegram))
+        except ValueError as exc:
+            raise ConfigError(f"meter {meter.name} ({meter.url}): {exc}") from None
     try:
         server = ExporterHTTPServer(
             config.web.listen_address, app, web_config,

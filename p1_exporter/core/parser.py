@@ -74,8 +74,19 @@ Effect = (
     | tuple[Literal[11], str, tuple[Register, Register]]  # _BOUNDS: (upper, lower)
 )
 
-#: Lines remembered at most; the memo is emptied when full, so memory stays bounded.
-MEMO_SIZE = 2048
+#: Bytes one stream's line memo may hold (both of its memos, everything they refer to;
+#: beyond that only its own empty dicts, under 1 KiB).
+#: A realistic stream (voltages, currents and per-phase powers changing every second)
+#: stays well under it; tests/test_parser_lines.py measures that.
+MEMO_SIZE = 192 * 1024
+#: What :class:`LineMemo` counts for one entry, an upper bound of what it holds (the key,
+#: the effect with its strings, registers and log records, the dict slot), measured on
+#: every kind of line: a fixed part, a part per character of the line or value text, and
+#: a part per record of a power-failure log or peak history.
+_ENTRY_BYTES = 640
+_VALUE_BYTES = 320
+_CHAR_BYTES = 4
+_RECORD_BYTES = 160
 
 
 def decode_hex_text(value: str) -> str:
@@ -233,14 +244,19 @@ def decode_line(raw: str) -> Effect:
         return (_BAD, None, LineIssue(raw, str(exc) or type(exc).__name__))
 
 
-def _decode_number_line(line: str, values: dict[str, Register] | None) -> Effect | None:
+def _decode_number_line(line: str, memo: LineMemo) -> Effect | None:
     """The short path for ``code(digits[.digits][*unit])``; None sends the line the long way."""
     code, _, rest = line.partition("(")
     if KINDS.get(code) is not _NUMBER or rest[-1:] != ")":
         return None
     body = rest[:-1]
+    values = memo.values
     if values is not None:
         register = values.get(body)
+        if register is None:
+            register = memo.older_values.get(body)
+            if register is not None:
+                memo.remember_value(body, register)
         if register is not None:
             return (_REGISTER, code, register)
     number, star, unit = body.partition("*")
@@ -258,33 +274,77 @@ def _decode_number_line(line: str, values: dict[str, Register] | None) -> Effect
     else:
         register = _new(Register, (int(digits) / _POW10[len(fraction)], "", body))
     if values is not None:
-        if len(values) >= MEMO_SIZE:
-            values.clear()
-        values[body] = register
+        memo.remember_value(body, register)
     return (_REGISTER, code, register)
 
 
 class LineMemo:
-    """Bounded memos shared by the telegrams of one stream (``limit`` 0 turns them off).
+    """Bounded memos shared by the telegrams of one stream; ``limit`` is in bytes (0 turns
+    them off).
 
     ``effects`` maps whole lines to what they set; ``values`` maps value texts to
     registers, since values recur across lines (00.095*kW on one phase now, on another
     later), so even a changed line often needs no arithmetic.
+
+    Memory: each entry is counted at an upper bound of its size (see ``_ENTRY_BYTES``).
+    When the counted bytes would pass half the limit, both memos become the older
+    generation (``older``, ``older_values``) and new ones start; an entry found in the
+    older generation is brought back. Lines a meter repeats every telegram so survive,
+    while those that change (voltages, currents, the clock) age out: at most ``limit``
+    bytes, on any stream.
     """
 
-    __slots__ = ("effects", "limit", "values")
+    __slots__ = ("effects", "half", "limit", "older", "older_values", "size", "values")
 
     def __init__(self, limit: int = MEMO_SIZE) -> None:
         self.limit = limit
+        self.half = limit // 2  # what one generation may count
+        self.size = 0  # counted bytes of this generation (effects and values)
         self.effects: dict[str, Effect] = {}
+        self.older: dict[str, Effect] = {}
         self.values: dict[str, Register] | None = {} if limit else None
+        self.older_values: dict[str, Register] = {}
+
+    def _next_generation(self) -> None:
+        """This generation becomes the older one; the older one is dropped."""
+        # In place, then swapped: a decode in progress may hold a dict's .get.
+        self.older.clear()
+        self.older, self.effects = self.effects, self.older
+        if self.values is not None:
+            self.older_values.clear()
+            self.older_values, self.values = self.values, self.older_values
+        self.size = 0
 
     def remember(self, line: str, effect: Effect) -> None:
-        """Keep a context-free line's effect; empty the memo when it is full."""
-        if self.limit and effect[0] != _LEGACY:
-            if len(self.effects) >= self.limit:
-                self.effects.clear()
-            self.effects[line] = effect
+        """Keep a context-free line's effect."""
+        if not self.limit or effect[0] == _LEGACY:
+            return
+        cost = _ENTRY_BYTES + _CHAR_BYTES * len(line)
+        if effect[0] == _FAILURES or effect[0] == _HISTORY:
+            cost += _RECORD_BYTES * len(effect[2])
+        if self.size + cost > self.half:
+            if cost > self.half:
+                return  # bigger than a generation: not kept
+            self._next_generation()
+        self.size += cost
+        self.effects[line] = effect
+
+    def remember_value(self, text: str, register: Register) -> None:
+        """Keep the register a value text decodes to."""
+        cost = _VALUE_BYTES + _CHAR_BYTES * len(text)
+        if self.values is None or cost > self.half:
+            return
+        if self.size + cost > self.half:
+            self._next_generation()
+        self.size += cost
+        self.values[text] = register
+
+    def recall_older(self, line: str) -> Effect | None:
+        """A line of the previous generation, brought into this one."""
+        effect = self.older.get(line)
+        if effect is not None:
+            self.remember(line, effect)
+        return effect
 
 
 _NO_MEMO = LineMemo(limit=0)
@@ -329,7 +389,7 @@ def parse_content(
         raise ParseError("telegram has no identification header after '/'")
     memo = memo or _NO_MEMO
     recall = memo.effects.get
-    values = memo.values
+    recall_older = memo.older.get  # either dict will do after a swap: both hold true effects
     remember = memo.remember
     registers: dict[str, Register] = {}
     texts: dict[str, str] = {}
@@ -368,7 +428,9 @@ def parse_content(
             continue
         effect = recall(line)
         if effect is None:
-            effect = _decode_number_line(line, values) or decode_line(line)
+            effect = recall_older(line)  # from the older generation, brought back
+            if effect is None:
+                effect = _decode_number_line(line, memo) or decode_line(line)
             remember(line, effect)
         if effect[0] == _REGISTER:
             registers[effect[1]] = effect[2]

@@ -52,7 +52,8 @@ class TelegramStream:
     ) -> None:
         self.check_crc = check_crc
         self.framer = Framer(max_size)
-        #: Remembers recently decoded lines (0 turns it off); see parser.LineMemo.
+        #: Remembers recently decoded lines in at most ``memo_size`` bytes (0 turns it off);
+        #: see parser.LineMemo.
         self.memo = LineMemo(memo_size)
         #: With ``sticky_crc`` (one meter's stream), once a telegram with a valid CRC was
         #: accepted, one without a CRC is refused: a meter signs all its telegrams or none,

@@ -27,13 +27,65 @@ SnapshotSource = Callable[[], Sequence[Snapshot]]
 log = logging.getLogger("p1_exporter.collector")
 
 
-def _family(spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:
-    labels = ["meter", *spec.labels] if spec.name != "p1_exporter_build_info" else list(
+def family_labels(spec: MetricSpec) -> list[str]:
+    """A family's label names: ``meter`` first, except on the exporter-wide families."""
+    return ["meter", *spec.labels] if spec.name != "p1_exporter_build_info" else list(
         spec.labels
     )
+
+
+def metric_family(spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:
+    """An empty prometheus_client family for a catalog entry."""
+    labels = family_labels(spec)
     if spec.type == "counter":
         return CounterMetricFamily(spec.name, spec.help, labels=labels)
     return GaugeMetricFamily(spec.name, spec.help, labels=labels)
+
+
+def meter_values(
+    meter: str, telegram: Telegram, limiter: LogLimiter
+) -> list[tuple[str, tuple[str, ...], float]]:
+    """One meter's value samples (metric, label values, value), or none if any cannot be
+    exported.
+
+    A telegram the parser accepted but whose values cannot be written (a value too
+    large for a float, say) must cost that meter its values for this scrape, not
+    fail the whole /metrics for every meter.
+    """
+    try:
+        return [
+            (s.metric, (meter, *(v for _, v in s.labels)), float(s.value))
+            for s in telegram_samples(telegram)
+        ]
+    except Exception as exc:  # any failure here stays with this meter
+        limiter.log(f"values:{meter}", logging.ERROR,
+                    f"meter {meter}: values left out of /metrics: {exc!r}")
+        return []
+
+
+def health_samples(snap: Snapshot, fresh: bool) -> list[tuple[str, tuple[str, ...], float]]:
+    """One meter's exporter-health samples (metric, label values, value), always present."""
+    meter = snap.name
+    samples: list[tuple[str, tuple[str, ...], float]] = [
+        ("p1_up", (meter,), 1.0 if fresh else 0.0),
+        ("p1_last_telegram_timestamp_seconds", (meter,), snap.received_at or 0.0),
+        ("p1_stale_after_seconds", (meter,), snap.stale_after),
+    ]
+    # Every meter counts RESULTS from 0; encrypted and HAN meters add their own outcomes.
+    results = (*RESULTS, *(r for r in snap.telegrams if r not in RESULTS))
+    samples += [("p1_telegrams_total", (meter, result), float(snap.telegrams.get(result, 0)))
+                for result in results]
+    samples += [
+        ("p1_source_connects_total", (meter,), float(snap.connects)),
+        ("p1_source_errors_total", (meter,), float(snap.source_errors)),
+        ("p1_source_connected", (meter,), 1.0 if snap.connected else 0.0),
+        ("p1_bytes_read_total", (meter,), float(snap.bytes_read)),
+        ("p1_garbage_bytes_total", (meter,), float(snap.garbage_bytes)),
+        ("p1_unknown_obis_lines_total", (meter,), float(snap.unknown_lines)),
+        ("p1_malformed_lines_total", (meter,), float(snap.malformed_lines)),
+        ("p1_glitches_total", (meter,), float(snap.glitches)),
+    ]
+    return samples
 
 
 class P1Collector(Collector):
@@ -46,21 +98,11 @@ class P1Collector(Collector):
     def _meter_values(
         self, meter: str, telegram: Telegram
     ) -> list[tuple[str, tuple[str, ...], float]]:
-        """One meter's value samples, or none if any cannot be exported.
+        return meter_values(meter, telegram, self._limiter)
 
-        A telegram the parser accepted but whose values cannot be written (a value too
-        large for a float, say) must cost that meter its values for this scrape, not
-        fail the whole /metrics for every meter.
-        """
-        try:
-            return [
-                (s.metric, (meter, *(v for _, v in s.labels)), float(s.value))
-                for s in telegram_samples(telegram)
-            ]
-        except Exception as exc:  # any failure here stays with this meter
-            self._limiter.log(f"values:{meter}", logging.ERROR,
-                              f"meter {meter}: values left out of /metrics: {exc!r}")
-            return []
+    def exporter_samples(self) -> list[tuple[str, tuple[str, ...], float]]:
+        """The exporter-wide samples (no meter label), read at each scrape."""
+        return [("p1_exporter_build_info", (__version__, platform.python_version()), 1.0)]
 
     def collect(self) -> Iterable[Metric]:
         now = time.monotonic()
@@ -69,26 +111,16 @@ class P1Collector(Collector):
         def add(name: str, labels: Sequence[str], value: float) -> None:
             family = families.get(name)
             if family is None:
-                family = families[name] = _family(METRICS[name])
+                family = families[name] = metric_family(METRICS[name])
             family.add_metric(list(labels), value)
 
-        add("p1_exporter_build_info", (__version__, platform.python_version()), 1.0)
+        for name, labels, value in self.exporter_samples():
+            add(name, labels, value)
         for snap in self.snapshots():
             meter = snap.name
             fresh = snap.fresh(now)
-            add("p1_up", (meter,), 1.0 if fresh else 0.0)
-            add("p1_last_telegram_timestamp_seconds", (meter,), snap.received_at or 0.0)
-            add("p1_stale_after_seconds", (meter,), snap.stale_after)
-            for result in (*RESULTS, *(r for r in snap.telegrams if r not in RESULTS)):
-                add("p1_telegrams_total", (meter, result), float(snap.telegrams.get(result, 0)))
-            add("p1_source_connects_total", (meter,), float(snap.connects))
-            add("p1_source_errors_total", (meter,), float(snap.source_errors))
-            add("p1_source_connected", (meter,), 1.0 if snap.connected else 0.0)
-            add("p1_bytes_read_total", (meter,), float(snap.bytes_read))
-            add("p1_garbage_bytes_total", (meter,), float(snap.garbage_bytes))
-            add("p1_unknown_obis_lines_total", (meter,), float(snap.unknown_lines))
-            add("p1_malformed_lines_total", (meter,), float(snap.malformed_lines))
-            add("p1_glitches_total", (meter,), float(snap.glitches))
+            for name, labels, value in health_samples(snap, fresh):
+                add(name, labels, value)
             if fresh and snap.telegram is not None:
                 for name, labels, value in self._meter_values(meter, snap.telegram):
                     add(name, labels, value)

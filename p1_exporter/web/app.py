@@ -17,7 +17,8 @@ from prometheus_client.exposition import choose_encoder
 
 from p1_exporter.core.render_json import telegram_to_dict
 from p1_exporter.meter.snapshot import Snapshot
-from p1_exporter.metrics.collector import SnapshotSource, make_registry
+from p1_exporter.metrics.collector import SnapshotSource
+from p1_exporter.metrics.exposition import CachedExposition
 from p1_exporter.web.live import STATIC_FILES, live_document, static_file
 from p1_exporter.web.live_history import MeterHistory
 from p1_exporter.web.server import Request, Response
@@ -67,7 +68,9 @@ class ExporterApp:
                  histories: Mapping[str, MeterHistory] | None = None) -> None:
         self.snapshots = snapshots
         self.telemetry_path = telemetry_path
-        self.registry = make_registry(snapshots)
+        #: /metrics from per-meter pieces cached per snapshot (see metrics.exposition).
+        self.exposition = CachedExposition(snapshots)
+        self.registry = self.exposition.registry
         self.histories: Mapping[str, MeterHistory] = histories or {}
         self.started = time.time()
         # The page's files are read once; the metrics link is relative ("metrics"), so the
@@ -104,7 +107,7 @@ class ExporterApp:
         """Prometheus text format, or OpenMetrics when the client asks for it."""
         accept = request.headers.get("Accept", "")
         encoder, content_type = choose_encoder(accept)
-        return Response(200, encoder(self.registry), content_type)
+        return Response(200, self.exposition.encode(encoder), content_type)
 
     def health(self) -> Response:
         """200 when every meter is fresh, else 503 with the reason per meter."""
