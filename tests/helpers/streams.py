@@ -11,13 +11,13 @@ from __future__ import annotations
 import random
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 from p1_exporter.core.clock import format_meter_time
 from p1_exporter.core.crc import crc16_arc
 from p1_exporter.core.parser import LineMemo
+from tests.helpers.fixtures import load
 
-V5 = (Path(__file__).resolve().parent / "fixtures" / "v5.txt").read_bytes()
+V5 = load("v5.txt")
 START = 1_700_000_000.0
 
 
