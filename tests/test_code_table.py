@@ -180,3 +180,14 @@ def test_core_imports_only_core() -> None:
     for path in sorted((PACKAGE / "core").glob("*.py")):
         outside = {m for m in imports.findall(path.read_text()) if m != "p1_exporter.core"}
         assert outside == set(), path.name
+
+
+def test_code_of_names_every_row_by_its_metric_and_labels() -> None:
+    """Modules outside the table find a code by the metric it feeds: one answer per row."""
+    from p1_exporter.core.obis import ROWS, code_of
+
+    rows = [row for row in ROWS if row.metric]
+    for row in rows:
+        assert code_of(row.metric, **dict(row.labels)) == row.code
+    with pytest.raises(KeyError):
+        code_of("p1_power_import_watts", phase="L1")

@@ -271,6 +271,19 @@ MBUS_DEVICE_TYPES: dict[int, str] = {
 
 # -- derived views ---------------------------------------------------------------------
 #: code -> how its line is read (the parser's table).
+_BY_METRIC: dict[tuple[str, Labels], str] = {
+    (row.metric, tuple(sorted(row.labels))): row.code for row in ROWS if row.metric}
+
+
+def code_of(metric: str, **labels: str) -> str:
+    """The code whose value feeds ``metric`` with ``labels``.
+
+    Modules outside the table (the live page, say) name a value by the metric it feeds,
+    so that no OBIS code is spelled anywhere but here.
+    """
+    return _BY_METRIC[(metric, tuple(sorted(labels.items())))]
+
+
 KINDS: dict[str, Kind] = {row.code: row.kind for row in ROWS}
 #: code -> what it is (``decode``'s descriptions).
 DESCRIPTIONS: dict[str, str] = {row.code: row.description for row in ROWS}

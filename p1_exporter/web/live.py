@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 
 from p1_exporter import __version__
-from p1_exporter.core.obis import MBUS_DEVICE_TYPES
+from p1_exporter.core.obis import MBUS_DEVICE_TYPES, MESSAGE_TEXT, PHASES, TARIFFS, code_of
 from p1_exporter.core.telegram import Telegram
 from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.web.live_history import (
@@ -41,7 +41,6 @@ STATIC_FILES = {
     "/static/live.css": ("live.css", "text/css; charset=utf-8"),
     "/static/icon.svg": ("icon.svg", "image/svg+xml"),
 }
-_PHASES = (("L1", 20), ("L2", 40), ("L3", 60))
 
 
 def static_file(name: str) -> bytes:
@@ -59,18 +58,18 @@ def _value(telegram: Telegram, code: str, unit: str) -> float | None:
 def _phases(telegram: Telegram) -> tuple[list[dict[str, object]], dict[str, object] | None]:
     """Per-phase values the meter sends, and the phase closest to its fuse limit.
 
-    With limits (``1-0:31.4.0``...) the load is current / limit; without, the phase with
+    With limits (the fuse current per phase) the load is current / limit; without, the phase with
     the highest current is the closest, assuming equal fuses (the usual installation).
     """
     phases: list[dict[str, object]] = []
-    for phase, base in _PHASES:
+    for phase, _ in PHASES:
         row: dict[str, object] = {
             "phase": phase,
-            "import_w": _value(telegram, f"1-0:{base + 1}.7.0", "W"),
-            "export_w": _value(telegram, f"1-0:{base + 2}.7.0", "W"),
-            "voltage_v": _value(telegram, f"1-0:{base + 12}.7.0", "V"),
-            "current_a": _value(telegram, f"1-0:{base + 11}.7.0", "A"),
-            "limit_a": _value(telegram, f"1-0:{base + 11}.4.0", "A"),
+            "import_w": _value(telegram, code_of("p1_phase_power_import_watts", phase=phase), "W"),
+            "export_w": _value(telegram, code_of("p1_phase_power_export_watts", phase=phase), "W"),
+            "voltage_v": _value(telegram, code_of("p1_phase_voltage_volts", phase=phase), "V"),
+            "current_a": _value(telegram, code_of("p1_phase_current_amperes", phase=phase), "A"),
+            "limit_a": _value(telegram, code_of("p1_current_limit_amperes", phase=phase), "A"),
         }
         if any(v is not None for k, v in row.items() if k != "phase"):
             phases.append(row)
@@ -92,11 +91,12 @@ def _phases(telegram: Telegram) -> tuple[list[dict[str, object]], dict[str, obje
 def _registers(telegram: Telegram) -> list[dict[str, object]]:
     """Energy registers as a bill shows them: per tariff, or the total when none."""
     rows: list[dict[str, object]] = []
-    for c, direction in ((1, "import"), (2, "export")):
-        tariffs = [(t, _value(telegram, f"1-0:{c}.8.{t}", "J")) for t in range(1, 5)]
+    for direction in ("import", "export"):
+        metric = f"p1_energy_{direction}_joules_total"
+        tariffs = [(t, _value(telegram, code_of(metric, tariff=str(t)), "J")) for t in TARIFFS]
         sent = [(t, v) for t, v in tariffs if v is not None]
         if not sent:
-            total = _value(telegram, f"1-0:{c}.8.0", "J")
+            total = _value(telegram, code_of(metric, tariff="total"), "J")
             if total is not None:
                 rows.append({"direction": direction, "tariff": None, "joules": total})
         rows += [{"direction": direction, "tariff": t, "joules": v} for t, v in sent]
@@ -123,7 +123,7 @@ def _devices(telegram: Telegram) -> list[dict[str, object]]:
 def _telegram_values(telegram: Telegram) -> dict[str, object]:
     phases, closest = _phases(telegram)
     demand = None
-    average = _value(telegram, "1-0:1.4.0", "W")
+    average = _value(telegram, code_of("p1_demand_average_watts"), "W")
     peak = telegram.month_peak
     if average is not None or peak is not None:
         demand = {
@@ -132,14 +132,14 @@ def _telegram_values(telegram: Telegram) -> dict[str, object]:
             or not math.isfinite(peak.value) else peak.value,
             "month_peak_time": telegram.month_peak_time,
         }
-    message = telegram.texts.get("0-0:96.13.0", "")
+    message = telegram.texts.get(MESSAGE_TEXT, "")
     return {
         "header": telegram.header,
         "dsmr_version": telegram.dsmr_version,
         "equipment_id": telegram.equipment_id,
         "meter_time": telegram.meter_time,
-        "import_w": _value(telegram, "1-0:1.7.0", "W"),
-        "export_w": _value(telegram, "1-0:2.7.0", "W"),
+        "import_w": _value(telegram, code_of("p1_power_import_watts"), "W"),
+        "export_w": _value(telegram, code_of("p1_power_export_watts"), "W"),
         "phases": phases,
         "closest_phase": closest,
         "tariff": telegram.tariff,

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NamedTuple
 
+from p1_exporter.core.obis import TARIFFS, code_of
 from p1_exporter.core.telegram import Telegram
 from p1_exporter.meter.snapshot import Snapshot
 
@@ -59,10 +60,12 @@ MAX_WATTS = 1e9
 ELECTRICITY_TOLERANCE = 60.0
 GAS_TOLERANCE = 300.0
 
-IMPORT_TARIFFS = tuple(f"1-0:1.8.{t}" for t in range(1, 5))
-EXPORT_TARIFFS = tuple(f"1-0:2.8.{t}" for t in range(1, 5))
-IMPORT_TOTAL = "1-0:1.8.0"
-EXPORT_TOTAL = "1-0:2.8.0"
+IMPORT_TARIFFS = tuple(code_of("p1_energy_import_joules_total", tariff=str(t)) for t in TARIFFS)
+EXPORT_TARIFFS = tuple(code_of("p1_energy_export_joules_total", tariff=str(t)) for t in TARIFFS)
+IMPORT_TOTAL = code_of("p1_energy_import_joules_total", tariff="total")
+EXPORT_TOTAL = code_of("p1_energy_export_joules_total", tariff="total")
+POWER_IMPORT = code_of("p1_power_import_watts")
+POWER_EXPORT = code_of("p1_power_export_watts")
 GAS = "gas"
 _ENERGY_CODES = (*IMPORT_TARIFFS, *EXPORT_TARIFFS, IMPORT_TOTAL, EXPORT_TOTAL)
 _GAS_DEVICE_TYPE = 3
@@ -280,8 +283,8 @@ class MeterHistory:
                                    MappingProxyType(self._figures(self._hour)))
 
     def _add_power(self, telegram: Telegram, received_at: float) -> None:
-        imported = telegram.registers.get("1-0:1.7.0")
-        exported = telegram.registers.get("1-0:2.7.0")
+        imported = telegram.registers.get(POWER_IMPORT)
+        exported = telegram.registers.get(POWER_EXPORT)
         if imported is None and exported is None:
             return
         net = 0.0
