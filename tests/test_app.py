@@ -27,7 +27,8 @@ from p1_exporter.meter.reader import MeterConfig, MeterReader
 from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.metrics.catalog import METRICS
 from p1_exporter.web.app import ExporterApp
-from p1_exporter.web.server import ExporterHTTPServer, Request
+from p1_exporter.web.messages import Request
+from p1_exporter.web.server import ExporterHTTPServer
 from tests.binaries import require_binary
 from tests.test_collector import Dongle
 from tests.test_exporter_cli import (
@@ -79,7 +80,7 @@ def test_metrics_serves_both_meters_with_their_own_label(exporter: ExporterProce
     for name, samples in found.items():
         for key in samples:
             labels = dict(key)
-            if name == "p1_exporter_build_info":
+            if not METRICS[name].per_meter:
                 assert "meter" not in labels
             else:
                 assert labels["meter"] in METERS, (name, labels)

@@ -35,7 +35,8 @@ class WebSettings:
     telemetry_path: str = "/metrics"
     config_file: str | None = None
     request_timeout: float = 10.0
-    max_connections: int = 64
+    max_connections: int = 512
+    max_connections_per_client: int = 64
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="SECONDS", help="time a client has to send its request "
                      "(default 10)")
     web.add_argument("--web.max-connections", dest="web_max_connections", type=_positive_int,
-                     metavar="N", help="connections served at once (default 64)")
+                     metavar="N", help="connections served at once (default 512)")
+    web.add_argument("--web.max-connections-per-client", dest="web_max_connections_per_client",
+                     type=_positive_int, metavar="N",
+                     help="connections from one client address at once (default 64)")
     logs = parser.add_argument_group("logging")
     logs.add_argument("--log.level", dest="log_level",
                       choices=["debug", "info", "warn", "error"], help="default info")
@@ -183,7 +187,7 @@ _METER_KEYS = {"name", "device", "baudrate", "bytesize", "parity", "stopbits", "
                "detect_timeout", "silence_timeout", "poll_interval", "backoff_cap"}
 _TOP_KEYS = {"meters", "web", "log", "defaults"}
 _WEB_KEYS = {"listen_address", "telemetry_path", "config_file", "request_timeout",
-             "max_connections"}
+             "max_connections", "max_connections_per_client"}
 _LOG_KEYS = {"level", "format"}
 
 
@@ -305,7 +309,10 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ExporterConf
         request_timeout=args.web_request_timeout
         or _number("web.request_timeout", web_file.get("request_timeout", 10.0)),
         max_connections=args.web_max_connections
-        or int(_number("web.max_connections", web_file.get("max_connections", 64), True)),
+        or int(_number("web.max_connections", web_file.get("max_connections", 512), True)),
+        max_connections_per_client=args.web_max_connections_per_client
+        or int(_number("web.max_connections_per_client",
+                       web_file.get("max_connections_per_client", 64), True)),
     )
     if not web.telemetry_path.startswith("/") or web.telemetry_path in ("/", "/healthz"):
         raise ConfigError(f"web.telemetry_path {web.telemetry_path!r}: must be a path of its "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -23,13 +23,13 @@ from p1_exporter.metrics.catalog import METRICS, MetricSpec
 from p1_exporter.metrics.samples import telegram_samples
 
 SnapshotSource = Callable[[], Sequence[Snapshot]]
+CounterSource = Callable[[], Mapping[str, float]]
+AUTH_FAILURE_REASONS = ("missing", "invalid", "busy")
 log = logging.getLogger("p1_exporter.collector")
 
 
 def _family(spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:
-    labels = ["meter", *spec.labels] if spec.name != "p1_exporter_build_info" else list(
-        spec.labels
-    )
+    labels = ["meter", *spec.labels] if spec.per_meter else list(spec.labels)
     if spec.type == "counter":
         return CounterMetricFamily(spec.name, spec.help, labels=labels)
     return GaugeMetricFamily(spec.name, spec.help, labels=labels)
@@ -38,8 +38,10 @@ def _family(spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:
 class P1Collector(Collector):
     """Collects all meters' metrics from ``snapshots()`` at each scrape."""
 
-    def __init__(self, snapshots: SnapshotSource) -> None:
+    def __init__(self, snapshots: SnapshotSource,
+                 auth_failures: CounterSource | None = None) -> None:
         self.snapshots = snapshots
+        self.auth_failures = auth_failures
         self._limiter = LogLimiter(log)
 
     def _meter_values(
@@ -72,6 +74,11 @@ class P1Collector(Collector):
             family.add_metric(list(labels), value)
 
         add("p1_exporter_build_info", (__version__, platform.python_version()), 1.0)
+        if self.auth_failures is not None:
+            failures = self.auth_failures()
+            for reason in AUTH_FAILURE_REASONS:
+                add("p1_exporter_http_auth_failures_total", (reason,),
+                    float(failures.get(reason, 0)))
         for snap in self.snapshots():
             meter = snap.name
             fresh = snap.fresh(now)
@@ -94,10 +101,15 @@ class P1Collector(Collector):
         return [families[name] for name in METRICS if name in families]
 
 
-def make_registry(snapshots: SnapshotSource) -> CollectorRegistry:
-    """A registry of our own (not the global one) holding only the P1 collector."""
+def make_registry(snapshots: SnapshotSource,
+                  auth_failures: CounterSource | None = None) -> CollectorRegistry:
+    """A registry of our own (not the global one) holding only the P1 collector.
+
+    ``auth_failures`` (reason -> count) comes from the HTTP server; without it (decode,
+    backfill) the family is left out.
+    """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(P1Collector(snapshots))
+    registry.register(P1Collector(snapshots, auth_failures))
     return registry
 
 

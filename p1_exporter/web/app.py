@@ -1,7 +1,7 @@
 """The exporter's HTTP routes: /metrics, the landing page, /healthz and the telegram API.
 
 Routes read the readers' immutable snapshots only, so no request can block a
-reader. The transport (threads, TLS, auth, gzip, 405) is :mod:`p1_exporter.web.server`.
+reader. The transport (event loop, TLS, auth, gzip, 405) is :mod:`p1_exporter.web.server`.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import html
 import json
 import time
 
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder, generate_latest
 
 from p1_exporter import __version__
 from p1_exporter.core.render_json import telegram_to_dict
 from p1_exporter.meter.snapshot import Snapshot
-from p1_exporter.metrics.collector import SnapshotSource, make_registry
-from p1_exporter.web.server import Request, Response
+from p1_exporter.metrics.collector import CounterSource, SnapshotSource, make_registry
+from p1_exporter.web.messages import Request, Response
 
 _JSON = "application/json; charset=utf-8"
 _HTML = "text/html; charset=utf-8"
@@ -50,10 +50,11 @@ def meter_state(snap: Snapshot, now_monotonic: float) -> dict[str, object]:
 class ExporterApp:
     """Maps requests to responses for a fixed set of meter readers."""
 
-    def __init__(self, snapshots: SnapshotSource, telemetry_path: str = "/metrics") -> None:
+    def __init__(self, snapshots: SnapshotSource, telemetry_path: str = "/metrics",
+                 auth_failures: CounterSource | None = None) -> None:
         self.snapshots = snapshots
         self.telemetry_path = telemetry_path
-        self.registry = make_registry(snapshots)
+        self.registry = make_registry(snapshots, auth_failures)
 
     def __call__(self, request: Request) -> Response:
         path = request.path
@@ -75,7 +76,10 @@ class ExporterApp:
     def metrics(self, request: Request) -> Response:
         """Prometheus text format, or OpenMetrics when the client asks for it."""
         accept = request.headers.get("Accept", "")
-        encoder, content_type = choose_encoder(accept)
+        try:
+            encoder, content_type = choose_encoder(accept)
+        except (TypeError, ValueError):  # e.g. "application/openmetrics-text; version=x"
+            encoder, content_type = generate_latest, CONTENT_TYPE_LATEST
         return Response(200, encoder(self.registry), content_type)
 
     def health(self) -> Response:
