@@ -670,14 +670,14 @@ def test_tls_get_verified_against_test_ca(serve: ServeFactory, pki: PKI, tmp_pat
         request(server, context=ssl.create_default_context())  # system CAs do not know it
 
 
-def test_plain_http_to_tls_port_is_dropped_quietly(
+def test_plain_http_to_tls_port_gets_400(
     serve: ServeFactory, pki: PKI, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="p1_exporter.http")
     server = serve(tls_config(pki, tmp_path))
-    with contextlib.suppress(ConnectionResetError):
-        answer = raw(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert not answer.startswith(b"HTTP/1.1 200")
+    answer = raw(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_line(answer) == "HTTP/1.1 400 Bad Request"  # as Go's servers answer
+    assert b"https://" in answer and b"Connection: close" in answer
     assert request(server, context=client_context(pki))[0] == 200
     assert [r for r in caplog.records if r.name == "p1_exporter.http"] == []
 

@@ -43,6 +43,7 @@ import gzip
 import logging
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -91,6 +92,8 @@ _LINGER = 0.5  # seconds to wait for the client's EOF after our last response
 _LINGER_BYTES = 64 * 1024
 _READ_AHEAD = 64 * 1024  # bytes buffered beyond the request being served before pausing
 _SHUTDOWN_GRACE = 0.5
+_SEND_BUFFER = 64 * 1024  # kernel send buffer per connection (Linux doubles it)
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 _TEXT = "text/plain; charset=utf-8"
 _BUSY_BODY = b"503 Service Unavailable: too many connections\n"
 
@@ -124,6 +127,7 @@ class _Connection(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         self._stall_budget = server.request_timeout
         self._lingered = 0
+        self._eof = False
 
     # --- slot ------------------------------------------------------------------------
 
@@ -166,6 +170,12 @@ class _Connection(asyncio.Protocol):
 
     def _abort(self) -> None:
         if self.transport is not None:
+            # A reset, not a FIN: the kernel drops what the client has not read yet
+            # instead of holding it (up to the send buffer) for a client that does not read.
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
             self.transport.abort()
         elif (self.task is not None and not self.task.done()
               and self.task is not asyncio.current_task()):
@@ -222,6 +232,7 @@ class _Connection(asyncio.Protocol):
         self._notify()
 
     def eof_received(self) -> bool:
+        self._eof = True
         if self._state == "closing":
             self._finish_linger()
             return True
@@ -375,8 +386,10 @@ class _Connection(asyncio.Protocol):
                     hint = 414  # the request line alone is too long
                 return _ProtocolError(hint, str(exc))
             if event is h11.NEED_DATA:
-                if self.h11.their_state is h11.CLOSED or self._closed:
+                if self._closed:
                     raise _Closed
+                if self._eof:
+                    return h11.ConnectionClosed()
                 await self._wait_data()
                 continue
             return event
@@ -385,14 +398,16 @@ class _Connection(asyncio.Protocol):
         server = self.server
         while True:
             event = await self._next_event()
-            if isinstance(event, h11.ConnectionClosed):
-                raise _Closed
+            if isinstance(event, h11.ConnectionClosed):  # the client is done: so are we
+                self._close_gracefully()
+                return
             self._deadline(None, "")
             self._pause_reading()
             self._buffered = 0
             if isinstance(event, _ProtocolError):
                 log.debug("%s: %d %s", self.peer_text, event.status, event.detail)
                 await self._respond_error(event.status)
+                self._close_gracefully()
                 return
             assert isinstance(event, h11.Request)
             keep = await self._handle(event)
@@ -524,16 +539,27 @@ class _Connection(asyncio.Protocol):
             return
         self._set_state("closing")
         transport = self.transport
-        if transport.can_write_eof():
+        self._deadline(None, "")
+        self.loop.call_at(self.loop.time() + min(self.server.request_timeout, _LINGER),
+                          self._linger_over)
+        if transport.can_write_eof() and not self._eof:
             self._resume_reading()
             transport.write_eof()
-            self._deadline(self.loop.time() + min(self.server.request_timeout, _LINGER),
-                           "linger over")
         else:
-            transport.close()  # TLS: close_notify after the buffered response
+            transport.close()  # after the buffered response (TLS: and close_notify)
 
     def _finish_linger(self) -> None:
         if self.transport is not None:
+            self.transport.close()
+
+    def _linger_over(self) -> None:
+        """Close for good; a reset only if the client has not even taken our answer."""
+        if self._closed or self.transport is None:
+            return
+        if self.transport.get_write_buffer_size():
+            log.debug("closing %s: it does not read its answer", self.peer_text)
+            self._abort()
+        else:
             self.transport.close()
 
 
@@ -572,6 +598,7 @@ class ExporterHTTPServer:
         max_connections_per_client: int = 64,
         keepalive_idle: float = KEEPALIVE_IDLE,
         bcrypt_workers: int = 1,
+        auth_log_interval: float = 60.0,
     ) -> None:
         if request_timeout <= 0 or keepalive_idle <= 0:
             raise ValueError("request_timeout and keepalive_idle must be positive")
@@ -584,7 +611,7 @@ class ExporterHTTPServer:
         self.keepalive_idle = float(keepalive_idle)
         self.max_connections = max_connections
         self.slots = Slots(max_connections, max_connections_per_client)
-        self.auth_failures = AuthFailures()
+        self.auth_failures = AuthFailures(auth_log_interval)
         self._pool = BcryptPool(workers=bcrypt_workers, queue_size=8 * bcrypt_workers)
         initial = self.config.current()
         self._tls = TLSContexts(initial) if initial is not None and initial.tls else None
@@ -704,6 +731,10 @@ class ExporterHTTPServer:
         sock.setblocking(False)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # A fixed, modest send buffer: what a client has not read stays in our
+            # accounting (the write stall budget) instead of megabytes of kernel memory,
+            # and a client that pipelines cannot have hundreds of responses rendered ahead.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
         conn = _Connection(self, sock, peer)
         admitted, victim = self.slots.admit(conn)
         if victim is not None:
