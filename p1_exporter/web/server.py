@@ -117,6 +117,8 @@ class _Connection(asyncio.Protocol):
         self._state = "new"
         self._since = time.monotonic()
         self.served = 0
+        self.trusted = False  # has had a request answered that passed authentication
+        self.heard = False  # has sent a byte
         self._timer: asyncio.TimerHandle | None = None
         self._wake: asyncio.Future[None] | None = None
         self._closed = False
@@ -136,7 +138,9 @@ class _Connection(asyncio.Protocol):
         state = self._state
         if state == "closing":
             return Rank.CLOSING
-        if state == "new" or (state == "head" and not self.served):
+        if state in ("new", "head") and not self.heard:
+            return Rank.SILENT
+        if state == "new" or (state in ("head", "idle") and not self.trusted):
             return Rank.NEW
         if state == "auth":
             return Rank.AUTH
@@ -151,6 +155,30 @@ class _Connection(asyncio.Protocol):
     @property
     def since(self) -> float:
         return self._since
+
+    def still_silent(self) -> bool:
+        """Look at the socket for bytes that arrived but were not read yet."""
+        if self.heard:
+            return False
+        if self.sock is not None:
+            sock, borrowed = self.sock, False
+        elif self.transport is not None:
+            raw = self.transport.get_extra_info("socket")
+            if raw is None:
+                return True
+            sock, borrowed = socket.socket(fileno=raw.fileno()), True
+        else:
+            return True
+        try:
+            waiting = bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except OSError:
+            waiting = False
+        finally:
+            if borrowed:
+                sock.detach()
+        if waiting:
+            self.heard = True
+        return not waiting
 
     def _set_state(self, state: str) -> None:
         self._state = state
@@ -214,6 +242,7 @@ class _Connection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=0)
 
     def data_received(self, data: bytes) -> None:
+        self.heard = True
         if self._state == "closing":
             self._lingered += len(data)
             if self._lingered > _LINGER_BYTES:
@@ -353,6 +382,7 @@ class _Connection(asyncio.Protocol):
         kind = await starts_tls(sock)
         if kind is None:
             return False
+        self.heard = True
         if not kind:
             log.debug("%s: plain HTTP on the TLS port, answering 400", self.peer_text)
             await self.loop.connect_accepted_socket(lambda: self, sock)
@@ -417,6 +447,9 @@ class _Connection(asyncio.Protocol):
                 self._close_gracefully()
                 return
             self.h11.start_next_cycle()
+            # One request per connection per turn of the loop: a client that pipelines
+            # cannot keep the loop (and every other client, and signals) waiting.
+            await asyncio.sleep(0)
             pending, _ = self.h11.trailing_data
             if pending:
                 self._set_state("head")
@@ -457,6 +490,7 @@ class _Connection(asyncio.Protocol):
             self._set_state("auth")
             outcome = await server._authenticate(config, headers.get("Authorization"))
             self._set_state("app")
+            self.trusted = outcome == "ok"
             if outcome != "ok":
                 server.auth_failures.add(outcome, self.client)
                 if outcome == "busy":
@@ -471,6 +505,7 @@ class _Connection(asyncio.Protocol):
                                      accept_encoding=None)
                 return not has_body
         self._set_state("app")
+        self.trusted = True
         if method not in ("GET", "HEAD"):
             await self._send(405, b"405 Method Not Allowed\n", _TEXT,
                              (("Allow", "GET, HEAD"),), head=False, close=True, config=config,

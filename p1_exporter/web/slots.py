@@ -2,11 +2,15 @@
 
 Sans-I/O bookkeeping for the server. Two limits: ``max_total`` connections at once
 (``--web.max-connections``) and ``max_per_client`` from one client address. A new
-connection over either limit takes the place of the connection that is owed least
-(lowest :attr:`Slot.rank`, then the one in that state longest; for the total limit the
-client holding most connections pays first); only when every connection is busy being
-served is the new one refused. So a crowd of idle, stalled or unauthenticated sockets
-can never lock out a scraper: they give way to it.
+connection over either limit takes the place of the connection that is owed least:
+lowest :attr:`Slot.rank` first (a socket that has sent nothing, then one that has not
+authenticated, then one waiting for its credential check, then one that does not read
+its answers), the one in that state longest first, and for the total limit the client
+holding most connections first. A connection that has authenticated (or, with auth off,
+been served) and is idle or sending its next request is never pushed out: when only such
+connections are left, the newcomer is refused. So a crowd of idle, stalled or
+unauthenticated sockets can never lock out a scraper, and a scraper's keep-alive
+connection survives any flood, even one from its own address.
 """
 
 from __future__ import annotations
@@ -19,14 +23,16 @@ __all__ = ["Rank", "Slot", "Slots"]
 
 
 class Rank:
-    """Eviction order, lowest first; ``None`` (being served) is never evicted."""
+    """Eviction order, lowest first; ranks above :data:`EVICTABLE` are never evicted."""
 
     CLOSING = 0  # answered and closing: lingering for the client's EOF
-    NEW = 1  # connected (TLS handshake, first request) but never served a request
-    AUTH = 2  # waiting for its unknown credentials to be checked
-    STALLED = 3  # a response write waits for a client that does not read
-    IDLE = 4  # keep-alive between two requests
-    HEAD = 5  # reading the next request head after earlier ones were served
+    SILENT = 1  # connected, sent nothing yet
+    NEW = 2  # sent something, but no request passed authentication yet
+    AUTH = 3  # waiting for its unknown credentials to be checked
+    STALLED = 4  # a response write waits for a client that does not read
+    EVICTABLE = STALLED
+    IDLE = 5  # authenticated keep-alive between two requests
+    HEAD = 6  # authenticated, sending its next request
 
 
 class Slot(Protocol):
@@ -37,6 +43,10 @@ class Slot(Protocol):
 
     @property
     def since(self) -> float: ...
+
+    def still_silent(self) -> bool:
+        """For a SILENT slot: has nothing arrived meanwhile? (It may look again.)"""
+        ...
 
 
 class Slots:
@@ -87,13 +97,15 @@ class Slots:
             del self._by_client[slot.client]
 
     def _victim(self, candidates: Iterable[Slot]) -> Slot | None:
-        best: Slot | None = None
-        best_key: tuple[int, int, float] | None = None
+        ranked = []
         for slot in candidates:
             rank = slot.rank
-            if rank is None:
-                continue
-            key = (rank, -self.count(slot.client), slot.since)
-            if best_key is None or key < best_key:
-                best, best_key = slot, key
-        return best
+            if rank is not None and rank <= Rank.EVICTABLE:
+                ranked.append(((rank, -self.count(slot.client), slot.since), slot))
+        ranked.sort(key=lambda item: item[0])
+        for (rank, _, _), slot in ranked:
+            # A socket that looked silent may have sent its request since (a scraper
+            # accepted among a flood of silent sockets): it keeps its place.
+            if rank != Rank.SILENT or slot.still_silent():
+                return slot
+        return None
