@@ -19,9 +19,10 @@ connection, as Prometheus does. Attacks, all from 127.0.0.1 like the scraper:
 
 Printed per attack and version: authorised scrapes answered 200 / made, how many of them
 within 1 s, the slowest, the exporter's peak RSS (VmHWM), the lines it logged, and what
-the attackers saw. Last, ``/metrics`` with 20 scrapers flat out (no auth): p50/p99 of
-this version, the landed one and prometheus_client's own ``start_http_server`` serving
-the same families from the same simulated meter.
+the attackers saw. One authorised scrape before each attack stands for the Prometheus
+that was scraping before it began. Last, ``/metrics`` with 20 scrapers flat out (no
+auth): p50/p99 of this version, the landed one and prometheus_client's own
+``start_http_server`` serving the same families from the same simulated meter.
 """
 
 from __future__ import annotations
@@ -377,6 +378,9 @@ def run_attack(version: Version, attack: str, seconds: float, configs: tuple[Pat
     proc = start_exporter(version, port, configs[1] if tls else configs[0], log)
     outcome = Outcome()
     try:
+        # One scrape before the attack: Prometheus was scraping before it began (and
+        # its credentials are remembered, as on any exporter that has run a while).
+        authorised_scraper(port, tls, 0.5, [])
         before = len(log.read_bytes().splitlines())
         job = pool.apply_async(function, (port, tls, seconds))
         authorised_scraper(port, tls, seconds, outcome.scrapes)

@@ -194,6 +194,34 @@ def test_slowly_dribbled_tls_handshake_has_its_own_deadline(
         assert time.monotonic() - began < 2.0
 
 
+def test_tls_keep_alive_with_large_answers_is_not_taken_for_a_slow_reader(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """Write flow control over TLS: answers larger than the socket buffers, read at full
+    speed, never count against the stall budget (a budget of 1 s here)."""
+    import ssl
+
+    from tests.tlsutil import make_pki
+
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki")
+    path = tmp_path / "web.yml"
+    path.write_text(f"tls_server_config:\n  cert_file: {pki.server_cert}\n"
+                    f"  key_file: {pki.server_key}\n")
+    server = serve(WebConfig.load(str(path)), request_timeout=1.0)
+    context = ssl.create_default_context(cafile=str(pki.ca_cert))
+    conn = http.client.HTTPSConnection("localhost", server.server_address[1], timeout=5,
+                                       context=context)
+    try:
+        for _ in range(4):
+            assert get(server, "/big", conn=conn) == (200, BIG)
+            sock = conn.sock
+            time.sleep(0.5)
+        assert conn.sock is sock  # one connection throughout
+    finally:
+        conn.close()
+
+
 # --- authentication ---------------------------------------------------------------------
 
 

@@ -228,6 +228,7 @@ class AuthFailures:
         self._window: Counter[str] = Counter()
         self._clients: Counter[str] = Counter()
         self._flush: asyncio.TimerHandle | None = None
+        self._window_start = 0.0
 
     def add(self, outcome: Outcome, client: str) -> None:
         """Count one failure (call on the event loop); the first in a window arms the log."""
@@ -235,7 +236,9 @@ class AuthFailures:
         self._window[outcome] += 1
         self._clients[client] += 1
         if self._flush is None:
-            self._flush = asyncio.get_running_loop().call_later(self.interval, self.flush)
+            loop = asyncio.get_running_loop()
+            self._window_start = loop.time()
+            self._flush = loop.call_later(self.interval, self.flush)
 
     def flush(self) -> None:
         """Log the window's count (if any) and start a new window."""
@@ -243,10 +246,11 @@ class AuthFailures:
         count = sum(self._window.values())
         if not count:
             return
+        seconds = min(self.interval, asyncio.get_running_loop().time() - self._window_start)
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self._window.items()))
         top, top_count = self._clients.most_common(1)[0]
-        log.warning("%d failed basic-auth requests in the last %g s (%s) from %d client"
-                    " address(es), most from %s (%d)", count, self.interval, kinds,
+        log.warning("%d failed basic-auth requests in the last %.0f s (%s) from %d client"
+                    " address(es), most from %s (%d)", count, seconds, kinds,
                     len(self._clients), top, top_count)
         self._window.clear()
         self._clients.clear()

@@ -239,7 +239,8 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         self.sock = None  # the transport owns it now
         # Pause (and so stall-time accounting) as soon as anything waits in our buffer.
-        transport.set_write_buffer_limits(high=0)
+        # (high=0 would pause a TLS transport for good: it pauses at size >= high.)
+        transport.set_write_buffer_limits(high=1, low=0)
 
     def data_received(self, data: bytes) -> None:
         self.heard = True
@@ -548,11 +549,12 @@ class _Connection(asyncio.Protocol):
         if close:
             lines.append(("Connection", "close"))
         self._set_state("write")
-        self._write(self.h11.send(h11.Response(status_code=status, headers=lines,
-                                               reason=_reason(status))) or b"")
+        parts = [self.h11.send(h11.Response(status_code=status, headers=lines,
+                                            reason=_reason(status))) or b""]
         if body and not head:
-            self._write(self.h11.send(h11.Data(data=body)) or b"")
-        self._write(self.h11.send(h11.EndOfMessage()) or b"")
+            parts.append(self.h11.send(h11.Data(data=body)) or b"")
+        parts.append(self.h11.send(h11.EndOfMessage()) or b"")
+        self._write(b"".join(parts))  # one send: head and body in the same segment
         await self._drain()
 
     async def _respond_error(self, status: int, *, head: bool = False) -> None:
