@@ -448,11 +448,11 @@ class _Connection(asyncio.Protocol):
                 self._close_gracefully()
                 return
             self.h11.start_next_cycle()
-            # One request per connection per turn of the loop: a client that pipelines
-            # cannot keep the loop (and every other client, and signals) waiting.
-            await asyncio.sleep(0)
             pending, _ = self.h11.trailing_data
             if pending:
+                # One request per connection per turn of the loop: a client that pipelines
+                # cannot keep the loop (and every other client, and signals) waiting.
+                await asyncio.sleep(0)
                 self._set_state("head")
                 self._newline_seen = b"\n" in pending
                 self._deadline(self.loop.time() + server.request_timeout,
@@ -538,7 +538,7 @@ class _Connection(asyncio.Protocol):
             if accepts_gzip(accept_encoding):
                 body = gzip.compress(body, compresslevel=6, mtime=0)
                 extra.append(("Content-Encoding", "gzip"))
-        lines = [("Date", email.utils.formatdate(usegmt=True)), ("Content-Type", content_type)]
+        lines = [("Date", _http_date()), ("Content-Type", content_type)]
         for name, value in config.headers if config is not None else ():
             if name.lower() not in names:
                 lines.append((name, value))
@@ -606,6 +606,18 @@ class _ProtocolError:
     def __init__(self, status: int, detail: str) -> None:
         self.status = status
         self.detail = detail
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The Date header's value, formatted once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
 
 
 def _reason(status: int) -> bytes:
