@@ -27,7 +27,7 @@ from p1_exporter.meter.reader import MeterConfig, MeterReader
 from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.metrics.catalog import METRICS
 from p1_exporter.web.app import ExporterApp
-from p1_exporter.web.messages import Request
+from p1_exporter.web.messages import Request, Response
 from p1_exporter.web.server import ExporterHTTPServer
 from tests.binaries import require_binary
 from tests.test_collector import Dongle
@@ -234,6 +234,22 @@ def test_custom_telemetry_path() -> None:
     app = ExporterApp(lambda: [], telemetry_path="/p1/metrics")
     assert app(Request("GET", "/p1/metrics", {}, {})).status == 200
     assert app(Request("GET", "/metrics", {}, {})).status == 404
+
+
+@pytest.mark.parametrize("accept", [
+    "application/openmetrics-text; version=x",
+    "application/openmetrics-text; version=1.x",
+])
+def test_a_bad_openmetrics_version_gets_the_text_format(accept: str) -> None:
+    reply = http_get_app(accept)
+    assert reply.status == 200
+    assert reply.content_type == http_get_app("").content_type == TEXT_FORMAT
+    assert b"# EOF" not in reply.body and b"# TYPE p1_up gauge" in reply.body
+
+
+def http_get_app(accept: str) -> Response:
+    snap = Snapshot("main", "test", 60.0)
+    return ExporterApp(lambda: [snap])(Request("GET", "/metrics", {}, {"Accept": accept}))
 
 
 # -- staleness, end to end over HTTP ----------------------------------------------------------

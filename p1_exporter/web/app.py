@@ -10,7 +10,7 @@ import html
 import json
 import time
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from p1_exporter import __version__
 from p1_exporter.core.render_json import telegram_to_dict
@@ -79,7 +79,7 @@ class ExporterApp:
         try:
             encoder, content_type = choose_encoder(accept)
         except (TypeError, ValueError):  # e.g. "application/openmetrics-text; version=x"
-            encoder, content_type = generate_latest, CONTENT_TYPE_LATEST
+            encoder, content_type = choose_encoder("")  # the text format
         return Response(200, encoder(self.registry), content_type)
 
     def health(self) -> Response:
