@@ -16,7 +16,7 @@ The application supplies one ``Handler`` (``Request -> Response``, see
   then a check of the whole head), :data:`MAX_HEADER_LINES` header lines,
   :data:`MAX_TARGET_BYTES` of request target; ``max_connections`` at once and
   ``max_connections_per_client`` from one address, where the connection owed least gives
-  way to a new one (:mod:`p1_exporter.web.slots`); a 503 only when every slot is busy.
+  way to a new one (:mod:`p1_exporter.web.slots`); a 503 only when none can.
 * Order of answers: protocol errors (400, 414, 431, 505; h11 refuses duplicate differing
   Content-Length), then authentication (401; 503 while the bcrypt pool is full, see
   :mod:`p1_exporter.web.auth`), then 405 for methods other than GET and HEAD, then the
@@ -116,7 +116,6 @@ class _Connection(asyncio.Protocol):
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self._state = "new"
         self._since = time.monotonic()
-        self.served = 0
         self.trusted = False  # has had a request answered that passed authentication
         self.heard = False  # has sent a byte
         self._timer: asyncio.TimerHandle | None = None
@@ -442,7 +441,6 @@ class _Connection(asyncio.Protocol):
                 return
             assert isinstance(event, h11.Request)
             keep = await self._handle(event)
-            self.served += 1
             if not keep or self.h11.our_state is h11.MUST_CLOSE or \
                     self.h11.their_state is not h11.DONE:
                 self._close_gracefully()
