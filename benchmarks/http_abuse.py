@@ -96,22 +96,22 @@ def wrong_passwords(port: int, tls: bool, seconds: float, clients: int = 70) -> 
         mine: Counter[str] = Counter()
         conn: http.client.HTTPConnection | None = None
         while time.monotonic() < end:
-            if conn is None:
-                conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=5,
-                                                    context=client_tls())
-                        if tls else http.client.HTTPConnection("127.0.0.1", port, timeout=5))
+            current = conn or (
+                http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=client_tls())
+                if tls else http.client.HTTPConnection("127.0.0.1", port, timeout=5))
+            conn = current
             try:
                 guess = auth_header(USER, secrets.token_hex(8))
-                conn.request("GET", "/metrics", headers={"Authorization": guess})
-                response = conn.getresponse()
+                current.request("GET", "/metrics", headers={"Authorization": guess})
+                response = current.getresponse()
                 response.read()
                 mine[str(response.status)] += 1
                 if response.will_close:
-                    conn.close()
+                    current.close()
                     conn = None
             except (OSError, http.client.HTTPException) as exc:
                 mine[type(exc).__name__] += 1
-                conn.close()
+                current.close()
                 conn = None
                 time.sleep(0.01)
         if conn is not None:
@@ -344,25 +344,25 @@ def authorised_scraper(port: int, tls: bool, seconds: float,
         status = 0
         for attempt in range(2):
             reused = conn is not None
-            if conn is None:
-                conn = new()
+            current = conn or new()
+            conn = current
             try:
-                conn.request("GET", "/metrics", headers={"Authorization": GOOD,
-                                                         "Accept-Encoding": "gzip"})
-                response = conn.getresponse()
+                current.request("GET", "/metrics", headers={"Authorization": GOOD,
+                                                            "Accept-Encoding": "gzip"})
+                response = current.getresponse()
                 body = response.read()
                 status = response.status if body else -1
                 if response.will_close:
-                    conn.close()
+                    current.close()
                     conn = None
                 break
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                conn.close()
+                current.close()
                 conn = None
                 if not reused or attempt:
                     break
             except (OSError, http.client.HTTPException):
-                conn.close()
+                current.close()
                 conn = None
                 break
         out.append((status, time.monotonic() - began))
