@@ -43,7 +43,6 @@ class App:
     def __init__(self) -> None:
         self.calls: list[Request] = []
         self.lock = threading.Lock()
-        self.release = threading.Event()  # /slow waits for it
 
     def __call__(self, request: Request) -> Response:
         with self.lock:
@@ -56,9 +55,6 @@ class App:
             return Response(200, b"x", "text/plain", (("X-Snow", "☃"),))
         if request.path == "/bad-body":
             return Response(200, "not bytes", "text/plain")  # type: ignore[arg-type]
-        if request.path == "/slow":
-            self.release.wait(10)
-            return Response(200, b"slow\n", "text/plain")
         if request.path == "/missing":
             return Response(404, b"no such page\n", "text/plain; charset=utf-8")
         if request.path == "/big":
@@ -175,14 +171,6 @@ def wait_closed(sock: socket.socket, limit: float) -> float:
     except TimeoutError:
         pytest.fail(f"server did not close the connection within {limit} s")
     return time.monotonic() - start
-
-
-def wait_for(predicate: Callable[[], bool], limit: float = 5.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached in time")
-        time.sleep(0.02)
 
 
 def assert_alive(server: ExporterHTTPServer) -> None:

@@ -47,7 +47,6 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -837,7 +836,3 @@ class ExporterHTTPServer:
             log.debug("handler traceback", exc_info=True)
             response = Response(500, b"500 Internal Server Error\n", _TEXT)
         return response
-
-    def connection_states(self) -> Iterator[str]:
-        """Each connection's state (for tests and benchmarks)."""
-        return (c._state for c in list(self._connections))
