@@ -4,7 +4,8 @@ Run: ``.venv/bin/python benchmarks/http_load.py`` (``--seconds``, ``--scrapers``
 ``--processes``; ``--quick`` for a short pass).
 
 Starts ``python -m p1_exporter`` on 127.0.0.1 with a simulated meter sending 10
-telegrams a second and default web settings (request timeout 10 s, 64 connections).
+telegrams a second and default web settings (request timeout 10 s, 512 connections, 64
+per client address).
 Scrapers are threads spread over several client processes, each on its own keep-alive
 connection asking for gzip, as Prometheus does. Phases:
 
@@ -16,8 +17,8 @@ connection asking for gzip, as Prometheus does. Phases:
    headers, too many headers, binary and TLS bytes, as fast as one process can send
    them, while 10 paced scrapers run; every answer's status is counted;
 5. ``idle flood``: 200 sockets that connect and send nothing (reconnecting when
-   dropped) while 10 paced scrapers run: over the connection limit, scrapes are turned
-   away with a quick 503 instead of hanging.
+   dropped) while 10 paced scrapers run: over the connection limits, silent sockets make
+   room for new connections, so scrapes are not turned away.
 
 For each phase: scrapes, p50/p99/max latency, errors (503 and others), and whether the
 reader kept up (``p1_telegrams_total{result="ok"}`` grew by 10 a second). At the end:
@@ -187,26 +188,33 @@ def idle_flood(port: int, clients: int, seconds: float) -> dict[str, int]:
     return dict(counts)
 
 
+H = b"Host: x\r\n"
 BAD_REQUESTS: dict[str, bytes] = {
     "binary": b"\x00\x01\x02\xff\xfe garbage\r\n\r\n",
     "no target": b"GET\r\n\r\n",
-    "method FOO": b"FOO /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
-    "POST with body": b"POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
-    "HTTP/9.9": b"GET /metrics HTTP/9.9\r\n\r\n",
-    "HTTP/1.1 garbage": b"GET /metrics HTTP/1.x\r\n\r\n",
-    "request line 70 KB": b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n",
-    "header 70 KB": b"GET /metrics HTTP/1.1\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n",
-    "150 headers": b"GET /metrics HTTP/1.1\r\n" + b"".join(
+    "no Host (HTTP/1.1)": b"GET /metrics HTTP/1.1\r\n\r\n",
+    "method FOO": b"FOO /metrics HTTP/1.1\r\n" + H + b"\r\n",
+    "POST with body": b"POST /metrics HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n\r\nhello",
+    "HTTP/9.9": b"GET /metrics HTTP/9.9\r\n" + H + b"\r\n",
+    "HTTP/1.1 garbage": b"GET /metrics HTTP/1.x\r\n" + H + b"\r\n",
+    "request line 70 KB": b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n" + H + b"\r\n",
+    "header 70 KB": b"GET /metrics HTTP/1.1\r\n" + H + b"X-Big: " + b"b" * 70_000 + b"\r\n\r\n",
+    "150 headers": b"GET /metrics HTTP/1.1\r\n" + H + b"".join(
         b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n",
-    "header without colon": b"GET /metrics HTTP/1.1\r\nNo colon here\r\n\r\n",
-    "huge Content-Length": b"GET /metrics HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
-    "2000 query fields": b"GET /metrics?" + b"a=1&" * 2000 + b" HTTP/1.1\r\n\r\n",
-    "percent junk": b"GET /%ff%00%%zz/../../etc/passwd HTTP/1.1\r\n\r\n",
-    "absolute URL": b"GET http://evil.example/metrics HTTP/1.1\r\n\r\n",
+    "header without colon": b"GET /metrics HTTP/1.1\r\n" + H + b"No colon here\r\n\r\n",
+    "huge Content-Length": b"GET /metrics HTTP/1.1\r\n" + H
+    + b"Content-Length: 99999999999\r\n\r\n",
+    "two Content-Lengths": b"GET /metrics HTTP/1.1\r\n" + H
+    + b"Content-Length: 3\r\nContent-Length: 30\r\n\r\n",
+    "2000 query fields": b"GET /metrics?" + b"a=1&" * 2000 + b" HTTP/1.1\r\n" + H + b"\r\n",
+    "percent junk": b"GET /%ff%00%%zz/../../etc/passwd HTTP/1.1\r\n" + H + b"\r\n",
+    "absolute URL": b"GET http://evil.example/metrics HTTP/1.1\r\nHost: evil.example\r\n\r\n",
     "TLS hello": bytes.fromhex("16030100a5010000a10303") + bytes(160),
-    "NUL in header": b"GET /metrics HTTP/1.1\r\nX-A: a\x00b\r\n\r\n",
-    "bad basic auth": b"GET /metrics HTTP/1.1\r\nAuthorization: Basic !!!!\r\n\r\n",
-    "pipelined junk": b"GET /healthz HTTP/1.1\r\n\r\n\x16\x03\x01junk\r\n\r\n",
+    "NUL in header": b"GET /metrics HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n",
+    "bad basic auth": b"GET /metrics HTTP/1.1\r\n" + H + b"Authorization: Basic !!!!\r\n\r\n",
+    "bad OpenMetrics version": b"GET /metrics HTTP/1.1\r\n" + H
+    + b"Accept: application/openmetrics-text; version=x\r\n\r\n",
+    "pipelined junk": b"GET /healthz HTTP/1.1\r\n" + H + b"\r\n\x16\x03\x01junk\r\n\r\n",
 }
 
 

@@ -32,7 +32,8 @@ from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.metrics.catalog import METRICS
 from p1_exporter.metrics.collector import SELF_METRIC_PREFIXES
 from p1_exporter.web.app import ExporterApp
-from p1_exporter.web.server import ExporterHTTPServer, Request
+from p1_exporter.web.messages import Request, Response
+from p1_exporter.web.server import ExporterHTTPServer
 from tests.binaries import require_binary
 from tests.test_collector import Dongle
 from tests.test_exporter_cli import (
@@ -84,7 +85,7 @@ def test_metrics_serves_both_meters_with_their_own_label(exporter: ExporterProce
     for name, samples in found.items():
         for key in samples:
             labels = dict(key)
-            if name == "p1_exporter_build_info" or name.startswith(SELF_METRIC_PREFIXES):
+            if name.startswith(SELF_METRIC_PREFIXES) or not METRICS[name].per_meter:
                 assert "meter" not in labels
             else:
                 assert labels["meter"] in METERS, (name, labels)
@@ -308,6 +309,22 @@ def test_custom_telemetry_path() -> None:
     app = ExporterApp(lambda: [], telemetry_path="/p1/metrics")
     assert app(Request("GET", "/p1/metrics", {}, {})).status == 200
     assert app(Request("GET", "/metrics", {}, {})).status == 404
+
+
+@pytest.mark.parametrize("accept", [
+    "application/openmetrics-text; version=x",
+    "application/openmetrics-text; version=1.x",
+])
+def test_a_bad_openmetrics_version_gets_the_text_format(accept: str) -> None:
+    reply = http_get_app(accept)
+    assert reply.status == 200
+    assert reply.content_type == http_get_app("").content_type == TEXT_FORMAT
+    assert b"# EOF" not in reply.body and b"# TYPE p1_up gauge" in reply.body
+
+
+def http_get_app(accept: str) -> Response:
+    snap = Snapshot("main", "test", 60.0)
+    return ExporterApp(lambda: [snap])(Request("GET", "/metrics", {}, {"Accept": accept}))
 
 
 # -- staleness, end to end over HTTP ----------------------------------------------------------

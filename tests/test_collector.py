@@ -30,7 +30,9 @@ from tests.helpers.reader import ManualDongle
 from tests.helpers.telegrams import make_telegram
 from tests.helpers.wait import wait_for
 
-HEALTH = {name for name, spec in METRICS.items() if spec.health}
+# The HTTP server's auth counter comes only with a server (see the test at the end).
+HEALTH = {name for name, spec in METRICS.items()
+          if spec.health and name != "p1_exporter_http_auth_failures_total"}
 
 
 def text_of(snapshots: list[Snapshot]) -> str:
@@ -246,3 +248,14 @@ def test_a_value_that_cannot_be_exported_costs_only_its_meter(
         assert value(found, "p1_up", meter="bad") == 1.0  # health stays
     errors = [r for r in caplog.records if "values left out of /metrics" in r.getMessage()]
     assert len(errors) == 1 and "meter bad" in errors[0].getMessage()
+
+
+def test_auth_failures_come_from_the_server_without_a_meter_label() -> None:
+    registry = make_registry(lambda: [stale("main")], lambda: {"invalid": 7, "busy": 2})
+    found = series(generate_latest(registry).decode())
+    assert found["p1_exporter_http_auth_failures_total"] == {
+        frozenset({("reason", "missing")}): 0.0,
+        frozenset({("reason", "invalid")}): 7.0,
+        frozenset({("reason", "busy")}): 2.0,
+    }
+    assert "p1_exporter_http_auth_failures_total" not in series(text_of([stale("main")]))

@@ -48,7 +48,8 @@ def test_defaults() -> None:
     assert config.web.listen_address == ":9357"
     assert config.web.telemetry_path == "/metrics"
     assert config.web.config_file is None
-    assert (config.web.request_timeout, config.web.max_connections) == (10.0, 64)
+    assert (config.web.request_timeout, config.web.max_connections) == (10.0, 512)
+    assert config.web.max_connections_per_client == 64
     assert (config.log_level, config.log_format) == ("info", "logfmt")
 
 
@@ -125,6 +126,7 @@ ENV_SAMPLES: dict[str, tuple[str, Callable[[ExporterConfig], object], object]] =
     "--web.config.file": ("w.yml", lambda c: c.web.config_file, "w.yml"),
     "--web.request-timeout": ("3", lambda c: c.web.request_timeout, 3.0),
     "--web.max-connections": ("5", lambda c: c.web.max_connections, 5),
+    "--web.max-connections-per-client": ("7", lambda c: c.web.max_connections_per_client, 7),
     "--log.level": ("warn", lambda c: c.log_level, "warn"),
     "--log.format": ("json", lambda c: c.log_format, "json"),
     "--protocol": ("han", lambda c: c.meters[0].protocol, "han"),

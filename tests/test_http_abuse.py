@@ -150,18 +150,25 @@ def test_concurrent_scrapers_get_no_errors_and_the_reader_keeps_up(exporter: Exp
 MALFORMED = [
     (b"\x00\x01\x02\xff garbage\r\n\r\n", "400"),
     (b"GET\r\n\r\n", "400"),
-    (b"FOO /metrics HTTP/1.1\r\n\r\n", "405"),
-    (b"POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", "405"),
-    (b"GET /metrics HTTP/9.9\r\n\r\n", "505"),
-    (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", "414"),
-    (b"GET /metrics HTTP/1.1\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n", "431"),
-    (b"GET /metrics HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(150)) + b"\r\n",
-     "431"),
-    (b"GET /metrics?" + b"a=1&" * 2000 + b" HTTP/1.1\r\n\r\n", "400"),
+    (b"FOO /metrics HTTP/1.1\r\nHost: x\r\n\r\n", "405"),
+    (b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", "405"),
+    (b"GET /metrics HTTP/9.9\r\nHost: x\r\n\r\n", "505"),
+    (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", "414"),
+    (b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n", "431"),
+    (b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+     + b"".join(b"X-%d: v\r\n" % i for i in range(150)) + b"\r\n", "431"),
+    (b"GET /metrics?" + b"a=1&" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", "400"),
     (bytes.fromhex("16030100a5010000a10303") + bytes(160), "400"),  # TLS to plain HTTP
-    (b"GET /%ff%00/../../etc/passwd HTTP/1.1\r\n\r\n", "404"),
-    (b"GET /metrics HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", "200"),
-    (b"GET /healthz HTTP/1.1\r\n\r\n\x16\x03\x01junk\r\n\r\n", "200+400"),
+    (b"GET /%ff%00/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", "404"),
+    (b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n", "200"),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n\x16\x03\x01junk\r\n\r\n", "200+400"),
+    # New with the event-loop server: HTTP/1.1 needs Host; two differing Content-Length
+    # headers are refused (request smuggling); a bad OpenMetrics version falls back to text.
+    (b"GET /metrics HTTP/1.1\r\n\r\n", "400"),
+    (b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\n"
+     b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "400"),
+    (b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+     b"Accept: application/openmetrics-text; version=x\r\n\r\n", "200"),
 ]
 
 

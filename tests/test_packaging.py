@@ -506,6 +506,7 @@ def test_systemd_unit_is_hardened() -> None:
     assert values["SystemCallFilter"][0] == "@system-service"
     assert values["EnvironmentFile"] == ["-/etc/default/p1-exporter"]
     assert values["ExecStart"] == ["/opt/p1-exporter/bin/p1-exporter"]
+    assert values["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # reloads the web config
     assert values["RestartPreventExitStatus"] == ["2"]  # an invalid setting: exit code 2
     assert "PrivateUsers" not in values, "PrivateUsers= would unmap the dialout group"
     assert "PrivateDevices" not in values, "PrivateDevices= would hide the serial ports"

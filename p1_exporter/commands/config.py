@@ -43,7 +43,8 @@ class WebSettings:
     telemetry_path: str = "/metrics"
     config_file: str | None = None
     request_timeout: float = 10.0
-    max_connections: int = 64
+    max_connections: int = 512
+    max_connections_per_client: int = 64
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default 10)")
     web.add_argument("--web.max-connections", dest="web_max_connections",
                      type=_ranged("max_connections"),
-                     metavar="N", help="connections served at once (default 64)")
+                     metavar="N", help="connections served at once (default 512)")
+    web.add_argument("--web.max-connections-per-client", dest="web_max_connections_per_client",
+                     type=_ranged("max_connections_per_client"), metavar="N",
+                     help="connections from one client address at once (default 64)")
     logs = parser.add_argument_group("logging")
     logs.add_argument("--log.level", dest="log_level",
                       choices=["debug", "info", "warn", "error"], help="default info")
@@ -266,7 +270,7 @@ _METER_KEYS = {"name", "device", "baudrate", "bytesize", "parity", "stopbits", "
 _METER_KEYS |= meter_keys.YAML_KEYS
 _TOP_KEYS = {"meters", "web", "log", "defaults"}
 _WEB_KEYS = {"listen_address", "telemetry_path", "config_file", "request_timeout",
-             "max_connections"}
+             "max_connections", "max_connections_per_client"}
 _LOG_KEYS = {"level", "format"}
 
 
@@ -416,8 +420,12 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ExporterConf
         or _number("web.request_timeout", web_file.get("request_timeout", 10.0),
                    "request_timeout"),
         max_connections=args.web_max_connections
-        or int(_number("web.max_connections", web_file.get("max_connections", 64),
+        or int(_number("web.max_connections", web_file.get("max_connections", 512),
                        "max_connections")),
+        max_connections_per_client=args.web_max_connections_per_client
+        or int(_number("web.max_connections_per_client",
+                       web_file.get("max_connections_per_client", 64),
+                       "max_connections_per_client")),
     )
     if not web.telemetry_path.startswith("/") or web.telemetry_path in ("/", "/healthz"):
         raise ConfigError(f"web.telemetry_path {web.telemetry_path!r}: must be a path of its "

@@ -1,15 +1,15 @@
-"""Run the exporter: start one reader per meter and the HTTP server; stop on a signal."""
+"""Run the exporter: one asyncio event loop (the HTTP server; meter tasks can join it),
+one reader thread per meter; SIGHUP reloads the web config, SIGTERM/SIGINT stop."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
-from types import FrameType
 
 from p1_exporter import __version__
 from p1_exporter.commands.config import ConfigError, ExporterConfig, load_config
@@ -18,10 +18,13 @@ from p1_exporter.meter.reader import MeterReader
 from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.web.app import ExporterApp
 from p1_exporter.web.live_history import MeterHistory
+from p1_exporter.web.reload import WebConfigSource
 from p1_exporter.web.server import ExporterHTTPServer
-from p1_exporter.web.webconfig import WebConfig, WebConfigError
+from p1_exporter.web.webconfig import WebConfigError
 
 log = logging.getLogger("p1_exporter.main")
+
+_READER_STOP = 1.0  # seconds all reader threads get, together, to stop
 
 
 def build(config: ExporterConfig) -> tuple[list[MeterReader], ExporterHTTPServer]:
@@ -29,15 +32,20 @@ def build(config: ExporterConfig) -> tuple[list[MeterReader], ExporterHTTPServer
     web_config = None
     if config.web.config_file:
         try:
-            web_config = WebConfig.load(config.web.config_file)
+            web_config = WebConfigSource.load(config.web.config_file)
         except WebConfigError as exc:
             path = config.web.config_file
             reason = str(exc).removeprefix(f"{path}: ")  # the file is named once
             raise ConfigError(f"--web.config.file {path}: {reason}") from None
     readers: list[MeterReader] = []
     histories = {meter.name: MeterHistory() for meter in config.meters}
+    server: ExporterHTTPServer | None = None
+
+    def auth_failures() -> Mapping[str, float]:
+        return dict(server.auth_failures.totals) if server is not None else {}
+
     app = ExporterApp(lambda: [reader.snapshot for reader in readers],
-                      config.web.telemetry_path, histories)
+                      config.web.telemetry_path, histories, auth_failures)
     for meter in config.meters:
         history = histories[meter.name]
 
@@ -56,14 +64,51 @@ def build(config: ExporterConfig) -> tuple[list[MeterReader], ExporterHTTPServer
             config.web.listen_address, app, web_config,
             request_timeout=config.web.request_timeout,
             max_connections=config.web.max_connections,
+            max_connections_per_client=config.web.max_connections_per_client,
         )
     except ValueError as exc:
         raise ConfigError(f"--web.listen-address {config.web.listen_address!r}: {exc}") from None
     return readers, server
 
 
+async def serve(config: ExporterConfig, readers: Sequence[MeterReader],
+                server: ExporterHTTPServer) -> None:
+    """The exporter's main loop: serve until SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_stop(signum: signal.Signals) -> None:
+        log.info("received %s, shutting down", signum.name)
+        stop.set()
+
+    def on_hangup() -> None:
+        log.info("received SIGHUP, reloading the web config")
+        server.reload_config()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_stop, signum)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    for reader in readers:
+        reader.start()
+    await server.start_serving()
+    host, port = server.server_address[:2]
+    scheme = "https" if server.tls_enabled else "http"
+    log.info("p1-exporter %s listening on %s://%s:%d%s for %s", __version__, scheme,
+             f"[{host}]" if ":" in host else host, port, config.web.telemetry_path,
+             ", ".join(f"{r.config.name}={r.source.description}" for r in readers))
+    await stop.wait()
+    for reader in readers:
+        reader.request_stop()
+    await server.aclose()
+    # One shared deadline: the reader threads are daemons, so one stuck in a slow read
+    # (an HTTP device that never answers) cannot hold the process past it.
+    deadline = time.monotonic() + _READER_STOP
+    for reader in readers:
+        reader.stop(timeout=max(0.0, deadline - time.monotonic()))
+
+
 def run(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
-    """The exporter's main loop; returns the exit code."""
+    """Run the exporter; returns the exit code."""
     try:
         config = load_config(argv, os.environ if environ is None else environ)
         setup_logging(config.log_level, config.log_format)
@@ -78,31 +123,6 @@ def run(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
         print(f"p1-exporter: cannot listen on {config.web.listen_address}: {exc.strerror}",
               file=sys.stderr)
         return 1
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    for reader in readers:
-        reader.start()
-    server.start()
-    host, port = server.server_address[:2]
-    scheme = "https" if server.tls_enabled else "http"
-    log.info("p1-exporter %s listening on %s://%s:%d%s for %s", __version__, scheme,
-             f"[{host}]" if ":" in host else host, port, config.web.telemetry_path,
-             ", ".join(f"{r.config.name}={r.source.description}" for r in readers))
-    while not stop.wait(0.5):
-        pass
-    for reader in readers:
-        reader.request_stop()
-    server.shutdown()
-    # One shared deadline: the reader threads are daemons, so one stuck in a slow read
-    # (an HTTP device that never answers) cannot hold the process past it.
-    deadline = time.monotonic() + 1.0
-    for reader in readers:
-        reader.stop(timeout=max(0.0, deadline - time.monotonic()))
+    asyncio.run(serve(config, readers, server))
     log.info("stopped")
     return 0

@@ -2,8 +2,8 @@
 
 The collector, the README's metrics reference and the dashboard tests all read
 this table, so a name cannot drift between them. Names follow Prometheus
-conventions: base units, ``_total`` on counters. Every ``p1_`` metric except
-``p1_exporter_build_info`` also carries the ``meter`` label.
+conventions: base units, ``_total`` on counters. Every ``p1_`` metric also carries the
+``meter`` label, except the exporter-wide ones (``per_meter=False``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class MetricSpec(NamedTuple):
     help: str
     source: str = ""
     health: bool = False  # always present (exporter health), not only with a fresh telegram
+    per_meter: bool = True  # carries the meter label
 
 
 def _specs() -> list[MetricSpec]:
@@ -164,7 +165,13 @@ def _specs() -> list[MetricSpec]:
                    "Cumulative register values that went backwards and were withheld.",
                    health=True),
         MetricSpec("p1_exporter_build_info", g, ("version", "python_version"),
-                   "Exporter version; value 1. Carries no meter label.", health=True),
+                   "Exporter version; value 1. Carries no meter label.", health=True,
+                   per_meter=False),
+        MetricSpec("p1_exporter_http_auth_failures_total", c, ("reason",),
+                   "HTTP requests refused by basic auth: missing (no or malformed "
+                   "credentials), invalid (wrong user or password), busy (too many unknown "
+                   "credentials waiting for their check). Carries no meter label.",
+                   health=True, per_meter=False),
     ]
 
 

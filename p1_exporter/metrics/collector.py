@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -24,14 +24,14 @@ from p1_exporter.metrics.catalog import METRICS, MetricSpec
 from p1_exporter.metrics.samples import telegram_samples
 
 SnapshotSource = Callable[[], Sequence[Snapshot]]
+CounterSource = Callable[[], Mapping[str, float]]
+AUTH_FAILURE_REASONS = ("missing", "invalid", "busy")
 log = logging.getLogger("p1_exporter.collector")
 
 
 def family_labels(spec: MetricSpec) -> list[str]:
     """A family's label names: ``meter`` first, except on the exporter-wide families."""
-    return ["meter", *spec.labels] if spec.name != "p1_exporter_build_info" else list(
-        spec.labels
-    )
+    return ["meter", *spec.labels] if spec.per_meter else list(spec.labels)
 
 
 def metric_family(spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:
@@ -91,8 +91,10 @@ def health_samples(snap: Snapshot, fresh: bool) -> list[tuple[str, tuple[str, ..
 class P1Collector(Collector):
     """Collects all meters' metrics from ``snapshots()`` at each scrape."""
 
-    def __init__(self, snapshots: SnapshotSource) -> None:
+    def __init__(self, snapshots: SnapshotSource,
+                 auth_failures: CounterSource | None = None) -> None:
         self.snapshots = snapshots
+        self.auth_failures = auth_failures
         self._limiter = LogLimiter(log)
 
     def _meter_values(
@@ -102,7 +104,13 @@ class P1Collector(Collector):
 
     def exporter_samples(self) -> list[tuple[str, tuple[str, ...], float]]:
         """The exporter-wide samples (no meter label), read at each scrape."""
-        return [("p1_exporter_build_info", (__version__, platform.python_version()), 1.0)]
+        samples: list[tuple[str, tuple[str, ...], float]] = [
+            ("p1_exporter_build_info", (__version__, platform.python_version()), 1.0)]
+        if self.auth_failures is not None:
+            failures = self.auth_failures()
+            samples += [("p1_exporter_http_auth_failures_total", (reason,),
+                         float(failures.get(reason, 0))) for reason in AUTH_FAILURE_REASONS]
+        return samples
 
     def collect(self) -> Iterable[Metric]:
         now = time.monotonic()
@@ -133,11 +141,16 @@ class P1Collector(Collector):
 SELF_METRIC_PREFIXES = ("process_", "python_")
 
 
-def make_registry(snapshots: SnapshotSource, *, self_metrics: bool = True) -> CollectorRegistry:
+def make_registry(snapshots: SnapshotSource, auth_failures: CounterSource | None = None, *,
+                  self_metrics: bool = True) -> CollectorRegistry:
     """A registry of our own (not the global one): the P1 collector and, with
-    ``self_metrics``, the exporter process's own ``process_*`` and ``python_*`` metrics."""
+    ``self_metrics``, the exporter process's own ``process_*`` and ``python_*`` metrics.
+
+    ``auth_failures`` (reason -> count) comes from the HTTP server; without it (decode,
+    backfill) that family is left out.
+    """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(P1Collector(snapshots))
+    registry.register(P1Collector(snapshots, auth_failures))
     if self_metrics:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)

@@ -40,6 +40,7 @@ from p1_exporter.logs.limiter import LogLimiter
 from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.metrics.catalog import METRICS
 from p1_exporter.metrics.collector import (
+    CounterSource,
     P1Collector,
     SnapshotSource,
     family_labels,
@@ -206,12 +207,13 @@ class CachedExposition:
     names, other OpenMetrics versions), so every Accept header still gets a right answer.
     """
 
-    def __init__(self, snapshots: SnapshotSource, *, self_metrics: bool = True) -> None:
+    def __init__(self, snapshots: SnapshotSource, auth_failures: CounterSource | None = None,
+                 *, self_metrics: bool = True) -> None:
         self.snapshots = snapshots
         self.own = CollectorRegistry(auto_describe=False)
         self.registry = CollectorRegistry(auto_describe=False)
         #: Also the source of the exporter-wide samples, rendered at each scrape.
-        self.collector = P1Collector(snapshots)
+        self.collector = P1Collector(snapshots, auth_failures)
         self.registry.register(self.collector)
         if self_metrics:  # as make_registry: the process's own metrics after the P1 ones
             for registry in (self.own, self.registry):

@@ -17,7 +17,8 @@ def render() -> str:
         "`p1_exporter/core/obis.py` (the source column) by "
         "`python -m p1_exporter.metrics.reference`; do not edit by hand.",
         "",
-        "Every metric except `p1_exporter_build_info` carries a `meter` label (the meter's "
+        "Every metric except `p1_exporter_build_info` and "
+        "`p1_exporter_http_auth_failures_total` carries a `meter` label (the meter's "
         "name, default `main`). Units are base units: joules, watts, volts, amperes, cubic "
         "meters, seconds; reactive energy is in var-seconds (divide by 3600 for varh).",
         "",

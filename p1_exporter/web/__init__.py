@@ -1,1 +1,2 @@
-"""The HTTP side: routes, the server, TLS and basic auth from the web config."""
+"""The HTTP side: routes (app), the event-loop server (server) with its sockets (listen),
+connection limits (slots), basic auth (auth), and the web config (webconfig, reload)."""

@@ -1,7 +1,7 @@
 """The exporter's HTTP routes: /metrics, the live page, /healthz and the JSON API.
 
 Routes read the readers' immutable snapshots (and the live page's histories, which
-need no lock either), so no request can block a reader. The transport (threads, TLS,
+need no lock either), so no request can block a reader. The transport (event loop, TLS,
 auth, gzip, 405) is :mod:`p1_exporter.web.server`; every route, the live page and its
 JSON included, goes through the same TLS and basic auth as /metrics.
 """
@@ -17,11 +17,11 @@ from prometheus_client.exposition import choose_encoder
 
 from p1_exporter.core.render_json import telegram_to_dict
 from p1_exporter.meter.snapshot import Snapshot
-from p1_exporter.metrics.collector import SnapshotSource
+from p1_exporter.metrics.collector import CounterSource, SnapshotSource
 from p1_exporter.metrics.exposition import CachedExposition
 from p1_exporter.web.live import STATIC_FILES, live_document, static_file
 from p1_exporter.web.live_history import MeterHistory
-from p1_exporter.web.server import Request, Response
+from p1_exporter.web.messages import Request, Response
 
 _JSON = "application/json; charset=utf-8"
 _HTML = "text/html; charset=utf-8"
@@ -65,11 +65,12 @@ class ExporterApp:
     """Maps requests to responses for a fixed set of meter readers."""
 
     def __init__(self, snapshots: SnapshotSource, telemetry_path: str = "/metrics",
-                 histories: Mapping[str, MeterHistory] | None = None) -> None:
+                 histories: Mapping[str, MeterHistory] | None = None,
+                 auth_failures: CounterSource | None = None) -> None:
         self.snapshots = snapshots
         self.telemetry_path = telemetry_path
         #: /metrics from per-meter pieces cached per snapshot (see metrics.exposition).
-        self.exposition = CachedExposition(snapshots)
+        self.exposition = CachedExposition(snapshots, auth_failures)
         self.registry = self.exposition.registry
         self.histories: Mapping[str, MeterHistory] = histories or {}
         self.started = time.time()
@@ -106,7 +107,10 @@ class ExporterApp:
     def metrics(self, request: Request) -> Response:
         """Prometheus text format, or OpenMetrics when the client asks for it."""
         accept = request.headers.get("Accept", "")
-        encoder, content_type = choose_encoder(accept)
+        try:
+            encoder, content_type = choose_encoder(accept)
+        except (TypeError, ValueError):  # e.g. "application/openmetrics-text; version=x"
+            encoder, content_type = choose_encoder("")  # the text format
         return Response(200, self.exposition.encode(encoder), content_type)
 
     def health(self) -> Response:

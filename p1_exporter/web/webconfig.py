@@ -55,31 +55,24 @@ Differences from exporter-toolkit, all caused by what Python's ``ssl`` module ca
   with a message, because Python's ``ssl`` loads certificate chains from files only.
 * Only ``$2a$``, ``$2b$`` and ``$2y$`` bcrypt hashes are accepted; passwords are truncated
   to bcrypt's 72 bytes before checking, as Go's bcrypt does implicitly.
-* Certificates and keys are re-read when their files change (see
-  :class:`p1_exporter.web.server.ExporterHTTPServer`); the YAML itself is read once.
+* Certificates and keys are re-read when their files change, and the YAML itself when it
+  changes or on SIGHUP (see :mod:`p1_exporter.web.reload`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import ipaddress
 import logging
 import os
 import platform
 import re
-import secrets
 import ssl
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import bcrypt
-
+from p1_exporter.web.auth import BasicAuth
 from p1_exporter.yamlfile import YamlFileError, load_yaml
 
 __all__ = [
@@ -181,7 +174,6 @@ _UNSUPPORTED_HINTS: Mapping[str, str] = {
 }
 
 _BCRYPT_RE = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
-_BCRYPT_MAX_PASSWORD = 72
 
 
 @dataclass(frozen=True)
@@ -200,76 +192,6 @@ class TLSServerConfig:
     client_allowed_sans: tuple[str, ...] = ()
 
 
-class _BasicAuth:
-    """bcrypt checks with a cache of successful credentials and a constant-ish timing.
-
-    Successful (user, password) pairs are remembered as an HMAC-SHA-256 digest (random
-    per-process key) of the decoded credentials, so a scraper presenting the same header
-    every 15 s pays bcrypt once. Failures are never cached: every wrong guess costs a
-    bcrypt run, and those runs are serialised so a flood of them uses at most one core
-    while cached scrapers keep being served without waiting.
-    """
-
-    def __init__(self, users: Mapping[str, str]) -> None:
-        self._users = {user: hashed.encode("ascii") for user, hashed in users.items()}
-        # Unknown users are checked against the most expensive configured hash, so they
-        # take as long as a known user and cannot be told apart by timing.
-        self._dummy = max(self._users.values(), key=lambda h: int(h[4:6]), default=b"")
-        self._key = secrets.token_bytes(32)
-        self._ok: dict[str, bytes] = {}
-        self._cache_lock = threading.Lock()
-        self._bcrypt_lock = threading.Lock()
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._users)
-
-    def check(self, authorization: str | None) -> bool:
-        if not self._users:
-            return True
-        parsed = _parse_basic(authorization)
-        if parsed is None:
-            return False
-        user, password = parsed
-        digest = hmac.new(self._key, user.encode() + b"\0" + password, hashlib.sha256).digest()
-        with self._cache_lock:
-            cached = self._ok.get(user)
-        if cached is not None and hmac.compare_digest(cached, digest):
-            return True
-        hashed = self._users.get(user)
-        with self._bcrypt_lock:
-            try:
-                ok = bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD], hashed or self._dummy)
-            except ValueError:
-                ok = False
-        if ok and hashed is not None:
-            with self._cache_lock:
-                self._ok[user] = digest
-            return True
-        return False
-
-
-def _parse_basic(header: str | None) -> tuple[str, bytes] | None:
-    """``Basic base64(user:password)`` -> (user, password bytes), or None if malformed."""
-    if not header:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        raw = base64.b64decode(token.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    user_bytes, colon, password = raw.partition(b":")
-    if not colon:
-        return None
-    try:
-        user = user_bytes.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return user, password
-
-
 @dataclass(frozen=True)
 class WebConfig:
     """A validated web config. ``WebConfig()`` is plain HTTP without authentication."""
@@ -279,14 +201,14 @@ class WebConfig:
     headers: tuple[tuple[str, str], ...] = ()
     basic_auth_users: Mapping[str, str] = field(default_factory=dict, hash=False)
     source: str = "<web config>"
-    _auth: _BasicAuth = field(init=False, repr=False, compare=False, hash=False)
+    _auth: BasicAuth = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         users = MappingProxyType(dict(self.basic_auth_users))  # a read-only copy
         for user, hashed in users.items():
             _check_bcrypt_hash(self.source, user, hashed)
         object.__setattr__(self, "basic_auth_users", users)
-        object.__setattr__(self, "_auth", _BasicAuth(users))
+        object.__setattr__(self, "_auth", BasicAuth(users))
 
     @classmethod
     def load(cls, path: str) -> WebConfig:
@@ -328,7 +250,12 @@ class WebConfig:
 
     def check_basic_auth(self, authorization_header: str | None) -> bool:
         """True if auth is off, or the ``Authorization`` header holds valid credentials."""
-        return self._auth.check(authorization_header)
+        return self._auth.check_sync(authorization_header)
+
+    @property
+    def auth(self) -> BasicAuth:
+        """The credential checker (with its remembered credentials) of this config."""
+        return self._auth
 
     def client_cert_allowed(self, peer_cert: Mapping[str, Any] | None) -> bool:
         """Check ``client_allowed_sans`` against ``SSLSocket.getpeercert()``."""

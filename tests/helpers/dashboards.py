@@ -36,8 +36,6 @@ SELECTOR_VALUES: dict[str, str] = {"job": "p1", "instance": ".*", "meter": "main
 
 #: Target labels Prometheus adds to every scraped series.
 TARGET_LABELS = frozenset({"job", "instance"})
-#: The one p1_ metric without the meter label.
-_NO_METER = "p1_exporter_build_info"
 
 _VARIABLE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\$(\w+)|\[\[(\w+)(?::[^\]]*)?\]\]")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
@@ -55,7 +53,7 @@ def exported_metrics() -> dict[str, frozenset[str]]:
     metrics: dict[str, frozenset[str]] = {}
     for name, spec in METRICS.items():
         labels = frozenset(spec.labels) | TARGET_LABELS
-        metrics[name] = labels if name == _NO_METER else labels | {"meter"}
+        metrics[name] = labels | {"meter"} if spec.per_meter else labels
     return metrics
 
 
