@@ -369,6 +369,7 @@ RANGED = {
     "--poll-interval": ("meters", "poll_interval", 0.1, 3600),
     "--web.request-timeout": ("web", "request_timeout", 0.1, 600),
     "--web.max-connections": ("web", "max_connections", 1, 1024),
+    "--web.max-connections-per-client": ("web", "max_connections_per_client", 1, 1024),
     "--baudrate": ("meters", "baudrate", 50, 4_000_000),
 }
 OUT_OF_RANGE = ["nan", "inf", "-inf", "1e300", "-1", "0", "1e-300"]
@@ -421,7 +422,7 @@ def test_out_of_range_variable_names_variable_and_range(flag: str, raw: str) -> 
 @pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1.0e+300", "-1", "0", "1.0e-300"])
 @pytest.mark.parametrize("key", sorted(LIMITS))
 def test_out_of_range_yaml_value_names_key_and_range(tmp_path: Path, key: str, value: str) -> None:
-    if key in ("request_timeout", "max_connections"):
+    if key in ("request_timeout", "max_connections", "max_connections_per_client"):
         text, where = f"web:\n  {key}: {value}\nmeters: [{{device: sim://}}]\n", f"web.{key}"
     else:
         text = f"meters:\n  - device: /dev/ttyUSB0\n    {key}: {value}\n"

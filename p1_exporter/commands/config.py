@@ -93,6 +93,7 @@ LIMITS: Mapping[str, Limit] = {
     "backoff_cap": Limit(0.1, 3600.0),
     "request_timeout": Limit(0.1, 600.0),
     "max_connections": Limit(1, 1024, "", integer=True),
+    "max_connections_per_client": Limit(1, 1024, "", integer=True),
     "baudrate": Limit(50, 4_000_000, "", integer=True),
 }
 
