@@ -928,7 +928,9 @@ class HouseholdModel:
 
 def _net_power(net: float, k_in: float, k_out: float) -> tuple[float, float]:
     """(import, export) W of a net unscaled flow (positive = import), scaled per direction."""
-    return (net * k_in, 0.0) if net > 0 else (0.0, -net * k_out)
+    if net > 0:
+        return net * k_in, 0.0
+    return 0.0, (-net * k_out if net < 0 else 0.0)
 
 
 def _pv(t: float, hour: _Hour) -> float:
