@@ -177,7 +177,7 @@ YAML_UNKNOWN_KEY = "meters:\n  - name: home\n    device: sim://\n    baudrat: 11
          "meter name 'a' is used twice"),
         (["--device", "sim://", "--demo"], {}, {}, "meter name 'main' is used twice"),
         (["--device", "sim://?dialect=dsmr9"], {}, {}, "unknown dialect 'dsmr9'"),
-        (["--device", "x=sim://?colour=red"], {}, {}, "meter x (sim://?colour=red): unknown sim"),
+        (["--device", "x=sim://?colour=red"], {}, {}, "--device 'sim://?colour=red': unknown sim"),
         (["--demo", "--web.config.file", "{tmp}/web.yml"], {}, {"web.yml": WEB_CONFIG_UNKNOWN_KEY},
          "tls_server_confg"),
         (["--demo", "--web.config.file", "{tmp}/nope.yml"], {}, {}, "--web.config.file"),

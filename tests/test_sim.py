@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import itertools
 import os
 import re
 import select
@@ -254,8 +255,9 @@ def week() -> Week:
         power = model.power_at(t)
         shown_ok &= (state.import_w, state.export_w) == (round(power[0]), round(power[1]))
         if step:
-            # The power changes only at multiples of 10 s: held until the next telegram,
-            # the modelled power at each telegram integrates exactly.
+            # The power steps at multiples of 10 s and moves every second around the step,
+            # but a slot's first second has no deviation and its deviations sum to 0, so the
+            # modelled power at each telegram, held until the next, integrates exactly.
             index = 0 if previous.low_tariff else 1
             integrals[index] += held[0] * STEP
             integrals[2 + index] += held[1] * STEP
@@ -469,6 +471,90 @@ def test_a_restarted_meter_continues_where_it_stopped() -> None:
     for step in range(1, 100):
         t = restart + step * 10.0
         assert registers(first.advance(t)) == registers(second.advance(t))
+
+
+# -- moving like a real meter, one telegram a second ----------------------------------------
+
+#: A night, a winter morning (kettle, heating), a sunny summer noon (PV export on one phase).
+MOMENTS = (utc(2024, 3, 12, 1, 0), WINTER_MORNING, utc(2024, 6, 18, 11, 0))
+#: The lines that a real meter's readings move in nearly every telegram at 1 s.
+MOVING = {
+    "dsmr5": ("1-0:32.7.0", "1-0:52.7.0", "1-0:72.7.0"),
+    "belgian": ("1-0:32.7.0", "1-0:52.7.0", "1-0:72.7.0",
+                "1-0:31.7.0", "1-0:51.7.0", "1-0:71.7.0"),
+}
+
+
+def changed_lines(telegrams: list[bytes]) -> tuple[float, dict[str, float]]:
+    """Mean lines that differ from the previous telegram, and each OBIS line's share."""
+    changes = 0
+    per_code: dict[str, int] = {}
+    for before, after in itertools.pairwise(telegrams):
+        old, new = before.split(b"\r\n"), after.split(b"\r\n")
+        changes += sum(a != b for a, b in zip(old, new, strict=True))
+        previous = lines(before)
+        for code, value in lines(after).items():
+            per_code[code] = per_code.get(code, 0) + (previous.get(code) != value)
+    pairs = len(telegrams) - 1
+    return changes / pairs, {code: count / pairs for code, count in per_code.items()}
+
+
+@pytest.mark.parametrize(("dialect", "low", "high"), [("dsmr5", 7.0, 12.0), ("belgian", 9.0, 15.0)])
+def test_telegrams_at_one_a_second_move_like_a_real_meters(
+    dialect: str, low: float, high: float
+) -> None:
+    # A real Belgian meter changes ~13 of its 38 lines a second (clock, total and phase
+    # power, voltages, currents, CRC); DSMR 5 shows whole amperes, so a few lines fewer.
+    for start in MOMENTS:
+        meter = SimulatedMeter(dialect, seed=4, start=start)
+        telegrams = [meter.telegram_at(start + second) for second in range(300)]
+        mean, share = changed_lines(telegrams)
+        assert low <= mean <= high, (dialect, time.gmtime(start), mean)
+        for code in MOVING[dialect]:
+            assert share[code] > 0.75, (code, share[code])
+        # Each phase's power moves, whichever way it flows.
+        for imports, exports in (("1-0:21.7.0", "1-0:22.7.0"), ("1-0:41.7.0", "1-0:42.7.0"),
+                                 ("1-0:61.7.0", "1-0:62.7.0")):
+            assert share[imports] + share[exports] > 0.75, (imports, share)
+        assert share["1-0:1.7.0"] + share["1-0:2.7.0"] > 0.75
+        assert share["1-0:1.8.1"] + share["1-0:1.8.2"] < 0.5  # registers move in whole Wh
+
+
+def test_registers_are_the_exact_integral_of_the_per_second_power() -> None:
+    # 06:00-09:30 UTC on a June day: import in the morning, then the panels export.
+    start = utc(2024, 6, 18, 6, 0)
+    model = HouseholdModel(8, start)
+    first = model.registers_at(start)
+    energy = [0.0, 0.0, 0.0, 0.0]  # W*s per register: import low/normal, export low/normal
+    powers: list[tuple[float, float]] = []
+    for second in range(int(3.5 * 3600)):
+        t = start + second
+        state = model.advance(t)
+        power = model.power_at(t)
+        assert (state.import_w, state.export_w) == (round(power[0]), round(power[1]))
+        assert model.power_at(t + 0.5) == power  # constant through the second
+        index = 0 if state.low_tariff else 1
+        # Halfway through the second, the registers hold exactly half its energy.
+        half = model.registers_at(t + 0.5)
+        for i in (index, 2 + index):
+            flow = power[0] if i < 2 else power[1]
+            expected = first[i] + (energy[i] + flow * 0.5) / 3600
+            assert half[i] == pytest.approx(expected, abs=1e-6), (second, i)
+        energy[index] += power[0]
+        energy[2 + index] += power[1]
+        powers.append(power)
+    last = model.registers_at(start + 3.5 * 3600)
+    for i in range(4):
+        assert last[i] - first[i] == pytest.approx(energy[i] / 3600, abs=1e-6), i
+    assert energy[1] > 0 and energy[3] > 0  # both directions were covered
+    # Within each 10 s slot the power moves, but the slot's energy is its first second's.
+    moving = 0
+    for slot in range(0, len(powers), 10):
+        window = powers[slot : slot + 10]
+        for direction in (0, 1):
+            assert sum(p[direction] for p in window) == pytest.approx(10 * window[0][direction])
+        moving += len({p for p in window}) > 5
+    assert moving > 0.9 * len(powers) / 10
 
 
 def test_force_import_watts() -> None:

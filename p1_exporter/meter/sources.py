@@ -417,9 +417,15 @@ def check_address(url: str) -> None:
 
     Checked once at start, so a typo stops the exporter with a clear message instead of
     being retried forever. A device path that does not exist yet is fine (the cable may be
-    plugged in later); a regular file or a directory is not a serial port.
+    plugged in later); a regular file or a directory is not a serial port. A ``sim://``
+    address is checked in full: its options, their ranges and its pace.
     """
-    if url.startswith(("file:", "sim://")):
+    if url.startswith("sim://"):
+        from p1_exporter.sim.meter import SimOptions
+
+        SimOptions.from_url(url)  # unknown options, values out of range, too fast a pace
+        return
+    if url.startswith("file:"):
         return
     scheme, sep, rest = url.partition("://")
     if not sep:

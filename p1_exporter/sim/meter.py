@@ -24,6 +24,21 @@ from p1_exporter.sim.uart import SerialSettings, Wire
 
 #: The household when no seed is given (the demo meter).
 DEFAULT_SEED = 1
+#: Inclusive ranges of the numeric options: wide enough for any test or demo, narrow
+#: enough that no value costs unbounded CPU, time or output.
+LIMITS: dict[str, tuple[float, float]] = {
+    "seed": (0, 2**63 - 1),
+    # The meter clock prints two-digit years.
+    "start": (datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp(),
+              datetime(2099, 12, 31, tzinfo=timezone.utc).timestamp()),
+    "interval": (0.001, 3600.0),  # seconds between telegrams
+    "speed": (0.001, 86400.0),  # simulated seconds per real second: up to a day a second
+    "pause_seconds": (0.0, 3600.0),
+    "force_import_watts": (0.0, 99_999.0),  # the most a telegram's kW field shows
+}
+#: A ``sim://`` meter runs inside the exporter for as long as it lives: it sends at most
+#: this many telegrams per real second (``speed / interval``).
+MAX_TELEGRAMS_PER_SECOND = 100.0
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -87,12 +102,11 @@ class SimOptions:
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, not {rate}")
-        if self.pause_seconds < 0:
-            raise ValueError(f"pause_seconds must not be negative, not {self.pause_seconds}")
-        if self.force_import_watts is not None and not (
-            math.isfinite(self.force_import_watts) and self.force_import_watts >= 0
-        ):
-            raise ValueError(f"force_import_watts must be >= 0, not {self.force_import_watts}")
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:  # NaN fails too
+                raise ValueError(f"{name} must be between {_show(name, low)} and "
+                                 f"{_show(name, high)}, not {_show(name, value)}")
         self.wire()  # validates the serial settings
 
     def wire(self) -> Wire | None:
@@ -128,7 +142,23 @@ class SimOptions:
                 values[name] = _convert(name, raw)
             except ValueError as error:
                 raise ValueError(f"sim:// option {key}: {error}") from None
-        return cls(**values)  # type: ignore[arg-type]
+        options = cls(**values)  # type: ignore[arg-type]
+        if options.speed / options.interval > MAX_TELEGRAMS_PER_SECOND:
+            raise ValueError(
+                f"interval/speed = {options.interval / options.speed:g} s between telegrams is "
+                f"too fast: at least {1 / MAX_TELEGRAMS_PER_SECOND:g} s "
+                f"(at most {MAX_TELEGRAMS_PER_SECOND:g} telegrams a second)"
+            )
+        return options
+
+
+def _show(name: str, value: float) -> str:
+    """An option's value as its error message shows it."""
+    if name == "seed":
+        return str(value)
+    if name == "start" and math.isfinite(value) and abs(value) < 1e11:
+        return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    return f"{value:g}"
 
 
 def _convert(name: str, raw: str) -> object:

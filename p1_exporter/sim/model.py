@@ -5,11 +5,14 @@ from when the model was started or how often it was asked, so two models with
 the same seed agree at every moment and a restarted demo meter continues where
 it stopped: no register goes back, nothing jumps.
 
-* **Power** is piecewise constant and changes only at multiples of
-  :data:`SEGMENT` seconds: what a UTC hour holds (base load, clouds, heating,
-  appliances, shower and tap use) is drawn from a generator seeded with
-  ``(seed, hour)``; the fridge cycles on a fixed rhythm; the sun steps every
-  :data:`PV_STEP` seconds.
+* **Power** steps at multiples of :data:`SEGMENT` seconds: what a UTC hour
+  holds (base load, clouds, heating, appliances, shower and tap use) is drawn
+  from a generator seeded with ``(seed, hour)``; the fridge cycles on a fixed
+  rhythm; the sun steps every :data:`PV_STEP` seconds. On top of the step, each
+  phase fluctuates every second (:data:`JITTER_W`, :data:`JITTER_SHARE`), as a
+  real meter's readings do: the deviations are drawn per ``(seed, slot)``, are 0
+  in a slot's first second and sum to exactly 0 over the slot, so the energy of
+  every slot is the step's, and the total never changes direction.
 * **Registers** (energy per tariff and direction, gas, water) are the exact
   integral of that power, scaled per meter-local calendar month: a register
   starts each month at a target computed from the calendar alone (the seed's
@@ -20,8 +23,9 @@ it stopped: no register goes back, nothing jumps.
   segment. (Before 2020 the readings are lower, never below 0.) The power
   shown is the scaled power that flows from that moment on (in whole W), so the
   energy between two telegrams is the integral of the modelled power: for
-  telegrams at multiples of :data:`SEGMENT`, the shown power held until the
-  next telegram.
+  telegrams at whole seconds, the shown power held until the next telegram
+  (for telegrams at multiples of :data:`SEGMENT`, too, since a slot's
+  deviations sum to 0 and its first second has none).
 * **Rare events** (short and long power failures, voltage sags and swells)
   follow a seeded schedule: one at a seeded moment in each fixed period, so
   their counters are closed form too.
@@ -58,6 +62,11 @@ FAILURE_LOG_MAX = 10
 SEGMENT = 10
 #: Solar production steps every five minutes.
 PV_STEP = 300
+#: Per-second fluctuation of each phase's power around the step: a standard deviation
+#: of this many W plus this share of the phase's power (a few W at night, tens of W
+#: under a kettle), as a real meter shows at one telegram a second.
+JITTER_W = 3.0
+JITTER_SHARE = 0.02
 #: The registers are the seed's readings at the start of this local month plus what follows.
 EPOCH_MONTH = (2020, 1)
 #: One event of each kind per period, at a seeded moment in it (per phase for sags/swells).
@@ -70,6 +79,8 @@ _SCHEDULE = {
 #: Solar noon in the Netherlands/Belgium, in UTC hours.
 _SOLAR_NOON_UTC = 11.65
 _NOMINAL_VOLTS = 230.0
+#: Standard deviation of the per-telegram voltage noise, in V (about 0.2 % of nominal).
+_VOLTAGE_NOISE = 0.4
 #: Register indices: import low/normal, export low/normal (Wh), gas, water (dm3).
 _IL, _IN, _EL, _EN, _GAS, _WATER = range(6)
 #: Register units per integrated unit: W*s -> Wh for electricity; gas and water are dm3.
@@ -264,6 +275,40 @@ class _Flow:
 
 
 @dataclass(frozen=True)
+class _Jitter:
+    """One SEGMENT slot's per-second deviations (whole unscaled W) from the step.
+
+    ``phases[i]`` holds second ``i``'s deviation per phase, ``total[i]`` their sum and
+    ``done[i]`` the integral of ``total`` from the slot's start to second ``i`` (W*s).
+    """
+
+    phases: tuple[tuple[float, float, float], ...]
+    total: tuple[float, ...]
+    done: tuple[float, ...]
+
+    def integral(self, offset: float) -> float:
+        """The deviation's integral from the slot's start to ``offset`` seconds into it."""
+        second = int(offset)
+        return self.done[second] + self.total[second] * (offset - second)
+
+
+_CALM = _Jitter(((0.0, 0.0, 0.0),) * SEGMENT, (0.0,) * SEGMENT, (0.0,) * (SEGMENT + 1))
+
+
+def _bridge(rng: random.Random, sigma: float) -> list[float]:
+    """SEGMENT whole-watt deviations: 0 first, Gaussian-like after, summing to exactly 0.
+
+    Differences of a rounded random walk pinned to 0 at both ends of the slot.
+    """
+    walk = [0.0]
+    for _ in range(SEGMENT - 1):
+        walk.append(walk[-1] + rng.gauss(0.0, sigma))
+    drift = walk[-1] / (SEGMENT - 1)
+    pinned = [float(round(value - drift * index)) for index, value in enumerate(walk)]
+    return [0.0, *(pinned[i] - pinned[i - 1] for i in range(1, SEGMENT))]
+
+
+@dataclass(frozen=True)
 class _HourSum:
     """An hour cut at every change of the flows: segment starts, flows and running integrals."""
 
@@ -415,6 +460,7 @@ class HouseholdModel:
         self._hours: dict[int, _Hour] = {}
         self._own: dict[int, list[_Event]] = {}
         self._months: dict[tuple[int, int], _Month] = {}
+        self._jitters: dict[int, _Jitter] = {}
         self._fridge = SEGMENT * ((seed * 97) % (2400 // SEGMENT))
         init = random.Random(f"{seed}:init")
         self._serial = f"E00{init.randrange(10**13, 10**14)}"
@@ -496,6 +542,13 @@ class HouseholdModel:
         rate = hour.rates[index]
         done = hour.sums[index]
         flows = [done[i] + rate[i] * since for i in range(4)]
+        offset = t % SEGMENT
+        if offset:  # the per-second deviations within the slot (their sum over it is 0)
+            deviation = self._jitter(int(t // SEGMENT)).integral(offset)
+            if rate[0] > 0:
+                flows[0] += deviation
+            elif rate[1] > 0:
+                flows[1] -= deviation
         row = month.prefix[int(t // 3600) - month.first_hour]
         low = hour.low_tariff
         unscaled = (
@@ -519,9 +572,10 @@ class HouseholdModel:
         hour = self._hour(int(t // 3600))
         month = self._month_data(*_month_of(t))
         rates = self._rates(hour, t)
+        deviation = self._jitter(int(t // SEGMENT)).total[int(t % SEGMENT)]
         low = hour.low_tariff
-        return (rates[0] * month.scale[_IL if low else _IN],
-                rates[1] * month.scale[_EL if low else _EN])
+        return _net_power(rates[0] - rates[1] + deviation, month.scale[_IL if low else _IN],
+                          month.scale[_EL if low else _EN])
 
     # -- moving on ---------------------------------------------------------------------
 
@@ -582,20 +636,23 @@ class HouseholdModel:
             imports = (forced / 3, forced / 3, forced / 3)
             exports = (0.0, 0.0, 0.0)
             import_w, export_w = forced, 0.0
-        else:  # the telegram shows whole watts
+        else:  # the step plus this second's deviations; the telegram shows whole watts
             k_in = month.scale[_IL if low else _IN]
             k_out = month.scale[_EL if low else _EN]
-            imports = (float(round(flow.imports[0] * k_in)), float(round(flow.imports[1] * k_in)),
-                       float(round(flow.imports[2] * k_in)))
-            exports = (float(round(flow.exports[0] * k_out)),
-                       float(round(flow.exports[1] * k_out)),
-                       float(round(flow.exports[2] * k_out)))
-            import_w = float(round(flow.import_w * k_in))
-            export_w = float(round(flow.export_w * k_out))
+            jitter = self._jitter(int(t // SEGMENT))
+            second = int(t % SEGMENT)
+            phases = [_net_power(flow.imports[p] - flow.exports[p] + jitter.phases[second][p],
+                                 k_in, k_out) for p in range(3)]
+            imports = (float(round(phases[0][0])), float(round(phases[1][0])),
+                       float(round(phases[2][0])))
+            exports = (float(round(phases[0][1])), float(round(phases[1][1])),
+                       float(round(phases[2][1])))
+            total = _net_power(flow.import_w - flow.export_w + jitter.total[second], k_in, k_out)
+            import_w, export_w = float(round(total[0])), float(round(total[1]))
         noise = random.Random(f"{self.seed}:noise:{t!r}")
         nominal = _NOMINAL_VOLTS + hour.voltage_offset
         volts = tuple(
-            round(nominal + noise.gauss(0.0, 0.3) - 0.0005 * i + 0.0012 * e, 1)
+            round(nominal + noise.gauss(0.0, _VOLTAGE_NOISE) - 0.0005 * i + 0.0012 * e, 1)
             for i, e in zip(imports, exports, strict=True)
         )
         v1, v2, v3 = volts
@@ -700,6 +757,38 @@ class HouseholdModel:
         if total >= 0:
             return float(total), 0.0, gas, water
         return 0.0, float(-total), gas, water
+
+    def _jitter(self, slot: int) -> _Jitter:
+        """The per-second deviations in SEGMENT slot ``slot`` (starting at ``slot * SEGMENT``).
+
+        Drawn per ``(seed, slot)`` with a spread that grows with each phase's power, and
+        narrowed until the total never reaches the step's own size, so an importing slot
+        keeps importing and the registers stay the exact integral.
+        """
+        cached = self._jitters.get(slot)
+        if cached is not None:
+            return cached
+        start = float(slot * SEGMENT)
+        flow = self._flow(self._hour(int(start // 3600)), start)
+        nets = [flow.imports[p] - flow.exports[p] for p in range(3)]
+        step = abs(flow.import_w - flow.export_w)
+        jitter = _CALM
+        narrow = 1.0
+        while step > 1 and narrow > 0.01:
+            rng = random.Random(f"{self.seed}:jitter:{slot}")
+            series = [_bridge(rng, narrow * (JITTER_W + JITTER_SHARE * abs(net))) for net in nets]
+            total = [series[0][i] + series[1][i] + series[2][i] for i in range(SEGMENT)]
+            if max(abs(value) for value in total) < step:
+                done = [0.0]
+                for value in total:
+                    done.append(done[-1] + value)
+                jitter = _Jitter(tuple(zip(*series, strict=True)), tuple(total), tuple(done))
+                break
+            narrow /= 2
+        if len(self._jitters) >= 16:
+            self._jitters.clear()
+        self._jitters[slot] = jitter
+        return jitter
 
     # -- months, hours and their integrals -------------------------------------------------
 
@@ -835,6 +924,13 @@ class HouseholdModel:
             self._own.clear()
         self._own[index] = events
         return events
+
+
+def _net_power(net: float, k_in: float, k_out: float) -> tuple[float, float]:
+    """(import, export) W of a net unscaled flow (positive = import), scaled per direction."""
+    if net > 0:
+        return net * k_in, 0.0
+    return 0.0, (-net * k_out if net < 0 else 0.0)
 
 
 def _pv(t: float, hour: _Hour) -> float:
