@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from p1_exporter.meter.reader import READ_TIMEOUT, MeterConfig, MeterReader
+from p1_exporter.meter.reader import MAX_BLOCK, MeterConfig, MeterReader
 from p1_exporter.meter.sources import SerialSettings, SerialSource
 from p1_exporter.sim.uart import transcode
 from p1_exporter.web.app import ExporterApp
@@ -47,7 +47,7 @@ from tests.readerutil import (
 
 BACKOFF_CAP = 0.3
 INTERVAL = 0.05
-RECOVERY = BACKOFF_CAP + READ_TIMEOUT + INTERVAL + 0.35
+RECOVERY = BACKOFF_CAP + MAX_BLOCK + INTERVAL + 0.35
 ROOT = Path(__file__).resolve().parent.parent
 KWH_LINE = b"1-0:1.8.1(000004.426*kWh)"
 CLOCK_LINE = b"0-0:1.0.0(170102192002W)"

@@ -13,6 +13,7 @@ from tests.readerutil import (
     NOTHING,
     V5,
     Dongle,
+    ManualClock,
     counts,
     fast_config,
     free_port,
@@ -99,12 +100,19 @@ def test_refused_from_the_start_then_the_dongle_appears(
 def test_silent_dongle_is_reconnected_after_silence_timeout(
     dongle: Dongle, caplog_reader: pytest.LogCaptureFixture
 ) -> None:
-    config = fast_config(dongle.url, silence_timeout=0.5)
-    with running(config) as reader:
+    clock = ManualClock()  # the real 30 s silence timeout, passed in an instant
+    config = fast_config(dongle.url, silence_timeout=30.0)
+    with running(config, clock=clock) as reader:
         assert wait_until(lambda: reader.snapshot.connected)
-        connected_at = time.monotonic()
+        clock.advance(29.0)
+        reader.wake()
+        assert not wait_until(lambda: reader.snapshot.connects >= 2, timeout=0.4)  # not yet
+        clock.advance(1.5)
+        reader.wake()
         assert wait_until(lambda: reader.snapshot.connects >= 2, timeout=3)
-        assert time.monotonic() - connected_at >= 0.45  # not before silence_timeout
+        assert wait_until(lambda: reader.snapshot.connected)
+        clock.advance(30.5)
+        reader.wake()
         assert wait_until(lambda: reader.snapshot.connects >= 3, timeout=5)
         # The dongle's own accept thread may count the third connection a moment later.
         assert wait_until(lambda: dongle.accepted >= 3, timeout=3)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from p1_exporter.meter.sources import _Pause
 from p1_exporter.sim.meter import SimOptions, SimulatedMeter
 
 
-class SimSource:
+class SimSource(_Pause):
     """Produces the simulator's bytes at its interval (``sim://?dialect=...&interval=...``).
 
     The household survives reconnects, so its registers keep rising. ``interval`` is
@@ -16,6 +17,7 @@ class SimSource:
     """
 
     def __init__(self, url: str) -> None:
+        super().__init__()
         self.options = SimOptions.from_url(url)
         self.description = url
         self.meter: SimulatedMeter | None = None
@@ -49,7 +51,7 @@ class SimSource:
         if self._queue and self._queue[0][0] <= now:
             return self._queue.popleft()[1]
         wake = self._queue[0][0] if self._queue else self._next
-        time.sleep(max(0.0, min(timeout, wake - now)))
+        self._pause(min(timeout, wake - now))
         return b""
 
     def close(self) -> None:
