@@ -25,7 +25,8 @@ from typing import Any, TypeVar
 import pytest
 
 from p1_exporter.core.crc import crc16_arc
-from p1_exporter.meter.reader import MeterConfig, MeterReader
+from p1_exporter.meter.engine import MeterConfig
+from p1_exporter.meter.meterset import Meter, MeterSet, make_meter
 from p1_exporter.meter.snapshot import Snapshot
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -119,21 +120,23 @@ class ManualClock:
 
 @contextlib.contextmanager
 def running(config: MeterConfig, source: Any = None,
-            clock: Callable[[], float] = time.monotonic) -> Iterator[MeterReader]:
-    """A started reader; stopped on exit, and the stop must be prompt (< 1 s)."""
-    reader = MeterReader(config, source, clock=clock)
-    reader.start()
+            clock: Callable[[], float] = time.monotonic) -> Iterator[Meter]:
+    """A started meter, as the exporter runs it (network meters on an event loop, the
+    rest in a thread); stopped on exit, and the stop must be prompt (< 1 s)."""
+    meter = make_meter(config, source, clock=clock)
+    meters = MeterSet([meter])
+    meters.start()
     try:
-        yield reader
+        yield meter
     finally:
         began = time.monotonic()
-        reader.stop()
+        meters.stop()
         took = time.monotonic() - began
-        assert not reader.alive, "reader thread did not stop"
+        assert not meter.alive and not meters.alive, "meter did not stop"
         assert took < 1.0, f"stop() took {took:.2f} s"
 
 
-def ok_count(reader: MeterReader) -> int:
+def ok_count(reader: Meter) -> int:
     """Telegrams accepted so far."""
     return reader.snapshot.telegrams["ok"]
 

@@ -7,14 +7,13 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from types import FrameType
 
 from p1_exporter import __version__
 from p1_exporter.commands.config import ConfigError, ExporterConfig, load_config
 from p1_exporter.logs.setup import setup_logging
-from p1_exporter.meter.reader import MeterReader
+from p1_exporter.meter.meterset import MeterSet, make_meter
 from p1_exporter.web.app import ExporterApp
 from p1_exporter.web.server import ExporterHTTPServer
 from p1_exporter.web.webconfig import WebConfig, WebConfigError
@@ -22,7 +21,7 @@ from p1_exporter.web.webconfig import WebConfig, WebConfigError
 log = logging.getLogger("p1_exporter.main")
 
 
-def build(config: ExporterConfig) -> tuple[list[MeterReader], ExporterHTTPServer]:
+def build(config: ExporterConfig) -> tuple[MeterSet, ExporterHTTPServer]:
     """Create (but do not start) the readers and the server; raises ConfigError."""
     web_config = None
     if config.web.config_file:
@@ -32,14 +31,16 @@ def build(config: ExporterConfig) -> tuple[list[MeterReader], ExporterHTTPServer
             path = config.web.config_file
             reason = str(exc).removeprefix(f"{path}: ")  # the file is named once
             raise ConfigError(f"--web.config.file {path}: {reason}") from None
-    readers = []
+    # -- meters (meter/meterset.py) ---------------------------------------------------------
+    drivers = []
     for meter in config.meters:
         try:
-            readers.append(MeterReader(meter))
+            drivers.append(make_meter(meter))
         except ValueError as exc:
             raise ConfigError(f"meter {meter.name} ({meter.url}): {exc}") from None
-    app = ExporterApp(lambda: [reader.snapshot for reader in readers],
-                      config.web.telemetry_path)
+    readers = MeterSet(drivers)
+    app = ExporterApp(readers.snapshots, config.web.telemetry_path)
+    # -- end of meters ------------------------------------------------------------------------
     try:
         server = ExporterHTTPServer(
             config.web.listen_address, app, web_config,
@@ -75,23 +76,20 @@ def run(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    for reader in readers:
-        reader.start()
+    # -- meters: until the web server runs on an event loop, the meters' loop has a thread of
+    # its own (network meters on it, a thread per serial port / file) -----------------------
+    readers.start()
+    # -- end of meters ------------------------------------------------------------------------
     server.start()
     host, port = server.server_address[:2]
     scheme = "https" if server.tls_enabled else "http"
     log.info("p1-exporter %s listening on %s://%s:%d%s for %s", __version__, scheme,
              f"[{host}]" if ":" in host else host, port, config.web.telemetry_path,
-             ", ".join(f"{r.config.name}={r.source.description}" for r in readers))
-    while not stop.wait(0.5):
-        pass
-    for reader in readers:
-        reader.request_stop()
+             ", ".join(f"{r.config.name}={r.description}" for r in readers))
+    stop.wait()  # signal handlers run during the wait: no wake-ups while idle
     server.shutdown()
-    # One shared deadline: the reader threads are daemons, so one stuck in a slow read
-    # (an HTTP device that never answers) cannot hold the process past it.
-    deadline = time.monotonic() + 1.0
-    for reader in readers:
-        reader.stop(timeout=max(0.0, deadline - time.monotonic()))
+    # -- meters: network meters are cancelled on their loop, threads get one shared second
+    readers.stop(timeout=1.5)
+    # -- end of meters ------------------------------------------------------------------------
     log.info("stopped")
     return 0

@@ -109,6 +109,12 @@ class LogLimiter:
         self._window_start = None
         self._window_lines = 0
 
+    def summary_due(self) -> float | None:
+        """When :meth:`tick` has a summary line to write (clock time), or None."""
+        if self._window_start is None or not self._held:
+            return None
+        return self._window_start + self.window
+
     def forget(self, *keys: str) -> None:
         """Re-arm keys (the condition cleared): the next occurrence is logged at once."""
         for key in keys:

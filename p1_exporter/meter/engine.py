@@ -198,6 +198,10 @@ class MeterEngine:
         wake = self.link.wake_at()
         if self._noise_since is not None:
             wake = min(wake, self._noise_since + NOISE_REPORT_SECONDS)
+        for limiter in (self._limiter, self._data_log):
+            due = limiter.summary_due()  # a held-back count is told when its window ends
+            if due is not None:
+                wake = min(wake, due)
         return wake
 
     def silent_error(self) -> SourceError:

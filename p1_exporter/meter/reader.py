@@ -67,6 +67,11 @@ class MeterReader:
 
     # -- public surface -------------------------------------------------------------------
     @property
+    def description(self) -> str:
+        """The source's name for logs and labels (no password)."""
+        return self.source.description
+
+    @property
     def snapshot(self) -> Snapshot:
         """The latest published state (an immutable object; no lock needed)."""
         return self.engine.snapshot

@@ -86,7 +86,7 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-class _Pause:
+class CancellablePause:
     """A sleep that ``cancel_read`` cuts short, for sources that wait between pieces."""
 
     def __init__(self) -> None:
@@ -243,7 +243,7 @@ class SerialSource:
                 port.close()
 
 
-class HttpSource(_Pause):
+class HttpSource(CancellablePause):
     """Polls a URL that serves the meter's latest raw telegram (HomeWizard, DSMR-logger)."""
 
     def __init__(self, url: str, poll_interval: float = 1.0, timeout: float = 5.0) -> None:
@@ -335,7 +335,7 @@ class _PlainPieces:
             continued = not whole
 
 
-class FileSource(_Pause):
+class FileSource(CancellablePause):
     """Replays a file, at its recorded pace or as fast as possible.
 
     A ``p1-exporter capture`` file replays every recorded piece (refused telegrams
