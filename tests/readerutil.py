@@ -231,8 +231,9 @@ class Dongle:
     sends anything is simply one the test does not call ``send`` on.
     """
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, backlog: int = 4) -> None:
         self.port = port
+        self.backlog = backlog
         self.accepted = 0
         self._listener: socket.socket | None = None
         self._clients: list[socket.socket] = []
@@ -249,7 +250,7 @@ class Dongle:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
-        listener.listen(4)
+        listener.listen(self.backlog)
         listener.settimeout(0.05)
         self.port = listener.getsockname()[1]
         self._listener = listener

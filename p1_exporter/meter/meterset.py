@@ -29,8 +29,11 @@ THREAD_STOP_TIMEOUT = 1.0
 class Meter(Protocol):
     """What either driver offers: its config, its source's name, its latest snapshot."""
 
-    config: MeterConfig
-    description: str
+    @property
+    def config(self) -> MeterConfig: ...
+
+    @property
+    def description(self) -> str: ...
 
     @property
     def snapshot(self) -> Snapshot: ...
@@ -46,8 +49,7 @@ def make_meter(config: MeterConfig, source: Source | None = None, *,
     """The driver for one meter (a loop meter where possible); ValueError for a bad address."""
     if source is None and loop_driven(config.url):
         return LoopMeter(config, clock=clock)
-    reader = MeterReader(config, source, clock=clock)
-    return reader
+    return MeterReader(config, source, clock=clock)
 
 
 class MeterSet:

@@ -133,7 +133,7 @@ def _open_error(url: str, exc: serial.SerialException) -> SourceError:
 
 
 #: The one read timeout of an rfc2217:// port (see :attr:`SerialSource.fixed_timeout`).
-RFC2217_READ_TIMEOUT = 1.0
+RFC2217_READ_TIMEOUT = 0.5
 
 
 class SerialSource:
