@@ -104,7 +104,8 @@ class ManualClock:
 
     Timeouts of 30 s pass in an instant, while everything the test does not skip keeps
     its real pace. Call the reader's ``wake()`` after advancing, so a blocking read
-    looks at the new time.
+    looks at the new time. Snapshots judge freshness on the real clock: a test that
+    advanced this one passes ``clock()`` to ``fresh()``/``age()``.
     """
 
     def __init__(self) -> None:
