@@ -66,7 +66,7 @@ def serve(meters: int, port: int) -> None:
     config = load_config(argv, {})
     setup_logging(config.log_level, config.log_format)
     bare = status_kib("self", "VmRSS")
-    readers, server = build(config)
+    meters_set, server = build(config)
     app = server.handler
     assert isinstance(app, ExporterApp)
     before = status_kib("self", "VmRSS")
@@ -82,8 +82,7 @@ def serve(meters: int, port: int) -> None:
         t += 10
     filled = status_kib("self", "VmRSS")
     ring_bytes = sum(h.nbytes for h in histories)
-    for reader in readers:
-        reader.start()
+    meters_set.start()  # the meters' event loop in a thread of its own
     server.start()
     print(json.dumps({"rss_bare_kib": bare, "rss_empty_kib": before, "rss_filled_kib": filled,
                       "ring_bytes": ring_bytes}), flush=True)
@@ -91,8 +90,7 @@ def serve(meters: int, port: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while not stop.wait(0.5):
         pass
-    for reader in readers:
-        reader.request_stop()
+    meters_set.stop()
     server.shutdown()
 
 

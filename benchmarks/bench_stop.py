@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from p1_exporter.meter.reader import READ_TIMEOUT, MeterReader  # noqa: E402
+from p1_exporter.meter.reader import MAX_BLOCK, MeterReader  # noqa: E402
 from tests.helpers.exporter import ExporterProcess  # noqa: E402
 from tests.helpers.reader import Dongle, fast_config  # noqa: E402
 from tests.helpers.wait import wait_for  # noqa: E402
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--exporters", type=int, default=5, help="exporter stops to time")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the reader's warnings are expected here
-    report(f"MeterReader.stop() (read timeout {READ_TIMEOUT} s)", reader_stops(args.readers))
+    report(f"MeterReader.stop() (longest blocking read {MAX_BLOCK} s)", reader_stops(args.readers))
     report("exporter SIGTERM -> exit", exporter_stops(args.exporters))
 
 

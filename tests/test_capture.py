@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import p1_exporter.history.capture as capture_module
-from p1_exporter.commands.capture import parse_size
+from p1_exporter.commands.capture import Capture, parse_size
 from p1_exporter.commands.cli import main
 from p1_exporter.core import TelegramStream
 from p1_exporter.history.capture import (
@@ -31,7 +31,7 @@ from p1_exporter.meter.sources import FileSource, open_source
 from p1_exporter.sim.faults import FaultInjector
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.outputs import TcpSink
-from tests.helpers.reader import Dongle, counts, fast_config, running
+from tests.helpers.reader import Dongle, ManualClock, counts, fast_config, running
 from tests.helpers.wait import wait_for
 
 START = 1_718_143_200.0
@@ -353,6 +353,36 @@ def test_capture_reconnects_when_the_dongle_drops(tmp_path: Path,
         ("ok", TELEGRAMS[3]), ("ok", TELEGRAMS[4])]
     assert "stream ended inside a telegram" in records[2].reason
     assert "1 reconnect(s)" in capsys.readouterr().err
+
+
+def test_capture_reconnects_a_silent_dongle_after_the_silence_timeout(tmp_path: Path) -> None:
+    """30 s of silence on the injected clock: one reconnect, and the telegrams keep coming."""
+    dongle = Dongle()
+    clock = ManualClock()
+    writer = CaptureWriter(str(tmp_path / "silent.p1cap"))
+    writer.open()
+    capture = Capture(open_source(dongle.url), writer, count=2, duration=600.0, clock=clock)
+    runner = threading.Thread(target=capture.run)
+    runner.start()
+    try:
+        wait_for(lambda: dongle.clients == 1)
+        clock.advance(29.0)
+        capture.wake()
+        time.sleep(0.4)
+        assert dongle.accepted == 1 and capture.reconnects == 0  # not silent yet
+        clock.advance(1.5)
+        capture.wake()
+        wait_for(lambda: dongle.accepted == 2)
+        wait_for(lambda: dongle.send(TELEGRAMS[0] + TELEGRAMS[1]) >= 1
+                 and capture.written == 2)
+    finally:
+        capture.stop.set()
+        runner.join(5)
+        dongle.stop()
+        writer.close()
+    assert not runner.is_alive() and capture.reconnects == 1
+    assert [(r.result, r.data) for r in records_of((tmp_path / "silent.p1cap").read_bytes())] == [
+        ("ok", TELEGRAMS[0]), ("ok", TELEGRAMS[1])]
 
 
 @pytest.mark.slow

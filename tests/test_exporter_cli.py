@@ -142,6 +142,34 @@ def test_json_log_format() -> None:
     assert entries[-1]["msg"] == "stopped"
 
 
+@pytest.mark.parametrize("fmt", ["logfmt", "json"])
+def test_meter_log_lines_carry_meter_source_and_err_fields(fmt: str) -> None:
+    """A user filters one meter's lines by its own key, not by matching message text."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # released: nothing listens there
+    url = f"socket://127.0.0.1:{port}"
+    with ExporterProcess(["--device", f"yard={url}", "--device", "demo=sim://?seed=1",
+                          "--web.listen-address", "127.0.0.1:0", "--log.format", fmt]
+                         ) as exporter:
+        exporter.wait_listening()
+        wait_for(lambda: "refused" in exporter.log, what="the refused connection logged")
+        assert exporter.stop()[0] == 0
+    refused = [line for line in exporter.lines if "refused" in line]
+    assert len(refused) == 1, exporter.log
+    if fmt == "json":
+        entry = json.loads(refused[0])
+        assert (entry["meter"], entry["source"], entry["err"]) == ("yard", url, "refused")
+        assert entry["level"] == "warn"
+        others = [json.loads(line) for line in exporter.lines]
+        assert any(e.get("meter") == "demo" and "connected to" in e["msg"] for e in others)
+    else:
+        assert f" logger=reader meter=yard source={url} err=refused msg=" in refused[0]
+        assert refused[0].startswith("ts=") and " level=warn " in refused[0]
+        assert any(' meter=demo source="sim://?seed=1" ' in line and "connected to" in line
+                   for line in exporter.lines)
+
+
 def test_port_in_use_exits_one() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from p1_exporter.history.capture import encode_record, read_records
-from p1_exporter.meter import reader as reader_module
+from p1_exporter.meter import engine as reader_module
 from p1_exporter.meter.sources import FileSource
 from tests.helpers.exporter import ROOT, ExporterProcess, exporter_env, scrape
 from tests.helpers.fixtures import V5

@@ -196,26 +196,38 @@ class Faulty:
 def test_unexpected_errors_never_escape_the_thread(
     caplog_reader: pytest.LogCaptureFixture,
 ) -> None:
-    telegrams = [v5_at(f"00000{i}.000") for i in range(5, 9)]
+    telegrams = [v5_at(f"00000{i}.000") for i in range(5, 10)]
     script: list[bytes | Exception] = [
         telegrams[0],
         telegrams[1],
         RuntimeError("boom"),
         telegrams[2],
         telegrams[3],
+        RuntimeError("boom again"),  # the same bug (same place) once more
+        telegrams[4],
     ]
     source = Faulty(script, fail_opens=1)
     with running(fast_config("faulty://"), source=source) as reader:
-        wait_for(lambda: ok_count(reader) == 4)
+        wait_for(lambda: ok_count(reader) == 5)
         snap = reader.snapshot
         assert reader.alive and snap.connected
-        assert snap.telegram is not None and snap.telegram.raw == telegrams[3]
-        assert counts(snap) == {**NOTHING, "ok": 4}
+        assert snap.telegram is not None and snap.telegram.raw == telegrams[4]
+        assert counts(snap) == {**NOTHING, "ok": 5}
         assert snap.bytes_read == sum(len(t) for t in telegrams)
-        assert snap.source_errors == 2 and snap.connects == 2 and source.opens == 3
-        assert snap.last_error is not None and "boom" in snap.last_error
-        assert len(messages(caplog_reader, "unexpected error", logging.WARNING)) == 2
-        assert len(messages(caplog_reader, "valid telegrams", logging.INFO)) == 2
+        assert snap.source_errors == 3 and snap.connects == 3 and source.opens == 4
+        assert snap.last_error is not None and "boom again" in snap.last_error
+        # Each bug's traceback once, at error level; the repeat is counted, without one.
+        errors = [r for r in caplog_reader.records
+                  if r.levelno == logging.ERROR and "unexpected error" in r.getMessage()]
+        assert [str(r.exc_info[1]) for r in errors if r.exc_info] == [
+            "driver bug in open", "boom"]
+        assert all(getattr(r, "meter", None) == "test" and getattr(r, "err", None) == "internal"
+                   for r in errors)
+        repeat = messages(caplog_reader, "boom again")
+        assert len(repeat) == 1 and not any(
+            r.exc_info for r in caplog_reader.records if "boom again" in r.getMessage())
+        # Said after the repeat (an error line with its traceback is not a logged condition).
+        assert len(messages(caplog_reader, "valid telegrams", logging.INFO)) == 1
 
 
 # -- the telegram listener (the live page's history) -------------------------------------------

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
 
+from p1_exporter.meter.loopdriver import LoopMeter
+from p1_exporter.meter.meterset import MeterSet
 from p1_exporter.meter.sources import HttpSource, SourceError
 from tests.helpers.fixtures import V5
 from tests.helpers.net import free_port
@@ -119,3 +124,53 @@ def test_http_source_reports_status_and_skips_unchanged_bodies(server: TelegramS
         source.read(0.2)
     assert raised.value.kind == "http" and "404" in str(raised.value)
     source.close()
+
+
+def test_a_device_that_drips_its_answer_is_cut_off_at_the_poll_deadline(
+    caplog_reader: pytest.LogCaptureFixture,
+) -> None:
+    """A byte every 0.1 s would keep a poll going for minutes: the whole exchange has a
+    deadline, the poll counts as failed, and the meter polls again."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+    accepted: list[int] = []
+
+    def drip() -> None:
+        clients: list[socket.socket] = []
+        answer = b"HTTP/1.0 200 OK\r\nContent-Length: 4000\r\n\r\n" + V5
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                client, _ = listener.accept()
+                clients.append(client)
+                accepted.append(0)
+            for index, client in enumerate(list(clients)):
+                position = accepted[index]
+                try:
+                    client.send(answer[position : position + 1])
+                    accepted[index] = position + 1
+                except OSError:
+                    clients.remove(client)
+            stop.wait(0.1)
+        for client in clients:
+            client.close()
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    dripper.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/api/v1/telegram"
+    meter = LoopMeter(fast_config(url, poll_interval=0.05), http_timeout=0.5)
+    meters = MeterSet([meter])
+    meters.start()
+    try:
+        wait_for(lambda: meter.snapshot.source_errors >= 2, timeout=4)
+        snap = meter.snapshot
+        assert snap.last_error is not None and "no complete answer within 0.5 s" in snap.last_error
+        assert counts(snap) == NOTHING and snap.bytes_read == 0 and snap.telegram is None
+        assert len(accepted) >= 2 and max(accepted) <= 10  # each poll cut off after ~5 bytes
+        assert len(messages(caplog_reader, "no complete answer", logging.WARNING)) == 1
+    finally:
+        meters.stop()
+        stop.set()
+        dripper.join(2)
+        listener.close()
+    assert not meter.alive

@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 
 from p1_exporter.core import TelegramStream
-from p1_exporter.meter.reader import MeterReader
+from p1_exporter.meter.meterset import Meter
 from p1_exporter.meter.sources import SerialSettings, SerialSource, SourceError
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.sim.uart import transcode
 from tests.helpers.fixtures import V2_2, V5
 from tests.helpers.reader import (
     NOTHING,
+    ManualClock,
     Pty,
     counts,
     fast_config,
@@ -270,7 +271,7 @@ def pty_takes_7e1() -> bool:
 WRONG_BAUD = transcode(V2_2 * 3, "9600-7E1", "115200-8N1")
 
 
-def diagnose_wrong_baud(pty: Pty, reader: MeterReader, caplog: pytest.LogCaptureFixture) -> None:
+def diagnose_wrong_baud(pty: Pty, reader: Meter, caplog: pytest.LogCaptureFixture) -> None:
     """Send DSMR 2.2 bytes as read at 115200 8N1: nothing framed, one diagnosis."""
     assert len(WRONG_BAUD) >= 3000 and set(WRONG_BAUD) == {0}
     wait_for(lambda: reader.snapshot.connected)
@@ -284,12 +285,23 @@ def diagnose_wrong_baud(pty: Pty, reader: MeterReader, caplog: pytest.LogCapture
     assert "mostly 0x00" in line and "speed" in line
 
 
+#: The exporter's own detection and silence timeouts, passed on an injected clock.
+DETECT, SILENCE = 25.0, 30.0
+
+
 def test_autodetect_switches_to_dsmr22_and_locks(caplog_reader: pytest.LogCaptureFixture) -> None:
     if not pty_takes_7e1():
         pytest.skip("this kernel's ptys refuse 7E1 (see the test below)")
-    config = fast_config("", detect_timeout=1.0, silence_timeout=5.0)
-    with pty_pair() as pty, running(replace(config, url=pty.path)) as reader:
+    clock = ManualClock()
+    config = fast_config("", detect_timeout=DETECT, silence_timeout=SILENCE)
+    with pty_pair() as pty, running(replace(config, url=pty.path), clock=clock) as reader:
         diagnose_wrong_baud(pty, reader, caplog_reader)
+        clock.advance(DETECT - 1)
+        reader.wake()
+        time.sleep(0.2)
+        assert reader.snapshot.settings == "115200 8N1"  # not before the detect timeout
+        clock.advance(1.5)
+        reader.wake()
         # On a pty the line settings do not change the bytes; a real port would now
         # deliver the meter's telegram as sent.
         wait_for(lambda: reader.snapshot.settings == "9600 7E1")
@@ -305,7 +317,9 @@ def test_autodetect_switches_to_dsmr22_and_locks(caplog_reader: pytest.LogCaptur
         assert (snap.connects, snap.source_errors) == (1, 0)
         assert len(messages(caplog_reader, "detected 9600 7E1", logging.INFO)) == 1
 
-        time.sleep(1.5)  # longer than detect_timeout: locked, no more switching
+        clock.advance(DETECT + 1)  # longer than the detect timeout: locked, no more switching
+        reader.wake()
+        time.sleep(0.2)
         assert reader.snapshot.settings == "9600 7E1"
         assert len(messages(caplog_reader, "without one telegram")) == 1
         assert not messages(caplog_reader, "trying 115200")
@@ -317,9 +331,12 @@ def test_autodetect_moves_on_when_the_port_refuses_7e1(
 ) -> None:
     if pty_takes_7e1():
         pytest.skip("this kernel's ptys accept 7E1 (see the test above)")
-    config = fast_config("", detect_timeout=1.0, silence_timeout=5.0)
-    with pty_pair() as pty, running(replace(config, url=pty.path)) as reader:
+    clock = ManualClock()
+    config = fast_config("", detect_timeout=DETECT, silence_timeout=SILENCE)
+    with pty_pair() as pty, running(replace(config, url=pty.path), clock=clock) as reader:
         diagnose_wrong_baud(pty, reader, caplog_reader)
+        clock.advance(DETECT + 0.5)
+        reader.wake()
         # The switch to 9600 7E1 is refused: counted, logged once, back to 115200 8N1.
         wait_for(lambda: reader.snapshot.source_errors >= 1)
         wait_for(lambda: reader.snapshot.connected)
@@ -335,7 +352,9 @@ def test_autodetect_moves_on_when_the_port_refuses_7e1(
         assert snap.telegram.raw == V5
         assert counts(snap) == {**NOTHING, "ok": 1}
         assert snap.bytes_read == len(WRONG_BAUD) + len(V5)
-        time.sleep(1.5)  # locked now: no more switching, no more errors
+        clock.advance(DETECT + 1)  # locked now: no more switching, no more errors
+        reader.wake()
+        time.sleep(0.2)
         assert reader.snapshot.settings == "115200 8N1"
         assert reader.snapshot.source_errors == snap.source_errors
 

@@ -11,7 +11,16 @@ import pytest
 from p1_exporter.meter.sources import SerialSource, SourceError
 from tests.helpers.fixtures import V5
 from tests.helpers.net import free_port, refused
-from tests.helpers.reader import NOTHING, Dongle, counts, fast_config, messages, ok_count, running
+from tests.helpers.reader import (
+    NOTHING,
+    Dongle,
+    ManualClock,
+    counts,
+    fast_config,
+    messages,
+    ok_count,
+    running,
+)
 from tests.helpers.telegrams import v5_at
 from tests.helpers.wait import wait_for
 
@@ -91,12 +100,20 @@ def test_refused_from_the_start_then_the_dongle_appears(
 def test_silent_dongle_is_reconnected_after_silence_timeout(
     dongle: Dongle, caplog_reader: pytest.LogCaptureFixture
 ) -> None:
-    config = fast_config(dongle.url, silence_timeout=0.5)
-    with running(config) as reader:
+    clock = ManualClock()  # the real 30 s silence timeout, passed in an instant
+    config = fast_config(dongle.url, silence_timeout=30.0)
+    with running(config, clock=clock) as reader:
         wait_for(lambda: reader.snapshot.connected)
-        connected_at = time.monotonic()
+        clock.advance(29.0)
+        reader.wake()
+        time.sleep(0.4)
+        assert reader.snapshot.connects == 1  # not before the silence timeout
+        clock.advance(1.5)
+        reader.wake()
         wait_for(lambda: reader.snapshot.connects >= 2)
-        assert time.monotonic() - connected_at >= 0.45  # not before silence_timeout
+        wait_for(lambda: reader.snapshot.connected)
+        clock.advance(30.5)
+        reader.wake()
         wait_for(lambda: reader.snapshot.connects >= 3)
         # The dongle's own accept thread may count the third connection a moment later.
         wait_for(lambda: dongle.accepted >= 3)

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 from p1_exporter.core.framing import NOISE_REPORT_SECONDS
@@ -24,13 +24,13 @@ from p1_exporter.history.capture import CaptureError, CaptureRecorder, CaptureWr
 from p1_exporter.logs.limiter import LogLimiter
 from p1_exporter.logs.setup import setup_logging
 from p1_exporter.meter.backoff import Backoff
+from p1_exporter.meter.link import LinkAction, LinkSupervisor
+from p1_exporter.meter.reader import MAX_BLOCK, cancellable
 from p1_exporter.meter.snapshot import RESULTS
 from p1_exporter.meter.sources import SerialSettings, SerialSource, Source, SourceError, open_source
 
 log = logging.getLogger("p1_exporter.capture")
 
-#: How long one read may block (how quickly a stop or the deadline is noticed).
-READ_TIMEOUT = 0.2
 #: Reconnect when no byte arrives for this long.
 SILENCE_TIMEOUT = 30.0
 #: Without fixed serial settings, try the other ones after this long without a valid telegram.
@@ -97,14 +97,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
+def _stop_on_sigterm(capture: Capture) -> Iterator[None]:
     """SIGTERM ends the capture cleanly, like Ctrl-C (only settable in the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        capture.stop.set()
+        capture.wake()  # a read may block until the next deadline
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -117,17 +118,29 @@ class Capture:
     """The capture loop: read, frame, write records; reconnect on failures."""
 
     def __init__(self, source: Source, writer: CaptureWriter, *, count: int | None = None,
-                 duration: float | None = None, stop: threading.Event | None = None) -> None:
+                 duration: float | None = None, stop: threading.Event | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.source = source
         self.writer = writer
         self.count = count
-        self.deadline = None if duration is None else time.monotonic() + duration
+        self.clock = clock
+        self.deadline = None if duration is None else clock() + duration
         self.stop = stop or threading.Event()
         self.results: Counter[str] = Counter()
         self.reconnects = 0
         self.bytes_read = 0
-        self._backoff = Backoff(0.5, 10.0)
-        self._limiter = LogLimiter(log, interval=60.0, budget=10, window=60.0)
+        self.link = LinkSupervisor(
+            silence_timeout=SILENCE_TIMEOUT, detect_timeout=DETECT_TIMEOUT,
+            autodetect=isinstance(source, SerialSource) and source.autodetect,
+            backoff=Backoff(0.5, 10.0))
+        self._cancellable = cancellable(source)
+        self._limiter = LogLimiter(log, interval=60.0, budget=10, window=60.0,
+                                   fields={"source": source.description}, clock=clock)
+
+    def wake(self) -> None:
+        """Cut a blocking read short (a stop, or a test that moved the clock on)."""
+        if self._cancellable:
+            self.source.cancel_read()  # type: ignore[attr-defined]
 
     @property
     def written(self) -> int:
@@ -139,7 +152,7 @@ class Capture:
             return True
         if self.count is not None and self.written >= self.count:
             return True
-        return self.deadline is not None and time.monotonic() >= self.deadline
+        return self.deadline is not None and self.clock() >= self.deadline
 
     def _write(self, records: list[Record]) -> None:
         for record in records:
@@ -159,7 +172,7 @@ class Capture:
             try:
                 self.source.open()
             except SourceError as exc:
-                self._limiter.log(f"source:{exc.kind}", logging.WARNING, str(exc))
+                self._limiter.log(f"source:{exc.kind}", logging.WARNING, str(exc), err=exc.kind)
                 self._pause()
                 continue
             if not first:
@@ -171,7 +184,8 @@ class Capture:
             try:
                 ended = self._session()
             except SourceError as exc:
-                self._limiter.log(f"source:{exc.kind}", logging.WARNING, f"{exc}; reconnecting")
+                self._limiter.log(f"source:{exc.kind}", logging.WARNING, f"{exc}; reconnecting",
+                                  err=exc.kind)
                 ended = False
             finally:
                 self.source.close()
@@ -181,10 +195,21 @@ class Capture:
                 self._pause()
 
     def _pause(self) -> None:
-        delay = self._backoff.next_delay()
+        delay = self.link.reconnect_delay()
         if self.deadline is not None:
-            delay = min(delay, max(0.0, self.deadline - time.monotonic()))
+            delay = min(delay, max(0.0, self.deadline - self.clock()))
         self.stop.wait(delay)
+
+    def _timeout(self, noise_since: float | None) -> float:
+        """How long the next read may block: until the link's, the noise's or the capture's
+        own deadline, whichever comes first."""
+        wake = self.link.wake_at()
+        if noise_since is not None:
+            wake = min(wake, noise_since + NOISE_REPORT_SECONDS)
+        if self.deadline is not None:
+            wake = min(wake, self.deadline)
+        timeout = max(0.0, wake - self.clock())
+        return timeout if self._cancellable else min(timeout, MAX_BLOCK)
 
     def _session(self) -> bool:
         """One connection; True when the source has nothing more to give (file replay).
@@ -193,14 +218,13 @@ class Capture:
         connection records it as torn.
         """
         recorder = CaptureRecorder()
-        source = self.source
-        now = time.monotonic()
-        last_bytes = last_valid = now
+        source, link, clock = self.source, self.link, self.clock
+        link.connected(clock())
         noise_since: float | None = None
         try:
             while not self._done():
-                data = source.read(READ_TIMEOUT)
-                now = time.monotonic()
+                data = source.read(self._timeout(noise_since))
+                now = clock()
                 self._limiter.tick(now)
                 if not recorder.stream.framer.noise_pending:
                     noise_since = None
@@ -210,26 +234,28 @@ class Capture:
                     self._write(recorder.release_noise(time.time()))
                     noise_since = None
                 if data:
-                    last_bytes = now
+                    link.bytes_arrived(now)
                     self.bytes_read += len(data)
                     records = recorder.feed(data, time.time())
                     if any(record.result == "ok" for record in records):
-                        last_valid = now
-                        self._backoff.reset()
+                        link.valid_telegram(now)
                     self._write(records)
+                    if recorder.stream.framer.noise_pending and noise_since is None:
+                        noise_since = now
                 elif getattr(source, "finished", False):
                     self._write(recorder.flush(time.time()))
                     return True
-                elif now - last_bytes > SILENCE_TIMEOUT:
+                action = link.check(now)
+                if action is LinkAction.SILENT:
                     raise SourceError("silent", f"no bytes from {source.description} for "
                                       f"{SILENCE_TIMEOUT:g} s")
-                if (isinstance(source, SerialSource) and source.autodetect
-                        and now - last_valid > DETECT_TIMEOUT):
+                if action is LinkAction.NEXT_SETTINGS:
+                    assert isinstance(source, SerialSource)
                     settings = source.next_settings()
-                    log.info("no valid telegram in %g s; trying %s", DETECT_TIMEOUT, settings)
+                    log.info("no valid telegram in %g s; trying %s", DETECT_TIMEOUT, settings,
+                             extra={"source": source.description})
                     self._write(recorder.flush(time.time()))
                     recorder = CaptureRecorder()
-                    last_valid = now
             # Stopped: a telegram still arriving is not a torn one; drop it. Line noise
             # already received is kept.
             self._write(recorder.release_noise(time.time()))
@@ -266,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     code = 0
     try:
-        with _stop_on_sigterm(capture.stop):
+        with _stop_on_sigterm(capture):
             capture.run()
     except KeyboardInterrupt:
         pass

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from p1_exporter.commands import meter_keys
-from p1_exporter.meter.reader import MeterConfig
+from p1_exporter.meter.engine import MeterConfig
 from p1_exporter.meter.sources import SerialSettings, check_address, redact
 
 ENV_PREFIX = "P1_EXPORTER_"

@@ -1,5 +1,6 @@
-"""Run the exporter: one asyncio event loop (the HTTP server; meter tasks can join it),
-one reader thread per meter; SIGHUP reloads the web config, SIGTERM/SIGINT stop."""
+"""Run the exporter: one asyncio event loop serves HTTP and drives the network and
+simulated meters; serial ports and files keep a thread each. SIGHUP reloads the web
+config, SIGTERM/SIGINT stop."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Mapping, Sequence
 
 from p1_exporter import __version__
 from p1_exporter.commands.config import ConfigError, ExporterConfig, load_config
 from p1_exporter.logs.setup import setup_logging
+from p1_exporter.meter.loopdriver import LoopMeter
+from p1_exporter.meter.meterset import MeterSet, make_meter
 from p1_exporter.meter.reader import MeterReader
 from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.web.app import ExporterApp
@@ -24,11 +26,8 @@ from p1_exporter.web.webconfig import WebConfigError
 
 log = logging.getLogger("p1_exporter.main")
 
-_READER_STOP = 1.0  # seconds all reader threads get, together, to stop
-
-
-def build(config: ExporterConfig) -> tuple[list[MeterReader], ExporterHTTPServer]:
-    """Create (but do not start) the readers and the server; raises ConfigError."""
+def build(config: ExporterConfig) -> tuple[MeterSet, ExporterHTTPServer]:
+    """Create (but do not start) the meters and the server; raises ConfigError."""
     web_config = None
     if config.web.config_file:
         try:
@@ -37,14 +36,14 @@ def build(config: ExporterConfig) -> tuple[list[MeterReader], ExporterHTTPServer
             path = config.web.config_file
             reason = str(exc).removeprefix(f"{path}: ")  # the file is named once
             raise ConfigError(f"--web.config.file {path}: {reason}") from None
-    readers: list[MeterReader] = []
+    drivers: list[LoopMeter | MeterReader] = []
     histories = {meter.name: MeterHistory() for meter in config.meters}
     server: ExporterHTTPServer | None = None
 
     def auth_failures() -> Mapping[str, float]:
         return dict(server.auth_failures.totals) if server is not None else {}
 
-    app = ExporterApp(lambda: [reader.snapshot for reader in readers],
+    app = ExporterApp(lambda: [driver.snapshot for driver in drivers],
                       config.web.telemetry_path, histories, auth_failures)
     for meter in config.meters:
         history = histories[meter.name]
@@ -56,9 +55,10 @@ def build(config: ExporterConfig) -> tuple[list[MeterReader], ExporterHTTPServer
             app.exposition.prepare(snap)
 
         try:
-            readers.append(MeterReader(meter, on_telegram=on_telegram))
+            drivers.append(make_meter(meter, on_telegram=on_telegram))
         except ValueError as exc:
             raise ConfigError(f"meter {meter.name} ({meter.url}): {exc}") from None
+    meters = MeterSet(drivers)
     try:
         server = ExporterHTTPServer(
             config.web.listen_address, app, web_config,
@@ -68,11 +68,10 @@ def build(config: ExporterConfig) -> tuple[list[MeterReader], ExporterHTTPServer
         )
     except ValueError as exc:
         raise ConfigError(f"--web.listen-address {config.web.listen_address!r}: {exc}") from None
-    return readers, server
+    return meters, server
 
 
-async def serve(config: ExporterConfig, readers: Sequence[MeterReader],
-                server: ExporterHTTPServer) -> None:
+async def serve(config: ExporterConfig, meters: MeterSet, server: ExporterHTTPServer) -> None:
     """The exporter's main loop: serve until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -88,23 +87,20 @@ async def serve(config: ExporterConfig, readers: Sequence[MeterReader],
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_stop, signum)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    for reader in readers:
-        reader.start()
+    running = asyncio.Event()  # set at shutdown: the meters stop after the server
+    meters_done = asyncio.create_task(meters.run(running), name="p1-meters")
     await server.start_serving()
     host, port = server.server_address[:2]
     scheme = "https" if server.tls_enabled else "http"
     log.info("p1-exporter %s listening on %s://%s:%d%s for %s", __version__, scheme,
              f"[{host}]" if ":" in host else host, port, config.web.telemetry_path,
-             ", ".join(f"{r.config.name}={r.source.description}" for r in readers))
+             ", ".join(f"{m.config.name}={m.description}" for m in meters))
     await stop.wait()
-    for reader in readers:
-        reader.request_stop()
     await server.aclose()
-    # One shared deadline: the reader threads are daemons, so one stuck in a slow read
-    # (an HTTP device that never answers) cannot hold the process past it.
-    deadline = time.monotonic() + _READER_STOP
-    for reader in readers:
-        reader.stop(timeout=max(0.0, deadline - time.monotonic()))
+    # Network meters are cancelled on the loop; the threads (serial ports, files) share one
+    # deadline, as daemons, so one stuck in a slow read cannot hold the process past it.
+    running.set()
+    await meters_done
 
 
 def run(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
@@ -114,7 +110,7 @@ def run(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
         setup_logging(config.log_level, config.log_format)
         for warning in config.warnings:
             log.warning("%s", warning)
-        readers, server = build(config)
+        meters, server = build(config)
     except ConfigError as exc:
         reason = " ".join(str(exc).splitlines())  # one line, whatever the input held
         print(f"p1-exporter: invalid configuration: {reason}", file=sys.stderr)
@@ -123,6 +119,6 @@ def run(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
         print(f"p1-exporter: cannot listen on {config.web.listen_address}: {exc.strerror}",
               file=sys.stderr)
         return 1
-    asyncio.run(serve(config, readers, server))
+    asyncio.run(serve(config, meters, server))
     log.info("stopped")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 
 
 class LogLimiter:
@@ -18,8 +19,12 @@ class LogLimiter:
 
     def __init__(self, logger: logging.Logger, interval: float = 300.0,
                  max_keys: int = 256, *, budget: int = 0, window: float = 60.0,
-                 subject: str = "") -> None:
+                 subject: str = "", fields: Mapping[str, str] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.logger = logger
+        #: Structured fields every line carries (``meter``, ``source``): logfmt/JSON keys.
+        self.fields = dict(fields or {})
+        self._clock = clock
         self.interval = interval
         self.max_keys = max_keys
         #: Lines (info and above) per ``window`` for all keys together; 0: no cap.
@@ -33,16 +38,23 @@ class LogLimiter:
         self._window_lines = 0
         self._held: Counter[str] = Counter()  # kind -> lines the budget held back
 
-    def log(self, key: str, level: int, message: str) -> bool:
-        """Log ``message`` unless ``key`` was logged within the interval; True if logged."""
-        now = time.monotonic()
+    def _extra(self, err: str | None) -> dict[str, str]:
+        return {**self.fields, "err": err} if err else self.fields
+
+    def log(self, key: str, level: int, message: str, *, err: str | None = None) -> bool:
+        """Log ``message`` unless ``key`` was logged within the interval; True if logged.
+
+        ``err`` (a source error kind, say) goes out as its own field.
+        """
+        now = self._clock()
+        extra = self._extra(err)
         last = self._last.get(key)
         if last is not None and now - last < self.interval:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            self.logger.debug("%s", message)
+            self.logger.debug("%s", message, extra=extra)
             return False
         if level > logging.DEBUG and not self._spend(key.partition(":")[0], now):
-            self.logger.debug("%s", message)
+            self.logger.debug("%s", message, extra=extra)
             return False
         if key not in self._last and len(self._last) >= self.max_keys:
             oldest = next(iter(self._last))  # insertion order: the least recently logged
@@ -53,15 +65,15 @@ class LogLimiter:
             message += f" ({suppressed} more like this since the last report)"
         self._last.pop(key, None)
         self._last[key] = now
-        self.logger.log(level, "%s", message)
+        self.logger.log(level, "%s", message, extra=extra)
         return True
 
     def budgeted(self, kind: str, level: int, message: str) -> bool:
         """Log ``message`` (already limited by its caller) within the budget only."""
-        if level > logging.DEBUG and not self._spend(kind, time.monotonic()):
-            self.logger.debug("%s", message)
+        if level > logging.DEBUG and not self._spend(kind, self._clock()):
+            self.logger.debug("%s", message, extra=self.fields)
             return False
-        self.logger.log(level, "%s", message)
+        self.logger.log(level, "%s", message, extra=self.fields)
         return True
 
     def _spend(self, kind: str, now: float) -> bool:
@@ -82,7 +94,7 @@ class LogLimiter:
         start = self._window_start
         if start is None:
             return
-        now = time.monotonic() if now is None else now
+        now = self._clock() if now is None else now
         if now - start < self.window:
             return
         if self._held:
@@ -91,10 +103,17 @@ class LogLimiter:
             subject = f"{self.subject}: " if self.subject else ""
             self.logger.warning(
                 "%s%d more log lines held back in the last %.0f s (at most %d a window): %s; "
-                "the metrics count every one", subject, total, now - start, self.budget, kinds)
+                "the metrics count every one", subject, total, now - start, self.budget, kinds,
+                extra=self.fields)
         self._held.clear()
         self._window_start = None
         self._window_lines = 0
+
+    def summary_due(self) -> float | None:
+        """When :meth:`tick` has a summary line to write (clock time), or None."""
+        if self._window_start is None or not self._held:
+            return None
+        return self._window_start + self.window
 
     def forget(self, *keys: str) -> None:
         """Re-arm keys (the condition cleared): the next occurrence is logged at once."""

@@ -22,8 +22,18 @@ def _logfmt_value(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+#: Structured fields a line may carry (``logger.info(..., extra={"meter": name})``), in the
+#: order they are written: one meter's lines can be picked out by ``meter=NAME``.
+FIELDS = ("meter", "source", "err")
+
+
+def _fields(record: logging.LogRecord) -> dict[str, str]:
+    return {key: str(value) for key in FIELDS
+            if (value := getattr(record, key, None)) is not None}
+
+
 class LogfmtFormatter(logging.Formatter):
-    """``ts=... level=info logger=reader msg="..."``."""
+    """``ts=... level=info logger=reader meter=main source=... err=silent msg="..."``."""
 
     def format(self, record: logging.LogRecord) -> str:
         level = {"WARNING": "warn", "CRITICAL": "error"}.get(record.levelname,
@@ -32,7 +42,9 @@ class LogfmtFormatter(logging.Formatter):
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)
         logger = record.name.removeprefix("p1_exporter.")
-        return (f"ts={_timestamp(record)} level={level} logger={logger} "
+        fields = "".join(f"{key}={_logfmt_value(value)} "
+                         for key, value in _fields(record).items())
+        return (f"ts={_timestamp(record)} level={level} logger={logger} {fields}"
                 f"msg={_logfmt_value(message)}")
 
 
@@ -43,7 +55,8 @@ class JsonFormatter(logging.Formatter):
         level = {"WARNING": "warn", "CRITICAL": "error"}.get(record.levelname,
                                                              record.levelname.lower())
         entry = {"ts": _timestamp(record), "level": level,
-                 "logger": record.name.removeprefix("p1_exporter."), "msg": record.getMessage()}
+                 "logger": record.name.removeprefix("p1_exporter."), **_fields(record),
+                 "msg": record.getMessage()}
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

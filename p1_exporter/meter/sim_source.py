@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from p1_exporter.meter.sources import CancellablePause
 from p1_exporter.sim.meter import SimOptions, SimulatedMeter
 
 
-class SimSource:
+class SimSource(CancellablePause):
     """Produces the simulator's bytes at its interval (``sim://?dialect=...&interval=...``).
 
     The household survives reconnects, so its registers keep rising; it is a function
@@ -18,6 +19,7 @@ class SimSource:
     """
 
     def __init__(self, url: str) -> None:
+        super().__init__()
         self.options = SimOptions.from_url(url)
         self.description = url
         self.meter: SimulatedMeter | None = None
@@ -37,11 +39,11 @@ class SimSource:
         assert self.meter is not None
         return self.meter.start + (now - self._real0) * self.options.speed
 
-    def read(self, timeout: float) -> bytes:
+    def take(self, now: float) -> bytes:
+        """The next piece due at ``now`` (monotonic), or b"" when none is due yet."""
         meter = self.meter
         if meter is None:
-            raise RuntimeError("SimSource.read before open")
-        now = time.monotonic()
+            raise RuntimeError("SimSource read before open")
         if not self._queue and now >= self._next:
             self._next = max(self._next + self.options.interval / self.options.speed, now - 1.0)
             due = now
@@ -50,9 +52,17 @@ class SimSource:
                 self._queue.append((due, chunk.data))
         if self._queue and self._queue[0][0] <= now:
             return self._queue.popleft()[1]
-        wake = self._queue[0][0] if self._queue else self._next
-        time.sleep(max(0.0, min(timeout, wake - now)))
         return b""
+
+    def next_due(self) -> float:
+        """When :meth:`take` next has something (monotonic time)."""
+        return self._queue[0][0] if self._queue else self._next
+
+    def read(self, timeout: float) -> bytes:
+        data = self.take(time.monotonic())
+        if not data:
+            self._pause(min(timeout, self.next_due() - time.monotonic()))
+        return data
 
     def close(self) -> None:
         self._queue.clear()

@@ -12,6 +12,7 @@ import errno
 import re
 import stat
 import termios
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -19,7 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Literal, Protocol, get_args
 
 import serial
 
@@ -27,11 +28,19 @@ from p1_exporter.core.clock import parse_meter_time
 from p1_exporter.core.obis import CLOCK
 from p1_exporter.history.capture import HEADER_PREFIX, CaptureReader, is_capture
 
+#: Why a source failed: the label of a :class:`SourceError`, the ``err=`` field of its log
+#: line and the key its log line is limited by. ``silent`` (no byte for the silence
+#: timeout), ``ended`` (a replay finished) and ``internal`` (an unexpected exception) are
+#: decided by the reader; the others by the sources.
+SourceErrorKind = Literal["not_found", "permission", "busy", "refused", "open_failed",
+                          "disconnected", "silent", "http", "internal", "closed", "ended"]
+SOURCE_ERROR_KINDS: tuple[SourceErrorKind, ...] = get_args(SourceErrorKind)
+
 
 class SourceError(Exception):
     """An expected source failure. ``kind`` is a short label; ``str()`` says what to do."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: SourceErrorKind, message: str) -> None:
         super().__init__(message)
         self.kind = kind
 
@@ -62,7 +71,11 @@ DSMR22 = SerialSettings(9600, 7, "E")
 
 
 class Source(Protocol):
-    """What the reader needs from a source of telegram bytes."""
+    """What the reader needs from a source of telegram bytes.
+
+    A source may also have ``cancel_read()``: callable from another thread, it makes a
+    blocking ``read`` (the current one, or else the next) return at once.
+    """
 
     description: str
 
@@ -71,6 +84,23 @@ class Source(Protocol):
     def read(self, timeout: float) -> bytes: ...
 
     def close(self) -> None: ...
+
+
+class CancellablePause:
+    """A sleep that ``cancel_read`` cuts short, for sources that wait between pieces."""
+
+    def __init__(self) -> None:
+        self._cancel = threading.Event()
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; False when cut short by :meth:`cancel_read`."""
+        cancelled = self._cancel.wait(max(0.0, seconds))
+        self._cancel.clear()
+        return not cancelled
+
+    def cancel_read(self) -> None:
+        """Make a blocking ``read`` (this one, or else the next) return at once."""
+        self._cancel.set()
 
 
 def redact(url: str) -> str:
@@ -102,6 +132,10 @@ def _open_error(url: str, exc: serial.SerialException) -> SourceError:
     return SourceError("open_failed", f"cannot open {redact(url)}: {text}")
 
 
+#: The one read timeout of an rfc2217:// port (see :attr:`SerialSource.fixed_timeout`).
+RFC2217_READ_TIMEOUT = 0.5
+
+
 class SerialSource:
     """A serial device or a pyserial URL (``socket://``, ``rfc2217://``).
 
@@ -116,8 +150,22 @@ class SerialSource:
         self.is_device = "://" not in url
         self.autodetect = settings is None and self.is_device
         self.candidates = [settings] if settings else [DSMR45, DSMR22]
+        #: rfc2217:// re-sends every setting when the read timeout changes: it keeps one.
+        self.fixed_timeout = RFC2217_READ_TIMEOUT if url.startswith("rfc2217://") else None
         self._index = 0
         self._port: Any = None
+
+    @property
+    def cancellable(self) -> bool:
+        """True when :meth:`cancel_read` cuts a blocking read short (a device: POSIX ports)."""
+        return self.is_device
+
+    def cancel_read(self) -> None:
+        """Make a blocking read of a device return at once (a no-op when none is open)."""
+        port = self._port
+        if port is not None and self.is_device:
+            with contextlib.suppress(serial.SerialException, OSError, AttributeError):
+                port.cancel_read()
 
     @property
     def settings(self) -> SerialSettings:
@@ -169,6 +217,8 @@ class SerialSource:
         port = self._port
         if port is None:
             raise SourceError("closed", f"{self.description} is not open")
+        if self.fixed_timeout is not None:
+            timeout = self.fixed_timeout
         try:
             if port.timeout != timeout:  # setting it re-applies every setting (rfc2217: remotely)
                 port.timeout = timeout
@@ -193,10 +243,11 @@ class SerialSource:
                 port.close()
 
 
-class HttpSource:
+class HttpSource(CancellablePause):
     """Polls a URL that serves the meter's latest raw telegram (HomeWizard, DSMR-logger)."""
 
     def __init__(self, url: str, poll_interval: float = 1.0, timeout: float = 5.0) -> None:
+        super().__init__()
         self.url = url
         self.description = redact(url)
         self.poll_interval = poll_interval
@@ -212,7 +263,7 @@ class HttpSource:
     def read(self, timeout: float) -> bytes:
         now = time.monotonic()
         if now < self._next_poll:
-            time.sleep(min(timeout, self._next_poll - now))
+            self._pause(min(timeout, self._next_poll - now))
             return b""
         self._next_poll = now + self.poll_interval
         request = urllib.request.Request(self.url, headers={"Accept": "text/plain, */*"})
@@ -223,7 +274,7 @@ class HttpSource:
             raise SourceError("http", f"{self.description} answered HTTP {exc.code}") from exc
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            kind = "refused" if "refused" in str(reason) else "http"
+            kind: SourceErrorKind = "refused" if "refused" in str(reason) else "http"
             raise SourceError(kind, f"cannot poll {self.description}: {reason}") from exc
         if body == self._last_body:
             return b""  # the device still serves the telegram we already have
@@ -284,7 +335,7 @@ class _PlainPieces:
             continued = not whole
 
 
-class FileSource:
+class FileSource(CancellablePause):
     """Replays a file, at its recorded pace or as fast as possible.
 
     A ``p1-exporter capture`` file replays every recorded piece (refused telegrams
@@ -297,6 +348,7 @@ class FileSource:
                  default_interval: float = 1.0) -> None:
         if pace not in ("recorded", "fast"):
             raise ValueError(f"pace must be 'recorded' or 'fast', not {pace!r}")
+        super().__init__()
         self.path = path
         self.description = f"file:{path}"
         self.pace = pace
@@ -380,15 +432,12 @@ class FileSource:
         upcoming = self._peek()
         if upcoming is None:
             self.finished = True
-            time.sleep(timeout)
             return b""
         piece, delay = upcoming
         due = self._due + delay
         wait = due - time.monotonic()
-        if wait > 0:
-            time.sleep(min(wait, timeout))
-            if wait > timeout:
-                return b""
+        if wait > 0 and (not self._pause(min(wait, timeout)) or wait > timeout):
+            return b""
         self._due = max(due, time.monotonic() - 1.0) if self.pace == "recorded" else due
         self._next = None
         self._given += 1

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from p1_exporter.meter.reader import READ_TIMEOUT, MeterConfig, MeterReader
+from p1_exporter.meter.meterset import Meter as Driver
+from p1_exporter.meter.reader import MAX_BLOCK, MeterConfig
 from p1_exporter.web.app import ExporterApp
 from p1_exporter.web.server import ExporterHTTPServer
 from tests.helpers.fixtures import V5
@@ -28,7 +29,7 @@ from tests.helpers.wait import wait_for
 
 BACKOFF_CAP = 0.3
 INTERVAL = 0.05
-RECOVERY = BACKOFF_CAP + READ_TIMEOUT + INTERVAL + 0.35
+RECOVERY = BACKOFF_CAP + MAX_BLOCK + INTERVAL + 0.35
 CLOCK_LINE = b"0-0:1.0.0(170102192002W)"
 ID_LINE = b"0-0:96.1.1(4B384547303034303436333935353037)"
 ENERGY = "p1_energy_import_joules_total"
@@ -149,7 +150,7 @@ class Metrics:
 
 
 @contextlib.contextmanager
-def serving(reader: MeterReader) -> Iterator[Metrics]:
+def serving(reader: Driver) -> Iterator[Metrics]:
     """The real HTTP server and routes in-process, for one reader."""
     server = ExporterHTTPServer("127.0.0.1:0", ExporterApp(lambda: [reader.snapshot]))
     server.start()

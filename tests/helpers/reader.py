@@ -16,14 +16,15 @@ import socket
 import threading
 import time
 import tty
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from p1_exporter.core.errors import Result
-from p1_exporter.meter.reader import MeterConfig, MeterReader
+from p1_exporter.meter.engine import MeterConfig
+from p1_exporter.meter.meterset import Meter, MeterSet, make_meter
 from p1_exporter.meter.snapshot import Snapshot
 
 READER_LOG = "p1_exporter.reader"
@@ -47,22 +48,45 @@ def fast_config(url: str, **overrides: Any) -> MeterConfig:
     return MeterConfig(**values)
 
 
-@contextlib.contextmanager
-def running(config: MeterConfig, source: Any = None) -> Iterator[MeterReader]:
-    """A started reader; stopped on exit, and its thread must be gone after ``stop()``.
+class ManualClock:
+    """A monotonic clock a test moves on: the real one plus what :meth:`advance` added.
 
-    How long a stop takes is measured by benchmarks/bench_reader_stop.py, not here.
+    Timeouts of 30 s pass in an instant, while everything the test does not skip keeps
+    its real pace. Call the reader's ``wake()`` after advancing, so a blocking read
+    looks at the new time. Snapshots judge freshness on the real clock: a test that
+    advanced this one passes ``clock()`` to ``fresh()``/``age()``.
     """
-    reader = MeterReader(config, source)
-    reader.start()
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on by ``seconds``."""
+        self.offset += seconds
+
+
+@contextlib.contextmanager
+def running(config: MeterConfig, source: Any = None,
+            clock: Callable[[], float] = time.monotonic) -> Iterator[Meter]:
+    """A started meter, as the exporter runs it (network meters on an event loop, the
+    rest in a thread); stopped on exit, and it must be gone after ``stop()``.
+
+    How long a stop takes is measured by benchmarks/bench_stop.py, not here.
+    """
+    meter = make_meter(config, source, clock=clock)
+    meters = MeterSet([meter])
+    meters.start()
     try:
-        yield reader
+        yield meter
     finally:
-        reader.stop(timeout=10.0)  # the timeout only guards against a hang
-        assert not reader.alive, "reader thread did not stop"
+        meters.stop(timeout=10.0)  # the timeout only guards against a hang
+        assert not meter.alive and not meters.alive, "meter did not stop"
 
 
-def ok_count(reader: MeterReader) -> int:
+def ok_count(reader: Meter) -> int:
     """Telegrams accepted so far."""
     return reader.snapshot.telegrams["ok"]
 
@@ -157,8 +181,9 @@ class Dongle:
     sends anything is simply one the test does not call ``send`` on.
     """
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, backlog: int = 4) -> None:
         self.port = port
+        self.backlog = backlog
         self.accepted = 0
         self._listener: socket.socket | None = None
         self._clients: list[socket.socket] = []
@@ -175,7 +200,7 @@ class Dongle:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
-        listener.listen(4)
+        listener.listen(self.backlog)
         listener.settimeout(0.05)
         self.port = listener.getsockname()[1]
         self._listener = listener
