@@ -143,6 +143,10 @@ class MeterReader:
             now = clock()
             if data:
                 engine.feed(data, now)
+                # A source that always has bytes (a file replayed flat out, /dev/zero) would
+                # keep the GIL from the event loop's thread for whole switch intervals at a
+                # time; handing it over after each piece keeps /metrics answering.
+                time.sleep(0)
             elif getattr(source, "finished", False):
                 engine.flush(now)
                 raise SourceError("ended", "replay finished")
