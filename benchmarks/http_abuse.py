@@ -37,7 +37,6 @@ import secrets
 import selectors
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from pathlib import Path
 import bcrypt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_load import free_port, proc_status, scrapers
+from http_load import free_port, percentiles_ms, proc_status, scrapers, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "prometheus", "scrape-secret"
@@ -310,13 +309,7 @@ def start_exporter(version: Version, port: int, web_config: Path | None,
     env["PYTHONPATH"] = str(version.root)
     with log.open("wb") as out:
         proc = subprocess.Popen(args, cwd=version.root, env=env, stdout=out, stderr=out)
-    for _ in range(150):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    time.sleep(1.0)  # the first telegram
+    wait_listening(port, tries=150)
     return proc
 
 
@@ -485,21 +478,13 @@ def main() -> int:
                 env = {**os.environ, "PYTHONPATH": str(root)}
                 proc = subprocess.Popen(argv, cwd=root, env=env)
                 try:
-                    for _ in range(150):
-                        try:
-                            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                            break
-                        except OSError:
-                            time.sleep(0.1)
-                    time.sleep(1.0)
+                    wait_listening(port, tries=150)
                     latencies, errors = flat_out(port, seconds, pool)
                 finally:
                     proc.terminate()
                     proc.wait(10)
                 count = len(latencies)
-                p50 = statistics.median(latencies) * 1000 if count else float("nan")
-                p99 = latencies[min(count - 1, int(count * 0.99))] * 1000 if count else 0.0
-                top = latencies[-1] * 1000 if count else float("nan")
+                p50, p99, top = percentiles_ms(latencies)
                 shown = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "0"
                 print(f"{name:<28} {count:>7} {count / seconds:>7.1f} {p50:>8.2f} "
                       f"{p99:>8.2f} {top:>8.2f}  {shown}", flush=True)
