@@ -34,17 +34,12 @@ from p1_exporter.metrics.collector import SELF_METRIC_PREFIXES
 from p1_exporter.web.app import ExporterApp
 from p1_exporter.web.messages import Request, Response
 from p1_exporter.web.server import ExporterHTTPServer
-from tests.binaries import require_binary
+from tests.helpers.binaries import require_binary
+from tests.helpers.exporter import ExporterProcess, http_get, scrape
+from tests.helpers.fixtures import FIXTURES
+from tests.helpers.metrics import series, value
+from tests.helpers.wait import wait_for
 from tests.test_collector import Dongle
-from tests.test_exporter_cli import (
-    FIXTURES,
-    ExporterProcess,
-    http_get,
-    scrape,
-    series,
-    value,
-    wait_for,
-)
 
 METERS = {"home": "sim://?dialect=dsmr5&seed=11&interval=1",
           "shop": "sim://?dialect=belgian&seed=12&interval=1"}

@@ -1,6 +1,6 @@
 """WebConfig: loading, validation errors, SSL context mapping, basic auth, examples.
 
-Certificates are real (openssl CLI, tests/tlsutil.py); examples and a sample of invalid
+Certificates are real (openssl CLI, tests/helpers/tls.py); examples and a sample of invalid
 files are cross-checked with Debian's promtool, the reference parser of this format.
 """
 
@@ -17,8 +17,8 @@ import bcrypt
 import pytest
 
 from p1_exporter.web.webconfig import WebConfig, WebConfigError
-from tests.binaries import require_binary
-from tests.tlsutil import PKI, make_pki
+from tests.helpers.binaries import require_binary
+from tests.helpers.tls import PKI, make_pki
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "web-config"
 EXAMPLE_USER = "prometheus"

@@ -11,5 +11,6 @@
 - :mod:`tests.helpers.metrics`: exposition text read back with the strict parser
 - :mod:`tests.helpers.binaries`: external programs (promtool, prometheus), skip or fail
 - :mod:`tests.helpers.tls`: a throw-away PKI made with openssl
+- :mod:`tests.helpers.web`: the HTTP server in-process, and TLS web configs for it
 - :mod:`tests.helpers.dashboards`: the dashboards' PromQL queries and the rule files
 """
