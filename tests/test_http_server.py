@@ -449,7 +449,7 @@ def test_bad_requests_get_4xx_quietly_and_server_survives(
     assert app.calls == []
     assert_alive(server)
     assert [r for r in caplog.records if r.name == "p1_exporter.http"] == []
-    assert capsys.readouterr().err == ""  # http.server's stderr logging is silenced
+    assert capsys.readouterr().err == ""  # nothing is written to stderr
 
 
 # --- slow clients, limits, shutdown --------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The /metrics contract: every metric of p1_exporter.catalog, with exact values and labels,
+"""The /metrics contract: every metric of p1_exporter.metrics.catalog, with exact values and labels,
 from the real telegrams in tests/fixtures and from synthetic telegrams for what no fixture
 sends; and the catalog itself: every entry produced, every produced family in it.
 

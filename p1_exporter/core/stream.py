@@ -102,7 +102,7 @@ class TelegramStream:
         return self.framer.noise_pending
 
     def release_noise(self) -> list[Outcome]:
-        """Report the line noise held back so far (see :mod:`p1_exporter.framing`)."""
+        """Report the line noise held back so far (see :mod:`p1_exporter.core.framing`)."""
         return [self._outcome(event) for event in self.framer.release_noise()]
 
     def _outcome(self, event: bytes | FramingError) -> Outcome:
