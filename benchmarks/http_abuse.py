@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,13 +87,29 @@ def connect(port: int, tls: bool, timeout: float = 10.0,
 # -- attackers (each in a process of its own; every loop bounded by ``seconds``) ----------
 
 
-def wrong_passwords(port: int, tls: bool, seconds: float, clients: int = 70) -> dict[str, int]:
+def in_threads(clients: int, one: Callable[[Counter[str]], None]) -> dict[str, int]:
+    """Run ``one`` in ``clients`` threads at once, each counting into its own Counter; the sum."""
     counts: Counter[str] = Counter()
     lock = threading.Lock()
+
+    def run() -> None:
+        mine: Counter[str] = Counter()
+        one(mine)
+        with lock:
+            counts.update(mine)
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return dict(counts)
+
+
+def wrong_passwords(port: int, tls: bool, seconds: float, clients: int = 70) -> dict[str, int]:
     end = time.monotonic() + seconds
 
-    def one() -> None:
-        mine: Counter[str] = Counter()
+    def one(mine: Counter[str]) -> None:
         conn: http.client.HTTPConnection | None = None
         while time.monotonic() < end:
             current = conn or (
@@ -115,25 +132,15 @@ def wrong_passwords(port: int, tls: bool, seconds: float, clients: int = 70) -> 
                 time.sleep(0.01)
         if conn is not None:
             conn.close()
-        with lock:
-            counts.update(mine)
 
-    threads = [threading.Thread(target=one) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return dict(counts)
+    return in_threads(clients, one)
 
 
 def slow_readers(port: int, tls: bool, seconds: float, clients: int = 80) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    lock = threading.Lock()
     end = time.monotonic() + seconds
     request = f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {GOOD}\r\n\r\n".encode()
 
-    def one() -> None:
-        mine: Counter[str] = Counter()
+    def one(mine: Counter[str]) -> None:
         sock: socket.socket | None = None
         while time.monotonic() < end:
             try:
@@ -155,25 +162,15 @@ def slow_readers(port: int, tls: bool, seconds: float, clients: int = 80) -> dic
                 sock = None
         if sock is not None:
             sock.close()
-        with lock:
-            counts.update(mine)
 
-    threads = [threading.Thread(target=one) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return dict(counts)
+    return in_threads(clients, one)
 
 
 def header_flood(port: int, tls: bool, seconds: float, clients: int = 80) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    lock = threading.Lock()
     end = time.monotonic() + seconds
     line = b"X-Pad: " + b"p" * 64_991 + b"\r\n"  # 65,000 bytes
 
-    def one() -> None:
-        mine: Counter[str] = Counter()
+    def one(mine: Counter[str]) -> None:
         while time.monotonic() < end:
             try:
                 sock = connect(port, tls, timeout=5.0)
@@ -199,15 +196,8 @@ def header_flood(port: int, tls: bool, seconds: float, clients: int = 80) -> dic
                 mine["closed by server"] += 1
             finally:
                 sock.close()
-        with lock:
-            counts.update(mine)
 
-    threads = [threading.Thread(target=one) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return dict(counts)
+    return in_threads(clients, one)
 
 
 def reconnect_flood(port: int, tls: bool, seconds: float, clients: int = 200) -> dict[str, int]:
