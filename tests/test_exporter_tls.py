@@ -25,9 +25,8 @@ from tests.helpers.binaries import require_binary
 from tests.helpers.exporter import ExporterProcess, http_get
 from tests.helpers.metrics import series, value
 from tests.helpers.net import free_port
-from tests.helpers.tls import PKI, make_pki
+from tests.helpers.tls import CURVE_NAMES, PKI, enforceable, make_pki, only_curve
 from tests.helpers.wait import wait_for
-from tests.test_webconfig import CURVE_NAMES, enforceable, only_curve
 
 USER = "prometheus"
 PASSWORD = "correct horse battery staple"
