@@ -26,7 +26,6 @@ import http.client
 import json
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -160,12 +159,9 @@ def pollers(port: int, count: int, seconds: float, period: float | None,
 
 def scrape_phase(port: int, seconds: float) -> dict[str, float]:
     latencies, errors = http_load.scrapers(port, 1, seconds, 0.1, time.time() + 0.05)
-    latencies.sort()
-    n = len(latencies)
-    return {"scrapes": n, "errors": sum(errors.values()),
-            "p50_ms": statistics.median(latencies) * 1000,
-            "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000,
-            "max_ms": latencies[-1] * 1000}
+    p50, p99, top = http_load.percentiles_ms(latencies)
+    return {"scrapes": len(latencies), "errors": sum(errors.values()),
+            "p50_ms": p50, "p99_ms": p99, "max_ms": top}
 
 
 def measure(meters: int, seconds: float) -> None:

@@ -18,8 +18,6 @@ import argparse
 import http.client
 import os
 import re
-import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -34,14 +32,14 @@ import http_load  # noqa: E402  (the scraper threads are shared with the abuse b
 def run_phase(port: int, scrapers: int, seconds: float, period: float | None) -> dict[str, float]:
     """Latency figures for ``scrapers`` keep-alive clients (see http_load.scrapers)."""
     latencies, errors = http_load.scrapers(port, scrapers, seconds, period, time.time() + 0.1)
-    latencies.sort()
     count = len(latencies)
+    p50, p99, top = http_load.percentiles_ms(latencies)
     return {
         "scrapes": count,
         "errors": sum(errors.values()),
-        "p50_ms": statistics.median(latencies) * 1000 if count else float("nan"),
-        "p99_ms": latencies[min(count - 1, int(count * 0.99))] * 1000 if count else float("nan"),
-        "max_ms": latencies[-1] * 1000 if count else float("nan"),
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "max_ms": top,
         "per_second": count / seconds,
     }
 
@@ -73,13 +71,7 @@ def main() -> None:
            "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"]
     proc = subprocess.Popen(exe, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        time.sleep(1.0)
+        http_load.wait_listening(port)
         print(f"exporter pid {proc.pid}: 1 simulated meter at 10 telegrams/s; "
               f"{args.scrapers} scrapers, {args.seconds:g} s per phase")
         print(f"{'phase':<24} {'scrapes':>8} {'/s':>7} {'errors':>6} {'p50 ms':>7} "

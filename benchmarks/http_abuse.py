@@ -37,20 +37,20 @@ import secrets
 import selectors
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import bcrypt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_load import free_port, proc_status, scrapers
+from http_load import free_port, percentiles_ms, proc_status, scrapers, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "prometheus", "scrape-secret"
@@ -87,13 +87,29 @@ def connect(port: int, tls: bool, timeout: float = 10.0,
 # -- attackers (each in a process of its own; every loop bounded by ``seconds``) ----------
 
 
-def wrong_passwords(port: int, tls: bool, seconds: float, clients: int = 70) -> dict[str, int]:
+def in_threads(clients: int, one: Callable[[Counter[str]], None]) -> dict[str, int]:
+    """Run ``one`` in ``clients`` threads at once, each counting into its own Counter; the sum."""
     counts: Counter[str] = Counter()
     lock = threading.Lock()
+
+    def run() -> None:
+        mine: Counter[str] = Counter()
+        one(mine)
+        with lock:
+            counts.update(mine)
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return dict(counts)
+
+
+def wrong_passwords(port: int, tls: bool, seconds: float, clients: int = 70) -> dict[str, int]:
     end = time.monotonic() + seconds
 
-    def one() -> None:
-        mine: Counter[str] = Counter()
+    def one(mine: Counter[str]) -> None:
         conn: http.client.HTTPConnection | None = None
         while time.monotonic() < end:
             current = conn or (
@@ -116,25 +132,15 @@ def wrong_passwords(port: int, tls: bool, seconds: float, clients: int = 70) -> 
                 time.sleep(0.01)
         if conn is not None:
             conn.close()
-        with lock:
-            counts.update(mine)
 
-    threads = [threading.Thread(target=one) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return dict(counts)
+    return in_threads(clients, one)
 
 
 def slow_readers(port: int, tls: bool, seconds: float, clients: int = 80) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    lock = threading.Lock()
     end = time.monotonic() + seconds
     request = f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {GOOD}\r\n\r\n".encode()
 
-    def one() -> None:
-        mine: Counter[str] = Counter()
+    def one(mine: Counter[str]) -> None:
         sock: socket.socket | None = None
         while time.monotonic() < end:
             try:
@@ -156,25 +162,15 @@ def slow_readers(port: int, tls: bool, seconds: float, clients: int = 80) -> dic
                 sock = None
         if sock is not None:
             sock.close()
-        with lock:
-            counts.update(mine)
 
-    threads = [threading.Thread(target=one) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return dict(counts)
+    return in_threads(clients, one)
 
 
 def header_flood(port: int, tls: bool, seconds: float, clients: int = 80) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    lock = threading.Lock()
     end = time.monotonic() + seconds
     line = b"X-Pad: " + b"p" * 64_991 + b"\r\n"  # 65,000 bytes
 
-    def one() -> None:
-        mine: Counter[str] = Counter()
+    def one(mine: Counter[str]) -> None:
         while time.monotonic() < end:
             try:
                 sock = connect(port, tls, timeout=5.0)
@@ -200,15 +196,8 @@ def header_flood(port: int, tls: bool, seconds: float, clients: int = 80) -> dic
                 mine["closed by server"] += 1
             finally:
                 sock.close()
-        with lock:
-            counts.update(mine)
 
-    threads = [threading.Thread(target=one) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return dict(counts)
+    return in_threads(clients, one)
 
 
 def reconnect_flood(port: int, tls: bool, seconds: float, clients: int = 200) -> dict[str, int]:
@@ -310,13 +299,7 @@ def start_exporter(version: Version, port: int, web_config: Path | None,
     env["PYTHONPATH"] = str(version.root)
     with log.open("wb") as out:
         proc = subprocess.Popen(args, cwd=version.root, env=env, stdout=out, stderr=out)
-    for _ in range(150):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    time.sleep(1.0)  # the first telegram
+    wait_listening(port, tries=150)
     return proc
 
 
@@ -485,21 +468,13 @@ def main() -> int:
                 env = {**os.environ, "PYTHONPATH": str(root)}
                 proc = subprocess.Popen(argv, cwd=root, env=env)
                 try:
-                    for _ in range(150):
-                        try:
-                            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                            break
-                        except OSError:
-                            time.sleep(0.1)
-                    time.sleep(1.0)
+                    wait_listening(port, tries=150)
                     latencies, errors = flat_out(port, seconds, pool)
                 finally:
                     proc.terminate()
                     proc.wait(10)
                 count = len(latencies)
-                p50 = statistics.median(latencies) * 1000 if count else float("nan")
-                p99 = latencies[min(count - 1, int(count * 0.99))] * 1000 if count else 0.0
-                top = latencies[-1] * 1000 if count else float("nan")
+                p50, p99, top = percentiles_ms(latencies)
                 shown = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "0"
                 print(f"{name:<28} {count:>7} {count / seconds:>7.1f} {p50:>8.2f} "
                       f"{p99:>8.2f} {top:>8.2f}  {shown}", flush=True)

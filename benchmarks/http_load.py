@@ -57,6 +57,28 @@ def free_port() -> int:
         return port
 
 
+def wait_listening(port: int, tries: int = 100) -> None:
+    """Wait until something accepts on ``port`` (at most ``tries`` tenths of a second),
+    then a second more for the first telegram."""
+    for _ in range(tries):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    time.sleep(1.0)
+
+
+def percentiles_ms(latencies: list[float]) -> tuple[float, float, float]:
+    """p50, p99 and max of ``latencies`` (seconds, sorted in place) in ms; NaN when empty."""
+    latencies.sort()
+    count = len(latencies)
+    if not count:
+        return float("nan"), float("nan"), float("nan")
+    return (statistics.median(latencies) * 1000,
+            latencies[min(count - 1, int(count * 0.99))] * 1000, latencies[-1] * 1000)
+
+
 # -- client processes -------------------------------------------------------------------
 
 
@@ -266,11 +288,8 @@ def proc_status(pid: int, field: str) -> int:
 
 def summary(name: str, result: Result, seconds: float, kept: str) -> None:
     latencies, errors = result
-    latencies.sort()
     count = len(latencies)
-    p50 = statistics.median(latencies) * 1000 if count else float("nan")
-    p99 = latencies[min(count - 1, int(count * 0.99))] * 1000 if count else float("nan")
-    top = latencies[-1] * 1000 if count else float("nan")
+    p50, p99, top = percentiles_ms(latencies)
     shown = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "0"
     print(f"{name:<22} {count:>7} {count / seconds:>7.1f} {p50:>8.2f} {p99:>8.2f} "
           f"{top:>8.2f}  {kept:<14} errors: {shown}", flush=True)
@@ -293,13 +312,7 @@ def main() -> int:
     proc = subprocess.Popen(exe, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     failures = 0
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        time.sleep(1.0)
+        wait_listening(port)
         idle_threads = proc_status(proc.pid, "Threads")
         print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; exporter "
               f"pid {proc.pid}, 1 simulated meter at {TELEGRAMS_PER_SECOND:g} telegrams/s, "

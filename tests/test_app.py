@@ -14,7 +14,6 @@ import json
 import math
 import re
 import struct
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -34,17 +33,11 @@ from p1_exporter.metrics.collector import SELF_METRIC_PREFIXES
 from p1_exporter.web.app import ExporterApp
 from p1_exporter.web.messages import Request, Response
 from p1_exporter.web.server import ExporterHTTPServer
-from tests.binaries import require_binary
-from tests.test_collector import Dongle
-from tests.test_exporter_cli import (
-    FIXTURES,
-    ExporterProcess,
-    http_get,
-    scrape,
-    series,
-    value,
-    wait_for,
-)
+from tests.helpers.exporter import ExporterProcess, http_get, scrape
+from tests.helpers.fixtures import FIXTURES
+from tests.helpers.metrics import promtool_metrics, series, value
+from tests.helpers.reader import ManualDongle
+from tests.helpers.wait import wait_for
 
 METERS = {"home": "sim://?dialect=dsmr5&seed=11&interval=1",
           "shop": "sim://?dialect=belgian&seed=12&interval=1"}
@@ -67,11 +60,6 @@ def exporter() -> Iterator[ExporterProcess]:
 
 def families(text: str) -> dict[str, str]:
     return {f.name: f.type for f in text_string_to_metric_families(text)}
-
-
-def promtool_metrics(text: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([require_binary("promtool"), "check", "metrics"], input=text,
-                          capture_output=True, text=True, timeout=30, check=False)
 
 
 # -- /metrics ---------------------------------------------------------------------------
@@ -332,7 +320,7 @@ def http_get_app(accept: str) -> Response:
 
 def test_stale_meter_vanishes_and_comes_back() -> None:
     telegram = (FIXTURES / "v5.txt").read_bytes()
-    dongle = Dongle()
+    dongle = ManualDongle()
     reader = MeterReader(MeterConfig(url=dongle.url, name="p1", stale_after=1.0))
     server = ExporterHTTPServer("127.0.0.1:0", ExporterApp(lambda: [reader.snapshot]))
     url = f"http://127.0.0.1:{server.server_address[1]}"

@@ -163,10 +163,6 @@ def small(import_kwh: str, *extra: str) -> bytes:
                          "1-0:1.7.0(00.500*kW)", *extra)
 
 
-#: test_app.py imports it from here until it imports tests.helpers.reader.
-Dongle = ManualDongle
-
-
 @pytest.fixture
 def dongle() -> Iterator[ManualDongle]:
     line = ManualDongle()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import shlex
 import subprocess
 import sys
@@ -166,3 +167,17 @@ def test_readme_p1_exporter_commands_run_as_written() -> None:
         ran.append(line)
     assert any(" decode " in line for line in ran), ran
     assert any(line.startswith("p1-exporter --version") for line in ran), ran
+
+
+def test_readme_development_section_lists_every_benchmark_and_marker() -> None:
+    """Each script in benchmarks/ has its command, and each pytest marker its line."""
+    readme = (ROOT / "README.md").read_text()
+    development = readme[readme.index("\n## Development\n"):]
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        assert f"benchmarks/{script.name}" in development, f"README lacks {script.name}"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    block = pyproject[pyproject.index("\nmarkers = [") :]
+    names = re.findall(r'^    "([a-z_]+):', block[: block.index("\n]")], re.MULTILINE)
+    assert names
+    for name in names:
+        assert f"- `{name}`:" in development, f"README lacks the marker {name}"

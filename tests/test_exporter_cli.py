@@ -24,18 +24,13 @@ from tests.helpers.attacks import ALIAS_BOMB  # before issue 15: a hang at 100 %
 from tests.helpers.exporter import (
     ExporterProcess,
     exporter_env,
-    http_get,
     run_exporter,
     scrape,
 )
 from tests.helpers.fixtures import FIXTURES
-from tests.helpers.metrics import series, value
+from tests.helpers.metrics import value
 from tests.helpers.net import free_port
 from tests.helpers.wait import wait_for
-
-# test_app.py and test_exporter_tls.py import these from here until they import tests.helpers.
-__all__ = ["FIXTURES", "ExporterProcess", "free_port", "http_get", "scrape", "series", "value",
-           "wait_for"]
 
 # -- --help and --version ---------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 checked with Python clients, ``promtool check web-config`` and a real Prometheus server
 that scrapes it over https with a CA file and basic auth.
 
-Certificates come from tests/tlsutil.py (openssl CLI); the password hash from ``bcrypt``
+Certificates come from tests/helpers/tls.py (openssl CLI); the password hash from ``bcrypt``
 with rounds=4 (fast; the cost does not matter for a test).
 """
 
@@ -21,17 +21,12 @@ from typing import Any, NamedTuple
 import bcrypt
 import pytest
 
-from tests.binaries import require_binary
-from tests.test_exporter_cli import (
-    ExporterProcess,
-    free_port,
-    http_get,
-    series,
-    value,
-    wait_for,
-)
-from tests.test_webconfig import CURVE_NAMES, enforceable, only_curve
-from tests.tlsutil import PKI, make_pki
+from tests.helpers.binaries import require_binary
+from tests.helpers.exporter import ExporterProcess, http_get
+from tests.helpers.metrics import series, value
+from tests.helpers.net import free_port
+from tests.helpers.tls import CURVE_NAMES, PKI, enforceable, make_pki, only_curve
+from tests.helpers.wait import wait_for
 
 USER = "prometheus"
 PASSWORD = "correct horse battery staple"

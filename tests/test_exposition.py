@@ -30,10 +30,8 @@ from p1_exporter.metrics.catalog import METRICS
 from p1_exporter.metrics.collector import SELF_METRIC_PREFIXES, make_registry
 from p1_exporter.metrics.exposition import CachedExposition
 from tests.helpers.fixtures import FIXTURES
-from tests.helpers.metrics import series, value
-from tests.helpers.telegrams import make_telegram
-from tests.test_app import promtool_metrics
-from tests.test_metrics_contract import EXTRAS
+from tests.helpers.metrics import promtool_metrics, series, value
+from tests.helpers.telegrams import EXTRAS, make_telegram
 
 TELEGRAMS = {path.name: path.read_bytes() for path in sorted(FIXTURES.glob("*.txt"))}
 TELEGRAMS["extras"] = EXTRAS

@@ -20,9 +20,8 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import bcrypt
 import pytest
@@ -31,7 +30,8 @@ from p1_exporter.web.listen import parse_listen_address
 from p1_exporter.web.messages import GZIP_MIN_BYTES, Headers, Request, Response
 from p1_exporter.web.server import ExporterHTTPServer
 from p1_exporter.web.webconfig import WebConfig
-from tests.tlsutil import PKI, make_leaf, make_pki
+from tests.helpers.tls import PKI, make_leaf, make_pki
+from tests.helpers.web import ServeFactory, serving, tls_config
 
 BIG = b"".join(b'p1_metric_sample{phase="l%d"} %d\n' % (i % 3, i) for i in range(400))
 assert len(BIG) > 4 * GZIP_MIN_BYTES
@@ -72,9 +72,6 @@ class App:
         return Response(200, b"ok\n", "text/plain", (("X-App", "yes"),))
 
 
-ServeFactory = Callable[..., ExporterHTTPServer]
-
-
 @pytest.fixture
 def app() -> App:
     return App()
@@ -83,30 +80,13 @@ def app() -> App:
 @pytest.fixture
 def serve(app: App) -> Iterator[ServeFactory]:
     """Start servers on 127.0.0.1:0; all are shut down after the test."""
-    servers: list[ExporterHTTPServer] = []
-
-    def factory(web_config: WebConfig | None = None, **kwargs: Any) -> ExporterHTTPServer:
-        handler = kwargs.pop("handler", app)
-        server = ExporterHTTPServer("127.0.0.1:0", handler, web_config, **kwargs)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield factory
-    for server in servers:
-        server.shutdown()
+    with serving(app) as factory:
+        yield factory
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-def tls_config(pki: PKI, directory: Path, extra: str = "", users: str = "") -> WebConfig:
-    path = directory / "web.yml"
-    text = f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
-    path.write_text(text + extra + users)
-    return WebConfig.load(str(path))
 
 
 def client_context(pki: PKI, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
@@ -469,7 +449,7 @@ def test_bad_requests_get_4xx_quietly_and_server_survives(
     assert app.calls == []
     assert_alive(server)
     assert [r for r in caplog.records if r.name == "p1_exporter.http"] == []
-    assert capsys.readouterr().err == ""  # http.server's stderr logging is silenced
+    assert capsys.readouterr().err == ""  # nothing is written to stderr
 
 
 # --- slow clients, limits, shutdown --------------------------------------------------------

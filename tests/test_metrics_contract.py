@@ -1,4 +1,4 @@
-"""The /metrics contract: every metric of p1_exporter.catalog, with exact values and labels,
+"""The /metrics contract: every metric of p1_exporter.metrics.catalog, with exact values and labels,
 from the real telegrams in tests/fixtures and from synthetic telegrams for what no fixture
 sends; and the catalog itself: every entry produced, every produced family in it.
 
@@ -33,40 +33,13 @@ from tests.helpers.binaries import require_binary
 from tests.helpers.fixtures import FIXTURE_NAMES
 from tests.helpers.fixtures import load as load_fixture
 from tests.helpers.metrics import series
-from tests.helpers.telegrams import make_telegram
+from tests.helpers.telegrams import EXTRAS, make_telegram
 
 
 def utc(*fields: int) -> float:
     """Epoch of a UTC time given as (year, month, day, hour, minute, second)."""
     return float(calendar.timegm((*fields, 0, 0, 0)))
 
-
-#: Things no fixture sends: per-phase reactive power, average voltage, an M-Bus device of
-#: another type (cooling, in GJ; warm water in m3), and a text message.
-EXTRAS = make_telegram(
-    "1-3:0.2.8(50)",
-    "0-0:1.0.0(240115083000W)",
-    "0-0:96.1.1(4B384547303034303436333935353037)",
-    "1-0:1.8.0(000010.000*kWh)",
-    "1-0:1.8.1(000004.000*kWh)",
-    "1-0:2.8.0(000003.500*kWh)",
-    "1-0:23.7.0(00.011*kvar)",
-    "1-0:43.7.0(00.012*kvar)",
-    "1-0:63.7.0(00.013*kvar)",
-    "1-0:24.7.0(00.021*kvar)",
-    "1-0:44.7.0(00.022*kvar)",
-    "1-0:64.7.0(00.023*kvar)",
-    "1-0:32.24.0(231.5*V)",
-    "1-0:52.24.0(232.5*V)",
-    "1-0:72.24.0(233.5*V)",
-    "0-0:96.13.1(3031)",
-    "0-0:96.13.0(48656C6C6F)",
-    "0-3:24.1.0(010)",
-    "0-3:96.1.0(434F4F4C)",
-    "0-3:24.2.1(240115080000W)(00012.345*GJ)",
-    "0-4:24.1.0(006)",
-    "0-4:24.2.1(240115082500W)(00001.250*m3)",
-)
 
 #: Registers in a unit that is not the metric's: left out, never exported mislabelled.
 WRONG_UNITS = make_telegram(

@@ -56,8 +56,7 @@ _NOT_SOURCE = shutil.ignore_patterns(
     ".git", ".venv*", "__pycache__", "*.pyc", "*.egg-info", "build", "dist", ".pytest_cache",
     ".mypy_cache", ".ruff_cache", ".hypothesis",
 )
-_RUNTIME_DEPENDENCIES = (
-    "pyserial", "prometheus_client", "fastcrc", "bcrypt", "PyYAML", "h11")
+_RUNTIME_DEPENDENCIES = ("pyserial", "prometheus_client", "fastcrc", "bcrypt", "PyYAML", "h11")
 
 
 def _clean_env() -> dict[str, str]:

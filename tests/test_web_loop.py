@@ -16,9 +16,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import bcrypt
 import pytest
@@ -27,7 +26,10 @@ from p1_exporter.web.messages import Request, Response
 from p1_exporter.web.reload import WebConfigSource
 from p1_exporter.web.server import ExporterHTTPServer
 from p1_exporter.web.webconfig import WebConfig
-from tests.test_exporter_cli import ExporterProcess, http_get, wait_for
+from tests.helpers.exporter import ExporterProcess, http_get
+from tests.helpers.tls import make_pki
+from tests.helpers.wait import wait_for
+from tests.helpers.web import ServeFactory, serving, tls_config
 
 BIG = b"x" * 200_000  # several times what the kernel buffers of a socket pair hold at first
 
@@ -38,23 +40,10 @@ def app(request: Request) -> Response:
     return Response(200, b"ok\n", "text/plain")
 
 
-ServeFactory = Callable[..., ExporterHTTPServer]
-
-
 @pytest.fixture
 def serve() -> Iterator[ServeFactory]:
-    servers: list[ExporterHTTPServer] = []
-
-    def factory(web_config: WebConfig | WebConfigSource | None = None,
-                **kwargs: Any) -> ExporterHTTPServer:
-        server = ExporterHTTPServer("127.0.0.1:0", app, web_config, **kwargs)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield factory
-    for server in servers:
-        server.shutdown()
+    with serving(app) as factory:
+        yield factory
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -179,14 +168,8 @@ def test_connections_per_client_address_are_capped(serve: ServeFactory) -> None:
 def test_slowly_dribbled_tls_handshake_has_its_own_deadline(
     serve: ServeFactory, tmp_path: Path
 ) -> None:
-    from tests.tlsutil import make_pki
-
     (tmp_path / "pki").mkdir()
-    pki = make_pki(tmp_path / "pki")
-    path = tmp_path / "web.yml"
-    path.write_text(f"tls_server_config:\n  cert_file: {pki.server_cert}\n"
-                    f"  key_file: {pki.server_key}\n")
-    server = serve(WebConfig.load(str(path)), request_timeout=0.5)
+    server = serve(tls_config(make_pki(tmp_path / "pki"), tmp_path), request_timeout=0.5)
     with socket.create_connection(server.server_address) as sock:
         began = time.monotonic()
         sock.sendall(b"\x16\x03\x01")  # a handshake record that never completes
@@ -201,14 +184,9 @@ def test_tls_keep_alive_with_large_answers_is_not_taken_for_a_slow_reader(
     speed, never count against the stall budget (a budget of 1 s here)."""
     import ssl
 
-    from tests.tlsutil import make_pki
-
     (tmp_path / "pki").mkdir()
     pki = make_pki(tmp_path / "pki")
-    path = tmp_path / "web.yml"
-    path.write_text(f"tls_server_config:\n  cert_file: {pki.server_cert}\n"
-                    f"  key_file: {pki.server_key}\n")
-    server = serve(WebConfig.load(str(path)), request_timeout=1.0)
+    server = serve(tls_config(pki, tmp_path), request_timeout=1.0)
     context = ssl.create_default_context(cafile=str(pki.ca_cert))
     conn = http.client.HTTPSConnection("localhost", server.server_address[1], timeout=5,
                                        context=context)

@@ -1,6 +1,6 @@
 """WebConfig: loading, validation errors, SSL context mapping, basic auth, examples.
 
-Certificates are real (openssl CLI, tests/tlsutil.py); examples and a sample of invalid
+Certificates are real (openssl CLI, tests/helpers/tls.py); examples and a sample of invalid
 files are cross-checked with Debian's promtool, the reference parser of this format.
 """
 
@@ -17,8 +17,8 @@ import bcrypt
 import pytest
 
 from p1_exporter.web.webconfig import WebConfig, WebConfigError
-from tests.binaries import require_binary
-from tests.tlsutil import PKI, make_pki
+from tests.helpers.binaries import require_binary
+from tests.helpers.tls import CURVE_NAMES, PKI, enforceable, make_pki, only_curve
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "web-config"
 EXAMPLE_USER = "prometheus"
@@ -200,38 +200,6 @@ def test_go_cipher_names_map_to_openssl(pki: PKI, tmp_path: Path, go_name: str) 
     assert ctx is not None
     tls12 = [c["name"] for c in ctx.get_ciphers() if c["protocol"] != "TLSv1.3"]
     assert tls12 == [GO_CIPHERS[go_name]]
-
-
-# Go curve name -> the name a client context restricts itself to with set_ecdh_curve.
-CURVE_NAMES = {"CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "secp521r1",
-               "X25519": "X25519"}
-
-
-def only_curve(pki: PKI, curve: str) -> ssl.SSLContext | None:
-    """A client context that offers nothing but ``curve``; None if this ssl cannot."""
-    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
-    try:
-        ctx.set_ecdh_curve(CURVE_NAMES[curve])
-    except (ValueError, ssl.SSLError):
-        return None
-    return ctx
-
-
-def enforceable(curves: list[str]) -> bool:
-    """What this interpreter's ssl can express: a whole list (set_groups, Python 3.15+),
-    or one curve that set_ecdh_curve accepts (X25519 is refused by 3.10 and Debian 12's
-    3.11.2)."""
-    scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    if hasattr(scratch, "set_groups"):
-        return True
-    unique = list(dict.fromkeys(curves))
-    if len(unique) != 1:
-        return False
-    try:
-        scratch.set_ecdh_curve(CURVE_NAMES[unique[0]])
-    except (ValueError, ssl.SSLError):
-        return False
-    return True
 
 
 def handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> bool:

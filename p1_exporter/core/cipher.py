@@ -241,6 +241,20 @@ def encrypt(
     return bytes([TAG, SYSTEM_TITLE_LENGTH]) + system_title + length + content
 
 
+def open_checked(frame: Ciphered, keys: Keys | None, counter: FrameCounter, sent: str) -> bytes:
+    """The plaintext of ``frame`` once a key is there and its counter is new.
+
+    ``sent`` names what the meter sends ("frames", "telegrams") for the no-key
+    message. The counter is not advanced: call ``counter.accept`` once the
+    plaintext proved valid.
+    """
+    if keys is None:
+        raise NoKeyError(f"this meter sends encrypted {sent} and no key is configured: "
+                         f"{KEY_HELP}")
+    counter.check(frame)
+    return decrypt(frame, keys)
+
+
 class FrameCounter:
     """Refuses frames whose counter does not increase (per system title).
 

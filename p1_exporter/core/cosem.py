@@ -32,7 +32,6 @@ from p1_exporter.core.obis import CLOCK, HAN_IDENTITY, HAN_KAIFA_THREE_PHASE, KI
 from p1_exporter.core.telegram import ObisLine, Register, Telegram
 
 DATA_NOTIFICATION = 0x0F
-GENERAL_GLO_CIPHERING = 0xDB
 LLC_HEADER = b"\xe6\xe7\x00"
 
 # DLMS unit enumeration (Blue Book) -> (multiplier to base unit, base unit)

@@ -1,7 +1,9 @@
 """The one error family raised by the telegram core, and the outcome labels.
 
 Every error carries ``result``: the outcome label the reader counts it under
-(``crc_error``, ``malformed``, ``too_large``, ``rejected``), so callers can count
+(``crc_error``, ``malformed``, ``too_large``, ``rejected``; the encrypted and HAN
+refusals ``decrypt_error``, ``replay``, ``no_key`` and ``unsupported`` are the
+:class:`P1Error` subclasses of :mod:`p1_exporter.core.cipher`), so callers can count
 and show a refusal without inspecting exception types.
 """
 

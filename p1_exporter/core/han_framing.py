@@ -22,9 +22,9 @@ length, and a reassembled APDU is capped at ``max_size``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
+from p1_exporter.core.crc import crc16_x25, crc16_x25_python
 from p1_exporter.core.errors import CRCError, FramingError, P1Error, TelegramTooLarge
 
 FLAG = 0x7E
@@ -33,40 +33,9 @@ MBUS_STOP = 0x16
 #: Largest reassembled APDU; real pushes are under 1 KiB.
 DEFAULT_MAX_APDU = 8 * 1024
 
-
-def _x25_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_X25 = _x25_table()
-
-
-def fcs16_python(data: bytes) -> int:
-    """CRC-16/X-25 (HDLC FCS): reflected 0x1021, initial 0xFFFF, final XOR 0xFFFF."""
-    crc = 0xFFFF
-    table = _X25
-    for byte in data:
-        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
-    return crc ^ 0xFFFF
-
-
-def _load_compiled() -> Callable[[bytes], int] | None:
-    try:
-        from fastcrc import crc16
-    except ImportError:
-        return None
-    sdlc: Callable[[bytes], int] = crc16.ibm_sdlc  # the same CRC as X-25
-    return sdlc
-
-
-#: The FCS implementation in use: fastcrc's when installed.
-fcs16: Callable[[bytes], int] = _load_compiled() or fcs16_python
+#: HDLC's FCS and HCS are CRC-16/X-25 (see ``core.crc``).
+fcs16 = crc16_x25
+fcs16_python = crc16_x25_python
 
 
 class LinkFrame(NamedTuple):

@@ -23,20 +23,18 @@ from types import MappingProxyType
 from p1_exporter.core.axdr import AxdrError
 from p1_exporter.core.cipher import (
     ENCRYPTED_ONLY,
-    KEY_HELP,
     TAG,
     DecryptError,
     FrameCounter,
     Keys,
-    NoKeyError,
     UnsupportedFrame,
-    decrypt,
+    open_checked,
     parse_ciphered,
 )
 from p1_exporter.core.cosem import strip_llc, telegram_from_apdu
 from p1_exporter.core.errors import FramingError, P1Error
 from p1_exporter.core.han_framing import DEFAULT_MAX_APDU, HanFramer, LinkFrame, Reassembler
-from p1_exporter.core.stream import Outcome
+from p1_exporter.core.stream import Outcome, ReportsNoiseAtOnce
 from p1_exporter.core.telegram import Register, Telegram
 
 #: Frames a value is carried forward without being sent again (list 1 every 2.5 s:
@@ -82,12 +80,14 @@ class ListMerger:
         )
 
 
-class HanStream:
+class HanStream(ReportsNoiseAtOnce):
     """Feed the bytes of a HAN port; get one Outcome per APDU (or per refused frame).
 
     ``counter`` may be shared between the streams of one meter so a reconnect
     does not forget the last frame counter.
     """
+
+    framer: HanFramer
 
     def __init__(
         self,
@@ -102,18 +102,6 @@ class HanStream:
         self.framer = HanFramer()
         self.reassembler = Reassembler(max_size)
         self.counter = counter or FrameCounter()
-
-    @property
-    def garbage_bytes(self) -> int:
-        """Bytes the framer skipped outside any frame (line noise), for the garbage metric."""
-        return self.framer.garbage_bytes
-
-    #: This framer reports noise as it finds it; nothing is ever held back.
-    noise_pending = 0
-
-    def release_noise(self) -> list[Outcome]:
-        """Nothing held back to report (see ``noise_pending``)."""
-        return []
 
     def feed(self, data: bytes) -> list[Outcome]:
         """Add bytes; return the outcomes they complete, in order."""
@@ -151,11 +139,7 @@ class HanStream:
         frame = parse_ciphered(body)
         if frame is None:
             raise FramingError("ciphered APDU is shorter than its length says")
-        if self.keys is None:
-            raise NoKeyError("this meter sends encrypted frames and no key is configured: "
-                             f"{KEY_HELP}")
-        self.counter.check(frame)
-        plain = decrypt(frame, self.keys)
+        plain = open_checked(frame, self.keys, self.counter, "frames")
         try:
             telegram = telegram_from_apdu(plain, raw, _TRANSPORT.get(transport, transport)
                                           + ", encrypted")

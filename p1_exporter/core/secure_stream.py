@@ -13,20 +13,18 @@ from __future__ import annotations
 
 from p1_exporter.core.cipher import (
     ENCRYPTED_ONLY,
-    KEY_HELP,
     SYSTEM_TITLE_LENGTH,
     TAG,
     DecryptError,
     FrameCounter,
     Keys,
-    NoKeyError,
-    decrypt,
+    open_checked,
     parse_ciphered,
 )
 from p1_exporter.core.errors import FramingError, P1Error, TelegramTooLarge
 from p1_exporter.core.framing import DEFAULT_MAX_SIZE, Framer
 from p1_exporter.core.parser import MEMO_SIZE, LineMemo
-from p1_exporter.core.stream import Outcome, decode_frame
+from p1_exporter.core.stream import Outcome, ReportsNoiseAtOnce, decode_frame
 from p1_exporter.core.telegram import Telegram
 
 _START = bytes([TAG, SYSTEM_TITLE_LENGTH])
@@ -93,12 +91,14 @@ class CipherFramer:
         return [FramingError(f"stream ended inside a ciphered frame ({size} bytes)")]
 
 
-class EncryptedTelegramStream:
+class EncryptedTelegramStream(ReportsNoiseAtOnce):
     """Feed the bytes of an encrypted P1 port; get one Outcome per frame.
 
     ``counter`` may be shared between streams of one meter (a reconnect makes a
     new stream, but a replayed frame must still be refused).
     """
+
+    framer: CipherFramer
 
     def __init__(
         self,
@@ -115,18 +115,6 @@ class EncryptedTelegramStream:
         self.framer = CipherFramer(max_size)
         self.memo = LineMemo(memo_size)
         self.counter = counter or FrameCounter()
-
-    @property
-    def garbage_bytes(self) -> int:
-        """Bytes the framer skipped outside any frame (line noise), for the garbage metric."""
-        return self.framer.garbage_bytes
-
-    #: This framer reports noise as it finds it; nothing is ever held back.
-    noise_pending = 0
-
-    def release_noise(self) -> list[Outcome]:
-        """Nothing held back to report (see ``noise_pending``)."""
-        return []
 
     def feed(self, data: bytes) -> list[Outcome]:
         """Add bytes; return the outcomes they complete, in order."""
@@ -150,11 +138,7 @@ class EncryptedTelegramStream:
         frame = parse_ciphered(raw)
         if frame is None:
             raise FramingError("ciphered frame is incomplete")
-        if self.keys is None:
-            raise NoKeyError("this meter sends encrypted telegrams and no key is configured: "
-                             f"{KEY_HELP}")
-        self.counter.check(frame)
-        plain = decrypt(frame, self.keys)
+        plain = open_checked(frame, self.keys, self.counter, "telegrams")
         if frame.security_control in ENCRYPTED_ONLY:
             # No tag: the telegram's CRC is the only proof the key was right.
             try:

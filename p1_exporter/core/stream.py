@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from p1_exporter.core.checksum import check_frame
 from p1_exporter.core.errors import CRCError, FramingError, P1Error, Result
@@ -37,6 +37,27 @@ def decode_frame(
 ) -> Telegram:
     """Check and decode one complete frame; raise a P1Error when refused."""
     return parse_content(frame, check_frame(frame, check_crc=check_crc), memo)
+
+
+class _CountsGarbage(Protocol):
+    garbage_bytes: int
+
+
+class ReportsNoiseAtOnce:
+    """Stream plumbing for framers that report line noise as they find it (HAN, encrypted
+    P1): nothing is held back, so ``noise_pending`` is 0 and ``release_noise`` is empty."""
+
+    framer: _CountsGarbage
+    noise_pending = 0
+
+    @property
+    def garbage_bytes(self) -> int:
+        """Bytes the framer skipped outside any frame (line noise), for the garbage metric."""
+        return self.framer.garbage_bytes
+
+    def release_noise(self) -> list[Outcome]:
+        """Nothing held back to report (see ``noise_pending``)."""
+        return []
 
 
 class TelegramStream:
@@ -81,7 +102,7 @@ class TelegramStream:
         return self.framer.noise_pending
 
     def release_noise(self) -> list[Outcome]:
-        """Report the line noise held back so far (see :mod:`p1_exporter.framing`)."""
+        """Report the line noise held back so far (see :mod:`p1_exporter.core.framing`)."""
         return [self._outcome(event) for event in self.framer.release_noise()]
 
     def _outcome(self, event: bytes | FramingError) -> Outcome:

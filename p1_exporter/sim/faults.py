@@ -18,7 +18,6 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-FAULTS = ("crc_error", "garbage", "torn", "pause")
 _DIGITS = b"0123456789"
 _GARBAGE = bytes(b for b in range(256) if b != ord("/"))
 

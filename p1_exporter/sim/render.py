@@ -28,9 +28,6 @@ WIRE_SETTINGS = {
     "han-kaifa": "2400-8E1",  # Norwegian M-Bus HAN port
     "encrypted": "115200-8N1",
 }
-#: How often each dialect's meters send a telegram, in seconds.
-NATIVE_INTERVAL = {"dsmr5": 1.0, "dsmr4": 10.0, "dsmr22": 10.0, "belgian": 1.0,
-                   "han-aidon": 2.5, "han-kaifa": 2.5, "encrypted": 10.0}
 
 _PLACEHOLDER_TIME = "632525252525W"  # "no time" in e-MUCS history entries
 

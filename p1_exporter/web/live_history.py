@@ -6,8 +6,8 @@ time; it reads no clock, no file and no socket, so tests drive it with any times
 Feeding: the meter's reader thread calls :meth:`MeterHistory.observe` right after it has
 published a snapshot with a new telegram (a listener, not a sampler thread), so every
 telegram counts towards its 10 s mean and nothing polls. That thread is the only writer of
-its meter's history; HTTP threads only read, and scrapes of ``/metrics`` never touch it.
-No lock is taken anywhere:
+its meter's history; the web server's event loop only reads it, and scrapes of ``/metrics``
+never touch it. No lock is taken anywhere:
 
 * the ring buffers are preallocated ``array`` objects; the writer stores a value and then
   advances ``last``; a reader copies the whole array in one C call (atomic between Python

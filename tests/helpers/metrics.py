@@ -1,10 +1,14 @@
-"""Exposition text read back with prometheus_client's strict parser, one value at a time."""
+"""Exposition text read back with prometheus_client's strict parser, one value at a time,
+and checked by ``promtool check metrics``."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers.binaries import require_binary
 
 LabelKey = frozenset[tuple[str, str]]
 
@@ -23,3 +27,9 @@ def series(text: str) -> dict[str, dict[LabelKey, float]]:
 def value(found: Mapping[str, Mapping[LabelKey, float]], name: str, **labels: str) -> float | None:
     """One series' value, or None when the series is absent."""
     return found.get(name, {}).get(frozenset(labels.items()))
+
+
+def promtool_metrics(text: str) -> subprocess.CompletedProcess[str]:
+    """``promtool check metrics`` on ``text`` (skips, or fails under CI, without promtool)."""
+    return subprocess.run([require_binary("promtool"), "check", "metrics"], input=text,
+                          capture_output=True, text=True, timeout=30, check=False)

@@ -5,13 +5,15 @@
 :data:`CLIENT_SAN` and :data:`OTHER_CLIENT_SAN`), and a second CA with its own client
 certificate for "wrong CA" tests (SAN :data:`CLIENT_SAN`, so only the CA differs).
 EC P-256 keys keep generation fast (about 0.3 s for everything).
-Skips the calling test when ``openssl`` is not installed.
+Skips the calling test when ``openssl`` is not installed. :func:`only_curve` and
+:func:`enforceable` say which key-exchange curves this Python's ``ssl`` can pin.
 """
 
 from __future__ import annotations
 
 import secrets
 import shutil
+import ssl
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,3 +146,35 @@ def make_pki(directory: Path) -> PKI:
         other_client_cert=other_cert,
         other_client_key=other_key,
     )
+
+
+# Go curve name -> the name a client context restricts itself to with set_ecdh_curve.
+CURVE_NAMES = {"CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "secp521r1",
+               "X25519": "X25519"}
+
+
+def only_curve(pki: PKI, curve: str) -> ssl.SSLContext | None:
+    """A client context that offers nothing but ``curve``; None if this ssl cannot."""
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    try:
+        ctx.set_ecdh_curve(CURVE_NAMES[curve])
+    except (ValueError, ssl.SSLError):
+        return None
+    return ctx
+
+
+def enforceable(curves: list[str]) -> bool:
+    """What this interpreter's ssl can express: a whole list (set_groups, Python 3.15+),
+    or one curve that set_ecdh_curve accepts (X25519 is refused by 3.10 and Debian 12's
+    3.11.2)."""
+    scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if hasattr(scratch, "set_groups"):
+        return True
+    unique = list(dict.fromkeys(curves))
+    if len(unique) != 1:
+        return False
+    try:
+        scratch.set_ecdh_curve(CURVE_NAMES[unique[0]])
+    except (ValueError, ssl.SSLError):
+        return False
+    return True
