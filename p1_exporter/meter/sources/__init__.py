@@ -1,0 +1,43 @@
+"""Where telegram bytes come from; the sources are split per kind in the next commit."""
+
+from p1_exporter.meter.sources.file import (
+    DSMR22,
+    DSMR45,
+    FILE_CHUNK,
+    RFC2217_READ_TIMEOUT,
+    SOURCE_ERROR_KINDS,
+    SUPPORTED_ADDRESSES,
+    CancellablePause,
+    FileSource,
+    HttpSource,
+    SerialSettings,
+    SerialSource,
+    Source,
+    SourceError,
+    SourceErrorKind,
+    check_address,
+    open_source,
+    redact,
+    split_capture,
+)
+
+__all__ = [
+    "DSMR22",
+    "DSMR45",
+    "FILE_CHUNK",
+    "RFC2217_READ_TIMEOUT",
+    "SOURCE_ERROR_KINDS",
+    "SUPPORTED_ADDRESSES",
+    "CancellablePause",
+    "FileSource",
+    "HttpSource",
+    "SerialSettings",
+    "SerialSource",
+    "Source",
+    "SourceError",
+    "SourceErrorKind",
+    "check_address",
+    "open_source",
+    "redact",
+    "split_capture",
+]
