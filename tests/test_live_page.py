@@ -31,7 +31,7 @@ import pytest
 
 from p1_exporter import parse
 from p1_exporter.meter.reader import MeterConfig, MeterReader
-from p1_exporter.meter.sim_source import SimSource
+from p1_exporter.meter.sources.sim import SimSource
 from p1_exporter.sim.meter import SimulatedMeter
 from p1_exporter.web.app import ExporterApp
 from p1_exporter.web.live_history import MeterHistory

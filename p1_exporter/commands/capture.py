@@ -27,7 +27,9 @@ from p1_exporter.meter.backoff import Backoff
 from p1_exporter.meter.link import LinkAction, LinkSupervisor
 from p1_exporter.meter.reader import MAX_BLOCK, cancellable
 from p1_exporter.meter.snapshot import RESULTS
-from p1_exporter.meter.sources import SerialSettings, SerialSource, Source, SourceError, open_source
+from p1_exporter.meter.sources.address import open_source
+from p1_exporter.meter.sources.base import SerialSettings, Source, SourceError
+from p1_exporter.meter.sources.serial import SerialSource
 
 log = logging.getLogger("p1_exporter.capture")
 

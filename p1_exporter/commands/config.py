@@ -6,7 +6,8 @@ or key at fault; the CLI turns it into exit code 2.
 
 Every number has a range (:data:`LIMITS`): a value outside it (``1e300``, ``nan``,
 ``inf``, zero, negative) is refused at start rather than breaking the exporter later.
-Each ``--device`` address is checked here too (:func:`~p1_exporter.meter.sources.check_address`).
+Each ``--device`` address is checked here too
+(:func:`~p1_exporter.meter.sources.address.check_address`).
 A ``P1_EXPORTER_*`` variable that belongs to no flag is reported in
 :attr:`ExporterConfig.warnings` with the closest known name.
 """
@@ -24,7 +25,8 @@ from typing import Any, NoReturn
 
 from p1_exporter.commands import meter_keys
 from p1_exporter.meter.engine import MeterConfig
-from p1_exporter.meter.sources import SerialSettings, check_address, redact
+from p1_exporter.meter.sources.address import check_address
+from p1_exporter.meter.sources.base import SerialSettings, redact
 
 ENV_PREFIX = "P1_EXPORTER_"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")

@@ -32,7 +32,7 @@ from p1_exporter.meter.glitch import GlitchGuard
 from p1_exporter.meter.link import LinkAction, LinkSupervisor
 from p1_exporter.meter.protocol import Stream, make_stream
 from p1_exporter.meter.snapshot import RESULTS, Snapshot
-from p1_exporter.meter.sources import (
+from p1_exporter.meter.sources.base import (
     SOURCE_ERROR_KINDS,
     SerialSettings,
     SourceError,

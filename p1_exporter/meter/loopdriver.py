@@ -21,9 +21,10 @@ from collections.abc import Callable
 
 from p1_exporter.meter.engine import MeterConfig, MeterEngine
 from p1_exporter.meter.link import LinkAction
-from p1_exporter.meter.sim_source import SimSource
 from p1_exporter.meter.snapshot import Snapshot
-from p1_exporter.meter.sources import DSMR45, SourceError, check_address, redact
+from p1_exporter.meter.sources.address import check_address
+from p1_exporter.meter.sources.base import DSMR45, SourceError, redact
+from p1_exporter.meter.sources.sim import SimSource
 
 #: Addresses this driver serves; everything else (serial ports, rfc2217://, file:) has a thread.
 LOOP_SCHEMES = ("socket://", "http://", "https://", "sim://")

@@ -20,7 +20,7 @@ from p1_exporter.meter.engine import MeterConfig
 from p1_exporter.meter.loopdriver import LoopMeter, loop_driven
 from p1_exporter.meter.reader import MeterReader
 from p1_exporter.meter.snapshot import Snapshot
-from p1_exporter.meter.sources import Source
+from p1_exporter.meter.sources.base import Source
 
 #: Seconds the reader threads get, together, to end after a stop.
 THREAD_STOP_TIMEOUT = 1.0

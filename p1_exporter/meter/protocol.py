@@ -12,7 +12,7 @@ from p1_exporter.core.cipher import FrameCounter, Keys
 from p1_exporter.core.han_stream import HanStream, ListMerger
 from p1_exporter.core.secure_stream import EncryptedTelegramStream
 from p1_exporter.core.stream import Outcome, TelegramStream
-from p1_exporter.meter.sources import SerialSettings
+from p1_exporter.meter.sources.base import SerialSettings
 
 PROTOCOLS = ("dsmr", "encrypted", "han")
 #: Serial settings auto-detection tries for HAN meters: Norwegian M-Bus ports (Aidon,

@@ -26,7 +26,9 @@ from p1_exporter.meter.engine import (
 from p1_exporter.meter.link import LinkAction
 from p1_exporter.meter.protocol import HAN_SERIAL
 from p1_exporter.meter.snapshot import Snapshot
-from p1_exporter.meter.sources import SerialSource, Source, SourceError, open_source
+from p1_exporter.meter.sources.address import open_source
+from p1_exporter.meter.sources.base import Source, SourceError
+from p1_exporter.meter.sources.serial import SerialSource
 
 __all__ = ["DATA_LOG_BUDGET", "DATA_LOG_WINDOW", "MAX_BLOCK", "MeterConfig", "MeterReader",
            "issue_key"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from p1_exporter.meter.sources import CancellablePause
+from p1_exporter.meter.sources.base import CancellablePause
 from p1_exporter.sim.meter import SimOptions, SimulatedMeter
 
 
