@@ -17,7 +17,6 @@ from p1_exporter.logs.setup import setup_logging
 from p1_exporter.meter.loopdriver import LoopMeter
 from p1_exporter.meter.meterset import MeterSet, make_meter
 from p1_exporter.meter.reader import MeterReader
-from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.web.app import ExporterApp
 from p1_exporter.web.live_history import MeterHistory
 from p1_exporter.web.reload import WebConfigSource
@@ -48,14 +47,12 @@ def build(config: ExporterConfig) -> tuple[MeterSet, ExporterHTTPServer]:
     for meter in config.meters:
         history = histories[meter.name]
 
-        def on_telegram(snap: Snapshot, history: MeterHistory = history) -> None:
-            # In the reader's thread, once per new telegram: the live page's history, and
-            # the meter's /metrics lines rendered now so that a scrape only joins bytes.
-            history.observe(snap)
-            app.exposition.prepare(snap)
-
+        # Once per new telegram, in the meter's thread or task: the live page's history.
+        # The meter's /metrics lines are rendered at the first scrape that sees its new
+        # snapshot, not here: Prometheus scrapes every 15 s or so, and rendering each of a
+        # meter's 15 telegrams in between would cost 15 times the CPU for the same answer.
         try:
-            drivers.append(make_meter(meter, on_telegram=on_telegram))
+            drivers.append(make_meter(meter, on_telegram=history.observe))
         except ValueError as exc:
             raise ConfigError(f"meter {meter.name} ({meter.url}): {exc}") from None
     meters = MeterSet(drivers)
