@@ -332,7 +332,8 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=120.0)
     parser.add_argument("--max-connections", type=int, default=1100)
     args = parser.parse_args()
-    sizes = args.sizes or ([10, 100, 1000] if args.quick else [10, 100, 500, 1000])
+    default = [10, 100, 1000] if args.quick else [10, 100, 500, 1000]
+    sizes = default if args.sizes is None else args.sizes  # `--sizes` alone: none
     if args.quick:
         args.steady = min(args.steady, 10.0)
         args.idle_seconds = min(args.idle_seconds, 60.0)
