@@ -28,7 +28,7 @@ RUN pip wheel --no-deps --wheel-dir /wheels . \
 # Stage 2: the same base image with only the venv; no compiler, no pip cache, no sources.
 FROM python:${PYTHON_VERSION}-slim
 LABEL org.opencontainers.image.title="p1-exporter" \
-      org.opencontainers.image.description="Prometheus exporter for DSMR / P1 smart meters" \
+      org.opencontainers.image.description="Prometheus exporter for P1 and HAN smart meters (DSMR, encrypted P1, DLMS/COSEM)" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.source="https://github.com/p1-exporter/p1-exporter"
 COPY --from=build /opt/p1-exporter /opt/p1-exporter

@@ -1,4 +1,4 @@
-"""p1-exporter: a Prometheus exporter for DSMR / P1 smart meters.
+"""p1-exporter: a Prometheus exporter for P1 and HAN smart meters (DSMR, DLMS/COSEM).
 
 The telegram core is usable as a library::
 

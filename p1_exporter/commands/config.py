@@ -137,9 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The exporter's argument parser, with grouped help."""
     parser = _Parser(
         prog="p1-exporter",
-        description="Prometheus exporter for DSMR / P1 smart meters. Every flag can also be "
-        "set with an environment variable: --web.listen-address is "
-        "P1_EXPORTER_WEB_LISTEN_ADDRESS, --device is P1_EXPORTER_DEVICE (several meters "
+        description="Prometheus exporter for P1 and HAN smart meters (DSMR, encrypted P1, "
+        "DLMS/COSEM). Every flag can also be set with an environment variable: "
+        "--web.listen-address is P1_EXPORTER_WEB_LISTEN_ADDRESS, --device is P1_EXPORTER_DEVICE (several meters "
         "separated by spaces or commas).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="subcommands (p1-exporter SUBCOMMAND --help):\n"
