@@ -139,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="p1-exporter",
         description="Prometheus exporter for P1 and HAN smart meters (DSMR, encrypted P1, "
         "DLMS/COSEM). Every flag can also be set with an environment variable: "
-        "--web.listen-address is P1_EXPORTER_WEB_LISTEN_ADDRESS, --device is P1_EXPORTER_DEVICE (several meters "
-        "separated by spaces or commas).",
+        "--web.listen-address is P1_EXPORTER_WEB_LISTEN_ADDRESS, --device is "
+        "P1_EXPORTER_DEVICE (several meters separated by spaces or commas).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="subcommands (p1-exporter SUBCOMMAND --help):\n"
         "  decode     decode a telegram or capture file and show what the exporter reads\n"
