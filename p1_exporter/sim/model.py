@@ -46,6 +46,7 @@ import functools
 import math
 import random
 import time
+from array import array
 from bisect import bisect_right
 from dataclasses import dataclass
 
@@ -320,13 +321,17 @@ class _HourSum:
 
 @dataclass(frozen=True)
 class _Month:
-    """One meter-local month: targets at both ends, the scale factors and the hours' sums."""
+    """One meter-local month: targets at both ends, the scale factors and the hours' totals.
+
+    ``prefix`` holds, flat, six unscaled integrals (W*s, dm3) per hour start and one row for
+    the month's end: 6 * 745 doubles at most (about 36 kB), where the hours' own segment
+    lists would take megabytes; an hour's segments are rebuilt when it is read.
+    """
 
     begin: float
     end: float
     first_hour: int
-    hours: list[_HourSum]
-    prefix: list[tuple[float, ...]]  # unscaled integrals (W*s, dm3) at each hour's start
+    prefix: array[float]
     at_start: tuple[float, ...]  # register values (Wh, dm3) at the start, before the seed's own
     at_end: tuple[float, ...]
     scale: tuple[float, ...]  # modelled power per unscaled power, per register
@@ -460,6 +465,7 @@ class HouseholdModel:
         self._hours: dict[int, _Hour] = {}
         self._own: dict[int, list[_Event]] = {}
         self._months: dict[tuple[int, int], _Month] = {}
+        self._sums: dict[int, _HourSum] = {}
         self._jitters: dict[int, _Jitter] = {}
         self._fridge = SEGMENT * ((seed * 97) % (2400 // SEGMENT))
         init = random.Random(f"{seed}:init")
@@ -501,17 +507,22 @@ class HouseholdModel:
             peak_at = begin + QUARTER * drawn.randrange(1, int((end - begin) // QUARTER))
             watts = round(drawn.uniform(2000, 6000))
             self._history.append(MonthPeak(end, peak_at, watts))
-        # The month's peak so far: the highest quarter since the month began.
+        # The month's peak so far: the highest quarter since the month began, from the
+        # unscaled imports at each quarter's start that building the month noted.
         self._peak: Capture | None = None
-        boundary = local_month_start(*self._month) + QUARTER
-        before = self._import_value(boundary - QUARTER)
+        quarters = array("d")
+        data = self._month_data(*self._month, quarters)
+        boundary = data.begin + QUARTER
+        before = self._quarter_value(data, quarters, 0)
+        position = 1
         while boundary <= start:
-            after = self._import_value(boundary)
+            after = self._quarter_value(data, quarters, position)
             average = (after - before) * 3600 / QUARTER
             if self._peak is None or average > self._peak.value:
                 self._peak = Capture(boundary, round(average))
             before = after
             boundary += QUARTER
+            position += 1
         self._quarter_start = start - start % QUARTER
         self._quarter_import = self._import_value(self._quarter_start)
         self._time = start
@@ -536,7 +547,8 @@ class HouseholdModel:
     def registers_at(self, t: float) -> tuple[float, ...]:
         """The unforced registers at ``t`` (Wh, Wh, Wh, Wh, dm3, dm3), before rounding down."""
         month = self._month_data(*_month_of(t))
-        hour = month.hours[int(t // 3600) - month.first_hour]
+        hour_index = int(t // 3600)
+        hour = self._hour_sum(hour_index)
         index = bisect_right(hour.starts, t) - 1
         since = t - hour.starts[index]
         rate = hour.rates[index]
@@ -549,15 +561,16 @@ class HouseholdModel:
                 flows[0] += deviation
             elif rate[1] > 0:
                 flows[1] -= deviation
-        row = month.prefix[int(t // 3600) - month.first_hour]
+        row = 6 * (hour_index - month.first_hour)
+        prefix = month.prefix
         low = hour.low_tariff
         unscaled = (
-            row[_IL] + (flows[0] if low else 0.0),
-            row[_IN] + (0.0 if low else flows[0]),
-            row[_EL] + (flows[1] if low else 0.0),
-            row[_EN] + (0.0 if low else flows[1]),
-            row[_GAS] + flows[2],
-            row[_WATER] + flows[3],
+            prefix[row + _IL] + (flows[0] if low else 0.0),
+            prefix[row + _IN] + (0.0 if low else flows[0]),
+            prefix[row + _EL] + (flows[1] if low else 0.0),
+            prefix[row + _EN] + (0.0 if low else flows[1]),
+            prefix[row + _GAS] + flows[2],
+            prefix[row + _WATER] + flows[3],
         )
         return tuple(
             max(0.0, min(month.at_start[i] + month.scale[i] * unscaled[i] * _PER_UNIT[i],
@@ -578,6 +591,18 @@ class HouseholdModel:
                           month.scale[_EL if low else _EN])
 
     # -- moving on ---------------------------------------------------------------------
+
+    def _quarter_value(self, month: _Month, quarters: array[float], position: int) -> float:
+        """:meth:`_import_value` (unforced) at the start of the month's quarter ``position``,
+        from the unscaled low and normal imports :meth:`_month_data` noted there."""
+        low, normal = quarters[2 * position], quarters[2 * position + 1]
+        return (
+            max(0.0, min(month.at_start[_IL] + month.scale[_IL] * low * _PER_UNIT[_IL],
+                         month.at_end[_IL]) + self._own_start[_IL])
+            + max(0.0, min(month.at_start[_IN] + month.scale[_IN] * normal * _PER_UNIT[_IN],
+                           month.at_end[_IN]) + self._own_start[_IN])
+            + self._offset[_IL] + self._offset[_IN]
+        )
 
     def _values(self, t: float) -> list[float]:
         return [v + o for v, o in zip(self.registers_at(t), self._offset, strict=True)]
@@ -792,28 +817,30 @@ class HouseholdModel:
 
     # -- months, hours and their integrals -------------------------------------------------
 
-    def _month_data(self, year: int, month: int) -> _Month:
+    def _month_data(self, year: int, month: int, quarters: array[float] | None = None) -> _Month:
+        """The month's targets, scale factors and hour totals; with ``quarters``, also append
+        the unscaled (low, normal) imports at each quarter hour's start to it."""
         cached = self._months.get((year, month))
-        if cached is not None:
+        if cached is not None and quarters is None:
             return cached
         begin = local_month_start(year, month)
         end = local_month_start(*_next_month(year, month))
         first = int(begin // 3600)
-        hours = [self._hour_sum(self._hour(index)) for index in range(first, int(end // 3600))]
-        prefix: list[tuple[float, ...]] = []
+        prefix = array("d")
         running = [0.0] * 6
-        for hour in hours:
-            prefix.append(tuple(running))
-            last = hour.sums[-1]
+        for index in range(first, int(end // 3600)):
+            prefix.extend(running)
+            hour = self._hour(index)
+            import_ws, export_ws, gas, water = self._hour_total(hour, quarters, running)
             if hour.low_tariff:
-                running[_IL] += last[0]
-                running[_EL] += last[1]
+                running[_IL] += import_ws
+                running[_EL] += export_ws
             else:
-                running[_IN] += last[0]
-                running[_EN] += last[1]
-            running[_GAS] += last[2]
-            running[_WATER] += last[3]
-        prefix.append(tuple(running))
+                running[_IN] += import_ws
+                running[_EN] += export_ws
+            running[_GAS] += gas
+            running[_WATER] += water
+        prefix.extend(running)
         since = _use_since_epoch(year, month)
         expected = _month_use(year, month)
         at_start = tuple(self._size[i] * since[i] for i in range(6))
@@ -822,13 +849,14 @@ class HouseholdModel:
             (at_end[i] - at_start[i]) / (running[i] * _PER_UNIT[i]) if running[i] > 0 else 0.0
             for i in range(6)
         )
-        data = _Month(begin, end, first, hours, prefix, at_start, at_end, scale)
-        if len(self._months) >= 3:
-            self._months.clear()
+        data = _Month(begin, end, first, prefix, at_start, at_end, scale)
+        if len(self._months) >= 2:  # this month and the one before (a roll, a latch)
+            del self._months[next(iter(self._months))]
         self._months[(year, month)] = data
         return data
 
-    def _hour_sum(self, hour: _Hour) -> _HourSum:
+    def _cuts(self, hour: _Hour) -> list[float]:
+        """The moments in ``hour`` where the flows may change, sorted, the hour's start first."""
         start = hour.start
         end = start + 3600
         cuts = {start + PV_STEP * step for step in range(3600 // PV_STEP)}
@@ -842,19 +870,55 @@ class HouseholdModel:
                 if start < edge < end:
                     cuts.add(edge)
             cycle += 2400
-        starts = sorted(cuts)
+        return sorted(cuts)
+
+    def _hour_total(self, hour: _Hour, quarters: array[float] | None = None,
+                    running: list[float] | None = None) -> tuple[float, float, float, float]:
+        """The hour's unscaled integrals, exactly as the last of :meth:`_hour_sum`'s sums
+        (the same additions in the same order), without keeping the segments.
+
+        With ``quarters``, appends the unscaled (low, normal) imports at each quarter's start,
+        as :meth:`registers_at` adds them up there, to the month's ``running`` totals.
+        """
+        starts = self._cuts(hour)
+        starts.append(hour.start + 3600)
+        a = b = c = d = 0.0
+        low = hour.low_tariff
+        for index in range(len(starts) - 1):
+            at = starts[index]
+            if quarters is not None and running is not None and at % QUARTER == 0:
+                quarters.append(running[_IL] + (a if low else 0.0))
+                quarters.append(running[_IN] + (0.0 if low else a))
+            span = starts[index + 1] - at
+            rate = self._rates(hour, at)
+            a, b, c, d = (a + rate[0] * span, b + rate[1] * span,
+                          c + rate[2] * span, d + rate[3] * span)
+        return a, b, c, d
+
+    def _hour_sum(self, index: int) -> _HourSum:
+        """UTC hour ``index`` cut into segments, kept for the hour read now and the one before."""
+        cached = self._sums.get(index)
+        if cached is not None:
+            return cached
+        hour = self._hour(index)
+        end = hour.start + 3600
+        starts = self._cuts(hour)
         rates: list[tuple[float, float, float, float]] = []
         sums: list[tuple[float, float, float, float]] = []
         done = (0.0, 0.0, 0.0, 0.0)
-        for index, at in enumerate(starts):
+        for position, at in enumerate(starts):
             rate = self._rates(hour, at)
             rates.append(rate)
             sums.append(done)
-            span = (starts[index + 1] if index + 1 < len(starts) else end) - at
+            span = (starts[position + 1] if position + 1 < len(starts) else end) - at
             done = (done[0] + rate[0] * span, done[1] + rate[1] * span,
                     done[2] + rate[2] * span, done[3] + rate[3] * span)
         sums.append(done)
-        return _HourSum(hour.low_tariff, starts, rates, sums)
+        data = _HourSum(hour.low_tariff, starts, rates, sums)
+        if len(self._sums) >= 2:
+            del self._sums[next(iter(self._sums))]
+        self._sums[index] = data
+        return data
 
     def _hour(self, index: int) -> _Hour:
         cached = self._hours.get(index)
