@@ -296,6 +296,8 @@ class LoopMeter:
 
     async def _sim_session(self, sim: SimSource) -> None:
         engine = self.engine
+        if sim.meter is None:  # building the household costs CPU: off the event loop
+            await asyncio.to_thread(sim.build)
         sim.open()
         engine.connected(self.clock(), None)
         while True:
