@@ -48,9 +48,10 @@ def loop_driven(url: str) -> bool:
 
 @functools.cache
 def _sim_builder() -> concurrent.futures.ThreadPoolExecutor:
-    """One thread that builds ``sim://`` households (tens of ms of CPU each), one after the
-    other, so the loop keeps serving while a thousand of them start."""
-    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim-build")
+    """Threads that build ``sim://`` households (tens of ms of CPU each) while the loop keeps
+    serving. Four: under the GIL they get most of the time while a thousand start (one
+    thread got half of it, and the meters already up took ever more of that)."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="sim-build")
 
 
 class _Alarm:

@@ -438,18 +438,11 @@ def _use_since_epoch(year: int, month: int) -> tuple[float, ...]:
     return tuple(totals)
 
 
-@functools.lru_cache(maxsize=1024)
-def _occurrence(seed: int, kind: str, period: int, index: int) -> tuple[float, int]:
+def _occurrence(seed: int, kind: str, index: int) -> tuple[float, int]:
     """When the ``index``-th scheduled event of ``kind`` happens, and a seeded duration."""
+    period = _SCHEDULE[kind.rstrip("0123")]
     rng = random.Random(f"{seed}:{kind}:{index}")
     return _EPOCH + index * period + rng.randrange(period), rng.randrange(180, 14400)
-
-
-def _scheduled(seed: int, kind: str, t: float) -> int:
-    """Scheduled events of ``kind`` from the epoch up to ``t`` (negative before it)."""
-    period = _SCHEDULE[kind.rstrip("0123")]
-    index = math.floor((t - _EPOCH) / period)
-    return index + (1 if _occurrence(seed, kind, period, index)[0] <= t else 0)
 
 
 class HouseholdModel:
@@ -467,6 +460,7 @@ class HouseholdModel:
         self._clouds: dict[int, float] = {}  # the day's cloudiness, per UTC day
         self._months: dict[tuple[int, int], _Month] = {}
         self._sums: dict[int, _HourSum] = {}
+        self._occurrences: dict[tuple[str, int], tuple[float, int]] = {}
         self._jitters: dict[int, _Jitter] = {}
         self._fridge = SEGMENT * ((seed * 97) % (2400 // SEGMENT))
         init = random.Random(f"{seed}:init")
@@ -591,6 +585,25 @@ class HouseholdModel:
         return _net_power(rates[0] - rates[1] + deviation, month.scale[_IL if low else _IN],
                           month.scale[_EL if low else _EN])
 
+    # -- rare events ---------------------------------------------------------------------
+
+    def _occurrence(self, kind: str, index: int) -> tuple[float, int]:
+        """:func:`_occurrence`, kept per model: a thousand households would evict each
+        other's from one shared cache, and every telegram asks for about twenty."""
+        key = (kind, index)
+        cached = self._occurrences.get(key)
+        if cached is None:
+            cached = _occurrence(self.seed, kind, index)
+            if len(self._occurrences) >= 64:
+                self._occurrences.clear()
+            self._occurrences[key] = cached
+        return cached
+
+    def _scheduled(self, kind: str, t: float) -> int:
+        """Scheduled events of ``kind`` from the epoch up to ``t`` (negative before it)."""
+        index = math.floor((t - _EPOCH) / _SCHEDULE[kind.rstrip("0123")])
+        return index + (1 if self._occurrence(kind, index)[0] <= t else 0)
+
     # -- moving on ---------------------------------------------------------------------
 
     def _quarter_value(self, month: _Month, quarters: array[float], position: int) -> float:
@@ -691,15 +704,15 @@ class HouseholdModel:
             (values[_IL] + values[_IN] - self._quarter_import) * 3600 / elapsed
             if elapsed > 0 else import_w
         )
-        sags = [max(0, self._sags_start[p] + _scheduled(self.seed, f"sag{p}", t))
+        sags = [max(0, self._sags_start[p] + self._scheduled(f"sag{p}", t))
                 for p in range(3)]
-        swells = [max(0, self._swells_start[p] + _scheduled(self.seed, f"swell{p}", t))
+        swells = [max(0, self._swells_start[p] + self._scheduled(f"swell{p}", t))
                   for p in range(3)]
-        long_since = _scheduled(self.seed, "long", t)
+        long_since = self._scheduled("long", t)
         long_failures = max(0, self._long_start + long_since)
         log = []
         for index in range(long_since - min(long_failures, FAILURE_LOG_MAX), long_since):
-            end, duration = _occurrence(self.seed, "long", _SCHEDULE["long"], index)
+            end, duration = self._occurrence("long", index)
             log.append(PowerFailure(end, duration))
         return MeterState(
             time=t,
@@ -726,7 +739,7 @@ class HouseholdModel:
             gas_5min=Capture(gas_5min, math.floor(latched[_GAS])),
             gas_hourly=Capture(gas_hourly, math.floor(self.registers_at(gas_hourly)[_GAS])),
             water_5min=Capture(gas_5min, math.floor(latched[_WATER])),
-            short_power_failures=max(0, self._short_start + _scheduled(self.seed, "short", t)),
+            short_power_failures=max(0, self._short_start + self._scheduled("short", t)),
             long_power_failures=long_failures,
             power_failure_log=tuple(log),
             voltage_sags=(sags[0], sags[1], sags[2]),
