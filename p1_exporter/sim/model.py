@@ -457,7 +457,8 @@ class HouseholdModel:
         self.force_import_watts: float | None = None
         self._hours: dict[int, _Hour] = {}
         self._own: dict[int, list[_Event]] = {}
-        self._clouds: dict[int, float] = {}  # the day's cloudiness, per UTC day
+        self._days: dict[int, tuple[float, float]] = {}  # cloudiness and season per UTC day
+        self._hour_rng = random.Random()  # reseeded for each hour (cheaper than a new one)
         self._months: dict[tuple[int, int], _Month] = {}
         self._sums: dict[int, _HourSum] = {}
         self._occurrences: dict[tuple[str, int], tuple[float, int]] = {}
@@ -969,15 +970,17 @@ class HouseholdModel:
         offset = _hour_offset(index)
         local = time.gmtime(start + offset)
         local_hour, weekend = local.tm_hour, local.tm_wday >= 5
-        rng = random.Random(f"{self.seed}:hour:{index}")
+        rng = self._hour_rng
+        rng.seed(f"{self.seed}:hour:{index}")
         day_index = int(start // 86400)
-        day_cloud = self._clouds.get(day_index)
-        if day_cloud is None:
-            day_cloud = random.Random(f"{self.seed}:day:{day_index}").uniform(0.25, 1.0)
-            if len(self._clouds) >= 4:
-                del self._clouds[next(iter(self._clouds))]
-            self._clouds[day_index] = day_cloud
-        season = _season(start)
+        day = self._days.get(day_index)
+        if day is None:  # the same for the UTC day's 24 hours
+            day = (random.Random(f"{self.seed}:day:{day_index}").uniform(0.25, 1.0),
+                   _season(start))
+            if len(self._days) >= 4:
+                del self._days[next(iter(self._days))]
+            self._days[day_index] = day
+        day_cloud, season = day
         base = rng.uniform(140, 240)
         if 17 <= local_hour <= 22:
             base += 150  # lights, television, cooking extras
