@@ -9,6 +9,7 @@ Sunday of March to the last Sunday of October, 01:00 UTC each.
 from __future__ import annotations
 
 import calendar
+import functools
 import time
 
 _SUMMER = 7200
@@ -17,6 +18,7 @@ _WINTER = 3600
 EARLIEST_VALID = calendar.timegm((2000, 1, 2, 0, 0, 0, 0, 0, 0))
 
 
+@functools.lru_cache(maxsize=64)  # asked for on every timestamp a telegram carries
 def _last_sunday_0100_utc(year: int, month: int) -> int:
     last_day = calendar.monthrange(year, month)[1]
     weekday = calendar.weekday(year, month, last_day)  # Monday is 0

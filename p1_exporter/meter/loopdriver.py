@@ -11,7 +11,9 @@ device that drips a byte a second cannot hold it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import math
 import re
 import ssl
@@ -28,6 +30,7 @@ from p1_exporter.meter.sources.sim import SimSource
 
 #: Addresses this driver serves; everything else (serial ports, rfc2217://, file:) has a thread.
 LOOP_SCHEMES = ("socket://", "http://", "https://", "sim://")
+
 #: Seconds a TCP connect may take (pyserial's socket:// waits as long).
 CONNECT_TIMEOUT = 5.0
 #: Seconds one whole HTTP poll may take: connect, request, head and body.
@@ -41,6 +44,14 @@ _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})(?: |$)")
 def loop_driven(url: str) -> bool:
     """True when the meter at ``url`` runs on the event loop (no thread of its own)."""
     return url.startswith(LOOP_SCHEMES)
+
+
+@functools.cache
+def _sim_builder() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads that build ``sim://`` households (tens of ms of CPU each) while the loop keeps
+    serving. Four: under the GIL they get most of the time while a thousand start (one
+    thread got half of it, and the meters already up took ever more of that)."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="sim-build")
 
 
 class _Alarm:
@@ -296,6 +307,8 @@ class LoopMeter:
 
     async def _sim_session(self, sim: SimSource) -> None:
         engine = self.engine
+        if sim.meter is None:  # building the household costs CPU: off the event loop
+            await asyncio.get_running_loop().run_in_executor(_sim_builder(), sim.build)
         sim.open()
         engine.connected(self.clock(), None)
         while True:

@@ -46,6 +46,7 @@ import functools
 import math
 import random
 import time
+from array import array
 from bisect import bisect_right
 from dataclasses import dataclass
 
@@ -320,13 +321,17 @@ class _HourSum:
 
 @dataclass(frozen=True)
 class _Month:
-    """One meter-local month: targets at both ends, the scale factors and the hours' sums."""
+    """One meter-local month: targets at both ends, the scale factors and the hours' totals.
+
+    ``prefix`` holds, flat, six unscaled integrals (W*s, dm3) per hour start and one row for
+    the month's end: 6 * 745 doubles at most (about 36 kB), where the hours' own segment
+    lists would take megabytes; an hour's segments are rebuilt when it is read.
+    """
 
     begin: float
     end: float
     first_hour: int
-    hours: list[_HourSum]
-    prefix: list[tuple[float, ...]]  # unscaled integrals (W*s, dm3) at each hour's start
+    prefix: array[float]
     at_start: tuple[float, ...]  # register values (Wh, dm3) at the start, before the seed's own
     at_end: tuple[float, ...]
     scale: tuple[float, ...]  # modelled power per unscaled power, per register
@@ -433,18 +438,11 @@ def _use_since_epoch(year: int, month: int) -> tuple[float, ...]:
     return tuple(totals)
 
 
-@functools.lru_cache(maxsize=1024)
-def _occurrence(seed: int, kind: str, period: int, index: int) -> tuple[float, int]:
+def _occurrence(seed: int, kind: str, index: int) -> tuple[float, int]:
     """When the ``index``-th scheduled event of ``kind`` happens, and a seeded duration."""
+    period = _SCHEDULE[kind.rstrip("0123")]
     rng = random.Random(f"{seed}:{kind}:{index}")
     return _EPOCH + index * period + rng.randrange(period), rng.randrange(180, 14400)
-
-
-def _scheduled(seed: int, kind: str, t: float) -> int:
-    """Scheduled events of ``kind`` from the epoch up to ``t`` (negative before it)."""
-    period = _SCHEDULE[kind.rstrip("0123")]
-    index = math.floor((t - _EPOCH) / period)
-    return index + (1 if _occurrence(seed, kind, period, index)[0] <= t else 0)
 
 
 class HouseholdModel:
@@ -459,7 +457,11 @@ class HouseholdModel:
         self.force_import_watts: float | None = None
         self._hours: dict[int, _Hour] = {}
         self._own: dict[int, list[_Event]] = {}
+        self._days: dict[int, tuple[float, float]] = {}  # cloudiness and season per UTC day
+        self._hour_rng = random.Random()  # reseeded for each hour (cheaper than a new one)
         self._months: dict[tuple[int, int], _Month] = {}
+        self._sums: dict[int, _HourSum] = {}
+        self._occurrences: dict[tuple[str, int], tuple[float, int]] = {}
         self._jitters: dict[int, _Jitter] = {}
         self._fridge = SEGMENT * ((seed * 97) % (2400 // SEGMENT))
         init = random.Random(f"{seed}:init")
@@ -501,17 +503,22 @@ class HouseholdModel:
             peak_at = begin + QUARTER * drawn.randrange(1, int((end - begin) // QUARTER))
             watts = round(drawn.uniform(2000, 6000))
             self._history.append(MonthPeak(end, peak_at, watts))
-        # The month's peak so far: the highest quarter since the month began.
+        # The month's peak so far: the highest quarter since the month began, from the
+        # unscaled imports at each quarter's start that building the month noted.
         self._peak: Capture | None = None
-        boundary = local_month_start(*self._month) + QUARTER
-        before = self._import_value(boundary - QUARTER)
+        quarters = array("d")
+        data = self._month_data(*self._month, quarters)
+        boundary = data.begin + QUARTER
+        before = self._quarter_value(data, quarters, 0)
+        position = 1
         while boundary <= start:
-            after = self._import_value(boundary)
+            after = self._quarter_value(data, quarters, position)
             average = (after - before) * 3600 / QUARTER
             if self._peak is None or average > self._peak.value:
                 self._peak = Capture(boundary, round(average))
             before = after
             boundary += QUARTER
+            position += 1
         self._quarter_start = start - start % QUARTER
         self._quarter_import = self._import_value(self._quarter_start)
         self._time = start
@@ -536,7 +543,8 @@ class HouseholdModel:
     def registers_at(self, t: float) -> tuple[float, ...]:
         """The unforced registers at ``t`` (Wh, Wh, Wh, Wh, dm3, dm3), before rounding down."""
         month = self._month_data(*_month_of(t))
-        hour = month.hours[int(t // 3600) - month.first_hour]
+        hour_index = int(t // 3600)
+        hour = self._hour_sum(hour_index)
         index = bisect_right(hour.starts, t) - 1
         since = t - hour.starts[index]
         rate = hour.rates[index]
@@ -549,15 +557,16 @@ class HouseholdModel:
                 flows[0] += deviation
             elif rate[1] > 0:
                 flows[1] -= deviation
-        row = month.prefix[int(t // 3600) - month.first_hour]
+        row = 6 * (hour_index - month.first_hour)
+        prefix = month.prefix
         low = hour.low_tariff
         unscaled = (
-            row[_IL] + (flows[0] if low else 0.0),
-            row[_IN] + (0.0 if low else flows[0]),
-            row[_EL] + (flows[1] if low else 0.0),
-            row[_EN] + (0.0 if low else flows[1]),
-            row[_GAS] + flows[2],
-            row[_WATER] + flows[3],
+            prefix[row + _IL] + (flows[0] if low else 0.0),
+            prefix[row + _IN] + (0.0 if low else flows[0]),
+            prefix[row + _EL] + (flows[1] if low else 0.0),
+            prefix[row + _EN] + (0.0 if low else flows[1]),
+            prefix[row + _GAS] + flows[2],
+            prefix[row + _WATER] + flows[3],
         )
         return tuple(
             max(0.0, min(month.at_start[i] + month.scale[i] * unscaled[i] * _PER_UNIT[i],
@@ -577,7 +586,38 @@ class HouseholdModel:
         return _net_power(rates[0] - rates[1] + deviation, month.scale[_IL if low else _IN],
                           month.scale[_EL if low else _EN])
 
+    # -- rare events ---------------------------------------------------------------------
+
+    def _occurrence(self, kind: str, index: int) -> tuple[float, int]:
+        """:func:`_occurrence`, kept per model: a thousand households would evict each
+        other's from one shared cache, and every telegram asks for about twenty."""
+        key = (kind, index)
+        cached = self._occurrences.get(key)
+        if cached is None:
+            cached = _occurrence(self.seed, kind, index)
+            if len(self._occurrences) >= 64:
+                self._occurrences.clear()
+            self._occurrences[key] = cached
+        return cached
+
+    def _scheduled(self, kind: str, t: float) -> int:
+        """Scheduled events of ``kind`` from the epoch up to ``t`` (negative before it)."""
+        index = math.floor((t - _EPOCH) / _SCHEDULE[kind.rstrip("0123")])
+        return index + (1 if self._occurrence(kind, index)[0] <= t else 0)
+
     # -- moving on ---------------------------------------------------------------------
+
+    def _quarter_value(self, month: _Month, quarters: array[float], position: int) -> float:
+        """:meth:`_import_value` (unforced) at the start of the month's quarter ``position``,
+        from the unscaled low and normal imports :meth:`_month_data` noted there."""
+        low, normal = quarters[2 * position], quarters[2 * position + 1]
+        return (
+            max(0.0, min(month.at_start[_IL] + month.scale[_IL] * low * _PER_UNIT[_IL],
+                         month.at_end[_IL]) + self._own_start[_IL])
+            + max(0.0, min(month.at_start[_IN] + month.scale[_IN] * normal * _PER_UNIT[_IN],
+                           month.at_end[_IN]) + self._own_start[_IN])
+            + self._offset[_IL] + self._offset[_IN]
+        )
 
     def _values(self, t: float) -> list[float]:
         return [v + o for v, o in zip(self.registers_at(t), self._offset, strict=True)]
@@ -665,15 +705,15 @@ class HouseholdModel:
             (values[_IL] + values[_IN] - self._quarter_import) * 3600 / elapsed
             if elapsed > 0 else import_w
         )
-        sags = [max(0, self._sags_start[p] + _scheduled(self.seed, f"sag{p}", t))
+        sags = [max(0, self._sags_start[p] + self._scheduled(f"sag{p}", t))
                 for p in range(3)]
-        swells = [max(0, self._swells_start[p] + _scheduled(self.seed, f"swell{p}", t))
+        swells = [max(0, self._swells_start[p] + self._scheduled(f"swell{p}", t))
                   for p in range(3)]
-        long_since = _scheduled(self.seed, "long", t)
+        long_since = self._scheduled("long", t)
         long_failures = max(0, self._long_start + long_since)
         log = []
         for index in range(long_since - min(long_failures, FAILURE_LOG_MAX), long_since):
-            end, duration = _occurrence(self.seed, "long", _SCHEDULE["long"], index)
+            end, duration = self._occurrence("long", index)
             log.append(PowerFailure(end, duration))
         return MeterState(
             time=t,
@@ -700,7 +740,7 @@ class HouseholdModel:
             gas_5min=Capture(gas_5min, math.floor(latched[_GAS])),
             gas_hourly=Capture(gas_hourly, math.floor(self.registers_at(gas_hourly)[_GAS])),
             water_5min=Capture(gas_5min, math.floor(latched[_WATER])),
-            short_power_failures=max(0, self._short_start + _scheduled(self.seed, "short", t)),
+            short_power_failures=max(0, self._short_start + self._scheduled("short", t)),
             long_power_failures=long_failures,
             power_failure_log=tuple(log),
             voltage_sags=(sags[0], sags[1], sags[2]),
@@ -792,28 +832,30 @@ class HouseholdModel:
 
     # -- months, hours and their integrals -------------------------------------------------
 
-    def _month_data(self, year: int, month: int) -> _Month:
+    def _month_data(self, year: int, month: int, quarters: array[float] | None = None) -> _Month:
+        """The month's targets, scale factors and hour totals; with ``quarters``, also append
+        the unscaled (low, normal) imports at each quarter hour's start to it."""
         cached = self._months.get((year, month))
-        if cached is not None:
+        if cached is not None and quarters is None:
             return cached
         begin = local_month_start(year, month)
         end = local_month_start(*_next_month(year, month))
         first = int(begin // 3600)
-        hours = [self._hour_sum(self._hour(index)) for index in range(first, int(end // 3600))]
-        prefix: list[tuple[float, ...]] = []
+        prefix = array("d")
         running = [0.0] * 6
-        for hour in hours:
-            prefix.append(tuple(running))
-            last = hour.sums[-1]
+        for index in range(first, int(end // 3600)):
+            prefix.extend(running)
+            hour = self._hour(index)
+            import_ws, export_ws, gas, water = self._hour_total(hour, quarters, running)
             if hour.low_tariff:
-                running[_IL] += last[0]
-                running[_EL] += last[1]
+                running[_IL] += import_ws
+                running[_EL] += export_ws
             else:
-                running[_IN] += last[0]
-                running[_EN] += last[1]
-            running[_GAS] += last[2]
-            running[_WATER] += last[3]
-        prefix.append(tuple(running))
+                running[_IN] += import_ws
+                running[_EN] += export_ws
+            running[_GAS] += gas
+            running[_WATER] += water
+        prefix.extend(running)
         since = _use_since_epoch(year, month)
         expected = _month_use(year, month)
         at_start = tuple(self._size[i] * since[i] for i in range(6))
@@ -822,13 +864,14 @@ class HouseholdModel:
             (at_end[i] - at_start[i]) / (running[i] * _PER_UNIT[i]) if running[i] > 0 else 0.0
             for i in range(6)
         )
-        data = _Month(begin, end, first, hours, prefix, at_start, at_end, scale)
-        if len(self._months) >= 3:
-            self._months.clear()
+        data = _Month(begin, end, first, prefix, at_start, at_end, scale)
+        if len(self._months) >= 2:  # this month and the one before (a roll, a latch)
+            del self._months[next(iter(self._months))]
         self._months[(year, month)] = data
         return data
 
-    def _hour_sum(self, hour: _Hour) -> _HourSum:
+    def _cuts(self, hour: _Hour) -> list[float]:
+        """The moments in ``hour`` where the flows may change, sorted, the hour's start first."""
         start = hour.start
         end = start + 3600
         cuts = {start + PV_STEP * step for step in range(3600 // PV_STEP)}
@@ -842,19 +885,82 @@ class HouseholdModel:
                 if start < edge < end:
                     cuts.add(edge)
             cycle += 2400
-        starts = sorted(cuts)
+        return sorted(cuts)
+
+    def _hour_total(self, hour: _Hour, quarters: array[float] | None = None,
+                    running: list[float] | None = None) -> tuple[float, float, float, float]:
+        """The hour's unscaled integrals, exactly as the last of :meth:`_hour_sum`'s sums
+        (the same additions in the same order), without keeping the segments.
+
+        With ``quarters``, appends the unscaled (low, normal) imports at each quarter's start,
+        as :meth:`registers_at` adds them up there, to the month's ``running`` totals.
+        """
+        starts = self._cuts(hour)
+        starts.append(hour.start + 3600)
+        a = b = c = d = 0.0
+        low = hour.low_tariff
+        base0, base1, base2 = hour.base_w
+        events = hour.events
+        fridge = self._fridge
+        step_at, solar = -1.0, 0.0
+        for index in range(len(starts) - 1):
+            at = starts[index]
+            if quarters is not None and running is not None and at % QUARTER == 0:
+                quarters.append(running[_IL] + (a if low else 0.0))
+                quarters.append(running[_IN] + (0.0 if low else a))
+            span = starts[index + 1] - at
+            # What _rates(hour, at) gives, inline: this loop is most of building a month.
+            load0, load1, load2 = base0, base1, base2
+            gas = hour.heating_dm3_s
+            water = 0.0
+            for event in events:
+                if event.start <= at < event.end:
+                    if event.phase == 0:
+                        load0 += event.watts
+                    elif event.phase == 1:
+                        load1 += event.watts
+                    else:
+                        load2 += event.watts
+                    gas += event.gas_dm3_s
+                    water += event.water_dm3_s
+            if (at + fridge) % 2400 < 720:
+                load2 += 90
+            step = at - at % PV_STEP + PV_STEP / 2
+            if step != step_at:
+                step_at, solar = step, _pv(step, hour)
+            total = round(load0 - solar) + round(load1) + round(load2)
+            if total >= 0:
+                a += float(total) * span
+            else:
+                b += float(-total) * span
+            c += gas * span
+            d += water * span
+        return a, b, c, d
+
+    def _hour_sum(self, index: int) -> _HourSum:
+        """UTC hour ``index`` cut into segments, kept for the hour read now and the one before."""
+        cached = self._sums.get(index)
+        if cached is not None:
+            return cached
+        hour = self._hour(index)
+        end = hour.start + 3600
+        starts = self._cuts(hour)
         rates: list[tuple[float, float, float, float]] = []
         sums: list[tuple[float, float, float, float]] = []
         done = (0.0, 0.0, 0.0, 0.0)
-        for index, at in enumerate(starts):
+        for position, at in enumerate(starts):
             rate = self._rates(hour, at)
             rates.append(rate)
             sums.append(done)
-            span = (starts[index + 1] if index + 1 < len(starts) else end) - at
+            span = (starts[position + 1] if position + 1 < len(starts) else end) - at
             done = (done[0] + rate[0] * span, done[1] + rate[1] * span,
                     done[2] + rate[2] * span, done[3] + rate[3] * span)
         sums.append(done)
-        return _HourSum(hour.low_tariff, starts, rates, sums)
+        data = _HourSum(hour.low_tariff, starts, rates, sums)
+        if len(self._sums) >= 2:
+            del self._sums[next(iter(self._sums))]
+        self._sums[index] = data
+        return data
 
     def _hour(self, index: int) -> _Hour:
         cached = self._hours.get(index)
@@ -864,9 +970,17 @@ class HouseholdModel:
         offset = _hour_offset(index)
         local = time.gmtime(start + offset)
         local_hour, weekend = local.tm_hour, local.tm_wday >= 5
-        rng = random.Random(f"{self.seed}:hour:{index}")
-        day = random.Random(f"{self.seed}:day:{int(start // 86400)}")
-        season = _season(start)
+        rng = self._hour_rng
+        rng.seed(f"{self.seed}:hour:{index}")
+        day_index = int(start // 86400)
+        day = self._days.get(day_index)
+        if day is None:  # the same for the UTC day's 24 hours
+            day = (random.Random(f"{self.seed}:day:{day_index}").uniform(0.25, 1.0),
+                   _season(start))
+            if len(self._days) >= 4:
+                del self._days[next(iter(self._days))]
+            self._days[day_index] = day
+        day_cloud, season = day
         base = rng.uniform(140, 240)
         if 17 <= local_hour <= 22:
             base += 150  # lights, television, cooking extras
@@ -887,7 +1001,7 @@ class HouseholdModel:
             start=start,
             low_tariff=weekend or local_hour < 7 or local_hour >= 23,
             base_w=(base * 0.4, base * 0.3, base * 0.3),
-            cloud=day.uniform(0.25, 1.0) * rng.uniform(0.75, 1.0),
+            cloud=day_cloud * rng.uniform(0.75, 1.0),
             pv_peak_w=2300 + 1700 * season,
             halfday_h=6.05 + 2.2 * season,
             heating_dm3_s=heating,

@@ -27,12 +27,18 @@ class SimSource(CancellablePause):
         self._next = 0.0
         self._queue: deque[tuple[float, bytes]] = deque()
 
-    def open(self) -> None:
-        now = time.monotonic()
+    def build(self) -> None:
+        """Build the household once (tens of ms of CPU); safe to call from a worker thread
+        before :meth:`open`, so an event loop need not wait for it."""
         if self.meter is None:
-            self.meter = SimulatedMeter.from_options(self.options)
-            self._real0 = now
-        self._next = now
+            real0 = time.monotonic()
+            meter = SimulatedMeter.from_options(self.options)
+            self._real0 = real0
+            self.meter = meter
+
+    def open(self) -> None:
+        self.build()
+        self._next = time.monotonic()
         self._queue.clear()
 
     def _simulated_time(self, now: float) -> float:
