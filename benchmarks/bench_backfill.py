@@ -48,8 +48,12 @@ def generate(path: Path, count: int) -> None:
                 batch.clear()
                 done = index + 1
                 rate = done / (time.monotonic() - started)
-                print(f"\rgenerating {done:,}/{count:,} telegrams ({rate:,.0f}/s)", end="",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"\rgenerating {done:,}/{count:,} telegrams ({rate:,.0f}/s)",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
         out.write(b"".join(batch))
     print(file=sys.stderr)
     partial.replace(path)
@@ -59,8 +63,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="50,000 telegrams")
     parser.add_argument("--count", type=int, help="telegrams in the capture (default 1,000,000)")
-    parser.add_argument("--workdir", default="/tmp/p1-bench-backfill",
-                        help="where the capture is cached and the output written")
+    parser.add_argument(
+        "--workdir",
+        default="/tmp/p1-bench-backfill",
+        help="where the capture is cached and the output written",
+    )
     parser.add_argument("--workers", type=int, help="passed to backfill (default: its own)")
     parser.add_argument("--keep", action="store_true", help="keep the OpenMetrics output")
     args = parser.parse_args()
@@ -71,14 +78,27 @@ def main() -> int:
     if not capture.exists():
         generate(capture, count)
     out = workdir / "backfill.om"
-    command = [sys.executable, "-m", "p1_exporter", "backfill", str(capture), "--out", str(out),
-               "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "p1_exporter",
+        "backfill",
+        str(capture),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     if args.workers:
         command += ["--workers", str(args.workers)]
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         print(result.stderr, file=sys.stderr)
@@ -91,16 +111,23 @@ def main() -> int:
     size = out.stat().st_size
     print(result.stderr.strip())
     print()
-    print(f"capture:     {capture} ({capture.stat().st_size / 2**20:,.0f} MiB, {count:,} "
-          "telegrams)")
+    print(
+        f"capture:     {capture} ({capture.stat().st_size / 2**20:,.0f} MiB, {count:,} telegrams)"
+    )
     print(f"output:      {size / 2**20:,.0f} MiB OpenMetrics")
-    print(f"cpus:        {cpus}, load average before the run {load:.2f} (other work slows "
-          "the wall-clock figures)")
-    print(f"time:        {elapsed:.1f} s wall, {cpu:.1f} s CPU in all processes "
-          f"({cpu / count * 1e6:.0f} us per telegram; at most {count / cpu * cpus:,.0f}/s "
-          f"on {cpus} idle CPUs)")
-    print(f"throughput:  {rate:,.0f} telegrams/s (target {TARGET:,}: "
-          f"{'met' if rate >= TARGET else 'NOT met'})")
+    print(
+        f"cpus:        {cpus}, load average before the run {load:.2f} (other work slows "
+        "the wall-clock figures)"
+    )
+    print(
+        f"time:        {elapsed:.1f} s wall, {cpu:.1f} s CPU in all processes "
+        f"({cpu / count * 1e6:.0f} us per telegram; at most {count / cpu * cpus:,.0f}/s "
+        f"on {cpus} idle CPUs)"
+    )
+    print(
+        f"throughput:  {rate:,.0f} telegrams/s (target {TARGET:,}: "
+        f"{'met' if rate >= TARGET else 'NOT met'})"
+    )
     print(f"a year of 1 s telegrams: {365 * 86400 / rate / 60:,.0f} min")
     print(f"peak RSS:    {peak_mib:,.0f} MiB (largest single process)")
     if not args.keep:

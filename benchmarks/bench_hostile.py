@@ -50,8 +50,10 @@ def hostile_telegram(number: int) -> bytes:
     """v5 with changing malformed lines and an equipment id that flips each telegram."""
     lines = b"".join(b"%s(%dx*kW)\r\n" % (code, number) for code in BAD_CODES)
     lines += b"1-0:32.7.0(%d.0*Q)\r\n" % number  # a unit that does not exist
-    body = V5.replace(b"0-0:96.1.1(4B384547303034303436333935353037)",
-                      b"0-0:96.1.1(%s)" % (b"4B38" if number % 2 else b"4B39"))
+    body = V5.replace(
+        b"0-0:96.1.1(4B384547303034303436333935353037)",
+        b"0-0:96.1.1(%s)" % (b"4B38" if number % 2 else b"4B39"),
+    )
     cut = body.index(b"!")
     return with_crc(body[:cut] + lines + b"!")
 
@@ -88,7 +90,10 @@ def bench_log(seconds: float) -> None:
     with pty() as (master, path):
         proc = subprocess.Popen(
             exporter("--device", path, *SERIAL, "--web.listen-address", "127.0.0.1:0"),
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=ROOT)
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
         totals = [0, 0]
         reader = threading.Thread(target=count_lines, args=(proc.stderr, totals), daemon=True)
         reader.start()
@@ -111,8 +116,10 @@ def bench_log(seconds: float) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
         reader.join(5)
-    print(f"log: {number} hostile telegrams ({sent} bytes) in {seconds:g} s -> "
-          f"{totals[0]} log lines, {totals[1]} bytes")
+    print(
+        f"log: {number} hostile telegrams ({sent} bytes) in {seconds:g} s -> "
+        f"{totals[0]} log lines, {totals[1]} bytes"
+    )
 
 
 def bench_capture(limit: float) -> None:
@@ -120,13 +127,16 @@ def bench_capture(limit: float) -> None:
     with tempfile.TemporaryDirectory() as tmp, pty() as (master, path):
         out = Path(tmp) / "cap.p1"
         proc = subprocess.Popen(
-            exporter("capture", "--device", path, *SERIAL, "--out", str(out),
-                     "--duration", str(limit)),
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=ROOT)
+            exporter(
+                "capture", "--device", path, *SERIAL, "--out", str(out), "--duration", str(limit)
+            ),
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
         totals = [0, 0]
         last: list[bytes] = []
-        reader = threading.Thread(target=count_lines, args=(proc.stderr, totals, last),
-                                  daemon=True)
+        reader = threading.Thread(target=count_lines, args=(proc.stderr, totals, last), daemon=True)
         reader.start()
         time.sleep(1.0)
         began = time.monotonic()
@@ -134,7 +144,7 @@ def bench_capture(limit: float) -> None:
         view = memoryview(data)
         while view and time.monotonic() - began < limit:
             try:
-                view = view[os.write(master, view):]
+                view = view[os.write(master, view) :]
             except BlockingIOError:
                 time.sleep(0.001)
         fed = time.monotonic() - began
@@ -147,16 +157,21 @@ def bench_capture(limit: float) -> None:
         files = len(list(Path(tmp).iterdir()))
     match = re.search(rb"(\d+) bytes written", last[0] if last else b"")
     total = match[1].decode() if match else "?"
-    print(f"capture: {len(data) - len(view)} bytes of '/' fed in {fed:.1f} s -> "
-          f"{total} capture bytes written ({written} in {files} file(s) still on disk), "
-          f"{cpu:.2f} CPU s, "
-          f"{totals[0]} log lines")
+    print(
+        f"capture: {len(data) - len(view)} bytes of '/' fed in {fed:.1f} s -> "
+        f"{total} capture bytes written ({written} in {files} file(s) still on disk), "
+        f"{cpu:.2f} CPU s, "
+        f"{totals[0]} log lines"
+    )
 
 
 def bench_zero(seconds: float, cap_kib: int = 2 * 1024 * 1024) -> None:
     proc = subprocess.Popen(
         exporter("--device", "file:/dev/zero", "--web.listen-address", "127.0.0.1:0"),
-        stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=ROOT)
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
     peak = 0
     deadline = time.monotonic() + seconds
     try:
@@ -173,8 +188,10 @@ def bench_zero(seconds: float, cap_kib: int = 2 * 1024 * 1024) -> None:
         proc.kill()
         proc.wait(10)
     note = " (killed at the cap)" if peak > cap_kib else ""
-    print(f"zero: file:/dev/zero for {seconds:g} s -> peak RSS {peak / 1024:.0f} MiB{note}, "
-          f"{cpu:.2f} CPU s")
+    print(
+        f"zero: file:/dev/zero for {seconds:g} s -> peak RSS {peak / 1024:.0f} MiB{note}, "
+        f"{cpu:.2f} CPU s"
+    )
 
 
 def main() -> None:

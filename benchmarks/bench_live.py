@@ -83,8 +83,17 @@ def serve(meters: int, port: int) -> None:
     ring_bytes = sum(h.nbytes for h in histories)
     meters_set.start()  # the meters' event loop in a thread of its own
     server.start()
-    print(json.dumps({"rss_bare_kib": bare, "rss_empty_kib": before, "rss_filled_kib": filled,
-                      "ring_bytes": ring_bytes}), flush=True)
+    print(
+        json.dumps(
+            {
+                "rss_bare_kib": bare,
+                "rss_empty_kib": before,
+                "rss_filled_kib": filled,
+                "ring_bytes": ring_bytes,
+            }
+        ),
+        flush=True,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while not stop.wait(0.5):
@@ -119,14 +128,14 @@ def open_page(port: int) -> tuple[int, dict[str, Any]]:
 def next_since(document: dict[str, Any]) -> tuple[int, int]:
     meters = document["meters"]
     assert isinstance(meters, list)
-    power = [m["power"]["first"] + m["power"]["count"] - 1 for m in meters
-             if m["power"]["count"]]
+    power = [m["power"]["first"] + m["power"]["count"] - 1 for m in meters if m["power"]["count"]]
     gas = [m["gas"]["first"] + m["gas"]["count"] - 1 for m in meters if m["gas"]["count"]]
     return min(power) - 1, min(gas) - 1
 
 
-def pollers(port: int, count: int, seconds: float, period: float | None,
-            sizes: list[int]) -> threading.Thread:
+def pollers(
+    port: int, count: int, seconds: float, period: float | None, sizes: list[int]
+) -> threading.Thread:
     """``count`` page pollers in threads: like the page (``period``), or full JSON flat out."""
 
     def one() -> None:
@@ -160,14 +169,23 @@ def pollers(port: int, count: int, seconds: float, period: float | None,
 def scrape_phase(port: int, seconds: float) -> dict[str, float]:
     latencies, errors = http_load.scrapers(port, 1, seconds, 0.1, time.time() + 0.05)
     p50, p99, top = http_load.percentiles_ms(latencies)
-    return {"scrapes": len(latencies), "errors": sum(errors.values()),
-            "p50_ms": p50, "p99_ms": p99, "max_ms": top}
+    return {
+        "scrapes": len(latencies),
+        "errors": sum(errors.values()),
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "max_ms": top,
+    }
 
 
 def measure(meters: int, seconds: float) -> None:
     port = http_load.free_port()
-    child = subprocess.Popen([sys.executable, __file__, "--serve", str(meters), "--port",
-                              str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(meters), "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout is not None
         ready = json.loads(child.stdout.readline())
@@ -176,27 +194,40 @@ def measure(meters: int, seconds: float) -> None:
         full = len(json.dumps(document, separators=(",", ":")))
         points = sum(m["power"]["count"] for m in document["meters"])
         print(f"\n== {meters} meter(s): {HOURS} h of history, {points} power points served")
-        print(f"ring buffers: {ready['ring_bytes']} B in all "
-              f"({ready['ring_bytes'] // meters} B per meter)")
-        print(f"exporter RSS: {ready['rss_bare_kib']} KiB before building the exporter, "
-              f"{ready['rss_empty_kib']} KiB built (ring buffers are allocated up front), "
-              f"{ready['rss_filled_kib']} KiB with 6 h of history")
+        print(
+            f"ring buffers: {ready['ring_bytes']} B in all "
+            f"({ready['ring_bytes'] // meters} B per meter)"
+        )
+        print(
+            f"exporter RSS: {ready['rss_bare_kib']} KiB before building the exporter, "
+            f"{ready['rss_empty_kib']} KiB built (ring buffers are allocated up front), "
+            f"{ready['rss_filled_kib']} KiB with 6 h of history"
+        )
         print(f"page: {page_bytes} B (HTML, script, styles); full JSON {full} B")
-        print(f"{'phase':<12} {'scrapes':>7} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'max ms':>8}  JSON per poll")
-        for name, count, period in (("alone", 0, None), ("5 pages", 5, 2.0),
-                                    ("5 flat out", 5, None)):
+        print(
+            f"{'phase':<12} {'scrapes':>7} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'max ms':>8}  JSON per poll"
+        )
+        for name, count, period in (
+            ("alone", 0, None),
+            ("5 pages", 5, 2.0),
+            ("5 flat out", 5, None),
+        ):
             sizes: list[int] = []
             runner = pollers(port, count, seconds, period, sizes) if count else None
             result = scrape_phase(port, seconds)
             if runner is not None:
                 runner.join()
             size = f"{min(sizes)}-{max(sizes)} B, {len(sizes)} polls" if sizes else "-"
-            print(f"{name:<12} {result['scrapes']:>7.0f} {result['errors']:>6.0f} "
-                  f"{result['p50_ms']:>8.2f} {result['p99_ms']:>8.2f} {result['max_ms']:>8.2f}"
-                  f"  {size}")
-        print(f"exporter RSS at the end: {status_kib(child.pid, 'VmRSS')} KiB "
-              f"(peak {status_kib(child.pid, 'VmHWM')} KiB)")
+            print(
+                f"{name:<12} {result['scrapes']:>7.0f} {result['errors']:>6.0f} "
+                f"{result['p50_ms']:>8.2f} {result['p99_ms']:>8.2f} {result['max_ms']:>8.2f}"
+                f"  {size}"
+            )
+        print(
+            f"exporter RSS at the end: {status_kib(child.pid, 'VmRSS')} KiB "
+            f"(peak {status_kib(child.pid, 'VmHWM')} KiB)"
+        )
     finally:
         child.send_signal(signal.SIGTERM)
         try:
@@ -218,8 +249,10 @@ def main() -> None:
         return
     import platform
 
-    print(f"bench_live: Python {platform.python_version()}, {args.seconds:g} s per phase, "
-          "1 scraper at 10 scrapes/s")
+    print(
+        f"bench_live: Python {platform.python_version()}, {args.seconds:g} s per phase, "
+        "1 scraper at 10 scrapes/s"
+    )
     for meters in (int(m) for m in args.meters.split(",")):
         measure(meters, args.seconds)
 

@@ -47,7 +47,7 @@ from p1_exporter.sim.meter import SimulatedMeter  # noqa: E402
 
 START = 1_718_143_200.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-_OK = re.compile(r'^p1_telegrams_total\{([^}]*)\} (\S+)$', re.MULTILINE)
+_OK = re.compile(r"^p1_telegrams_total\{([^}]*)\} (\S+)$", re.MULTILINE)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -136,13 +136,25 @@ class Exporter:
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(self.tree)}
-        args = [sys.executable, "-m", "p1_exporter", "--log.level", "error",
-                "--web.listen-address", f"127.0.0.1:{self.port}"]
+        args = [
+            sys.executable,
+            "-m",
+            "p1_exporter",
+            "--log.level",
+            "error",
+            "--web.listen-address",
+            f"127.0.0.1:{self.port}",
+        ]
         for index, url in enumerate(self.devices):
             args += ["--device", f"m{index}={url}"]
-        self.proc = subprocess.Popen(args, env=env, cwd=tempfile.gettempdir(),
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            args,
+            env=env,
+            cwd=tempfile.gettempdir(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     @property
     def pid(self) -> int:
@@ -213,12 +225,14 @@ class Row:
     sigterm: float | None = None
 
 
-def phase(version: str, tree: Path, kind: str, count: int, pool: list[bytes],
-          args: argparse.Namespace) -> Row:
+def phase(
+    version: str, tree: Path, kind: str, count: int, pool: list[bytes], args: argparse.Namespace
+) -> Row:
     row = Row(version, kind, count)
     server = TelegramServer(pool, args.max_connections) if kind == "tcp" else None
-    devices = ([server.url] * count if server else
-               [f"sim://?seed={i}&interval=1" for i in range(count)])
+    devices = (
+        [server.url] * count if server else [f"sim://?seed={i}&interval=1" for i in range(count)]
+    )
     exporter = Exporter(tree, devices)
     began = time.monotonic()
     exporter.start()
@@ -280,8 +294,10 @@ def idle(trees: dict[str, Path], pool: list[bytes], seconds: float) -> dict[str,
             exporter.start()
         time.sleep(5.0)  # started, connected, first telegrams
         cpu0 = {name: e.cpu() for name, e in exporters.items()}
-        conns = {name: http.client.HTTPConnection("127.0.0.1", e.port, timeout=10)
-                 for name, e in exporters.items()}
+        conns = {
+            name: http.client.HTTPConnection("127.0.0.1", e.port, timeout=10)
+            for name, e in exporters.items()
+        }
         reused = dict.fromkeys(exporters, 0)
         scrapes = dict.fromkeys(exporters, 0)
         began = time.monotonic()
@@ -303,9 +319,11 @@ def idle(trees: dict[str, Path], pool: list[bytes], seconds: float) -> dict[str,
         elapsed = time.monotonic() - began
         for name, exporter in exporters.items():
             used = exporter.cpu() - cpu0[name]
-            results[name] = (f"{used / elapsed * 3600:6.2f} CPU-s/hour over {elapsed:.0f} s "
-                             f"({used:.2f} s); {reused[name]} of {scrapes[name]} scrapes reused "
-                             "their connection")
+            results[name] = (
+                f"{used / elapsed * 3600:6.2f} CPU-s/hour over {elapsed:.0f} s "
+                f"({used:.2f} s); {reused[name]} of {scrapes[name]} scrapes reused "
+                "their connection"
+            )
             conns[name].close()
     finally:
         for exporter in exporters.values():
@@ -322,12 +340,17 @@ def fmt(value: float | None, spec: str, missing: str = "-") -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes, shorter windows")
-    parser.add_argument("--landed", type=Path, default=Path("/tmp/landed-meters"),
-                        help="the landed tree (commit c1b43a7) to run beside this one")
+    parser.add_argument(
+        "--landed",
+        type=Path,
+        default=Path("/tmp/landed-meters"),
+        help="the landed tree (commit c1b43a7) to run beside this one",
+    )
     parser.add_argument("--sizes", type=int, nargs="*", help="TCP meter counts")
     parser.add_argument("--sim", type=int, default=1000, help="sim:// meters (0: skip)")
-    parser.add_argument("--up-timeout", type=float, default=60.0,
-                        help="longest wait for all meters to be up (s)")
+    parser.add_argument(
+        "--up-timeout", type=float, default=60.0, help="longest wait for all meters to be up (s)"
+    )
     parser.add_argument("--steady", type=float, default=20.0, help="steady window (s)")
     parser.add_argument("--idle-seconds", type=float, default=120.0)
     parser.add_argument("--max-connections", type=int, default=1100)
@@ -345,11 +368,16 @@ def main() -> int:
     meter = SimulatedMeter("dsmr5", seed=3, start=START)
     pool = [meter.telegram_at(START + i) for i in range(300)]
 
-    print(f"{os.cpu_count()} CPUs; steady window {args.steady:g} s; up wait capped at "
-          f"{args.up_timeout:g} s", flush=True)
-    header = (f"{'version':<15} {'kind':<4} {'meters':>6} {'all up':>8} {'up':>5} "
-              f"{'CPU %':>6} {'RSS MiB':>8} {'scrape p50':>10} {'max':>7} "
-              f"{'SIGTERM':>8}  dropped (sent-counted)")
+    print(
+        f"{os.cpu_count()} CPUs; steady window {args.steady:g} s; up wait capped at "
+        f"{args.up_timeout:g} s",
+        flush=True,
+    )
+    header = (
+        f"{'version':<15} {'kind':<4} {'meters':>6} {'all up':>8} {'up':>5} "
+        f"{'CPU %':>6} {'RSS MiB':>8} {'scrape p50':>10} {'max':>7} "
+        f"{'SIGTERM':>8}  dropped (sent-counted)"
+    )
     rows: list[Row] = []
     plan = [("tcp", n) for n in sizes] + ([("sim", args.sim)] if args.sim else [])
     for kind, count in plan:
@@ -358,21 +386,28 @@ def main() -> int:
             row = phase(version, tree, kind, count, pool, args)
             rows.append(row)
             print(header)
-            print(f"{row.version:<15} {row.kind:<4} {row.meters:>6} "
-                  f"{fmt(row.up_seconds, '7.1f', 'never'):>8} {row.up_count:>5} "
-                  f"{row.cpu_percent:6.1f} {row.rss_mib:8.1f} "
-                  f"{fmt(row.scrape_median, '9.3f')}s {fmt(row.scrape_max, '6.3f')}s "
-                  f"{fmt(row.sigterm, '7.2f', 'killed')}s  {row.dropped}", flush=True)
+            print(
+                f"{row.version:<15} {row.kind:<4} {row.meters:>6} "
+                f"{fmt(row.up_seconds, '7.1f', 'never'):>8} {row.up_count:>5} "
+                f"{row.cpu_percent:6.1f} {row.rss_mib:8.1f} "
+                f"{fmt(row.scrape_median, '9.3f')}s {fmt(row.scrape_max, '6.3f')}s "
+                f"{fmt(row.sigterm, '7.2f', 'killed')}s  {row.dropped}",
+                flush=True,
+            )
     print("\nsummary")
     print(header)
     for row in rows:
-        print(f"{row.version:<15} {row.kind:<4} {row.meters:>6} "
-              f"{fmt(row.up_seconds, '7.1f', 'never'):>8} {row.up_count:>5} "
-              f"{row.cpu_percent:6.1f} {row.rss_mib:8.1f} "
-              f"{fmt(row.scrape_median, '9.3f')}s {fmt(row.scrape_max, '6.3f')}s "
-              f"{fmt(row.sigterm, '7.2f', 'killed')}s  {row.dropped}")
-    print(f"\nidle: one TCP meter at 1 telegram/s, scraped every 15 s, {args.idle_seconds:g} s",
-          flush=True)
+        print(
+            f"{row.version:<15} {row.kind:<4} {row.meters:>6} "
+            f"{fmt(row.up_seconds, '7.1f', 'never'):>8} {row.up_count:>5} "
+            f"{row.cpu_percent:6.1f} {row.rss_mib:8.1f} "
+            f"{fmt(row.scrape_median, '9.3f')}s {fmt(row.scrape_max, '6.3f')}s "
+            f"{fmt(row.sigterm, '7.2f', 'killed')}s  {row.dropped}"
+        )
+    print(
+        f"\nidle: one TCP meter at 1 telegram/s, scraped every 15 s, {args.idle_seconds:g} s",
+        flush=True,
+    )
     for name, line in idle(trees, pool, args.idle_seconds).items():
         print(f"  {name:<15} {line}")
     return 0

@@ -64,10 +64,13 @@ def main() -> None:
     stop = threading.Event()
     for exporter in exporters.values():
         exporter.start()
-        threading.Thread(target=scraper, args=(exporter, stop, args.scrape_interval),
-                         daemon=True).start()
-    print(f"{args.meters} {args.kind} meters each, {args.minutes} min, scraped every "
-          f"{args.scrape_interval:g} s; memo bound {MEMO_SIZE // 1024} KiB per stream")
+        threading.Thread(
+            target=scraper, args=(exporter, stop, args.scrape_interval), daemon=True
+        ).start()
+    print(
+        f"{args.meters} {args.kind} meters each, {args.minutes} min, scraped every "
+        f"{args.scrape_interval:g} s; memo bound {MEMO_SIZE // 1024} KiB per stream"
+    )
     print("minute  " + "  ".join(f"{name:>12}" for name in exporters) + "   (RSS MiB)")
     samples: dict[str, list[float]] = {name: [] for name in exporters}
     try:
@@ -89,9 +92,11 @@ def main() -> None:
             server.close()
     for name, values in samples.items():
         if len(values) >= 2:
-            print(f"{name}: RSS minute 1 -> {len(values)}: {values[0]:.1f} -> {values[-1]:.1f} MiB "
-                  f"(growth {values[-1] - values[0]:+.1f} MiB, "
-                  f"{(values[-1] - values[0]) * 1024 / args.meters:+.1f} KiB per meter)")
+            print(
+                f"{name}: RSS minute 1 -> {len(values)}: {values[0]:.1f} -> {values[-1]:.1f} MiB "
+                f"(growth {values[-1] - values[0]:+.1f} MiB, "
+                f"{(values[-1] - values[0]) * 1024 / args.meters:+.1f} KiB per meter)"
+            )
 
 
 if __name__ == "__main__":

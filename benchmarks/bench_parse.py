@@ -97,8 +97,9 @@ def sim_stream(count: int, dialect: str = "dsmr5") -> list[bytes]:
 def changed_lines(telegrams: list[bytes]) -> tuple[float, int]:
     """Mean lines that differ from the previous telegram, and the lines in one telegram."""
     split = [t.rstrip(b"\r\n").split(b"\r\n") for t in telegrams]
-    changed = sum(sum(a != b for a, b in zip(x, y, strict=True))
-                  for x, y in itertools.pairwise(split))
+    changed = sum(
+        sum(a != b for a, b in zip(x, y, strict=True)) for x, y in itertools.pairwise(split)
+    )
     return changed / (len(split) - 1), sum(1 for line in split[0] if line)
 
 
@@ -154,8 +155,12 @@ def theirs_stream(spec: Any) -> Callable[[], Callable[[bytes], object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter run (CI smoke)")
-    parser.add_argument("--parses", type=int, default=1_000_000,
-                        help="parses in the memory check (default 1,000,000)")
+    parser.add_argument(
+        "--parses",
+        type=int,
+        default=1_000_000,
+        help="parses in the memory check (default 1,000,000)",
+    )
     args = parser.parse_args()
     seconds = 1.0 if args.quick else 4.0
 
@@ -170,10 +175,14 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}")
     v5 = FIXTURES.joinpath("v5.txt").read_bytes()
     body = v5[: v5.rindex(b"!") + 1]
-    print(f"CRC-16/ARC of the v5 telegram: compiled {per_call_us(lambda: crc16_arc(body), 0.5):.2f}"
-          f" us, pure Python {per_call_us(lambda: crc16_arc_python(body), 0.5):.1f} us\n")
-    header = (f"{'telegram':<28} {'cold us':>8} {'same us':>8} {'dsmr-parser us':>15}"
-              f" {'ratio cold':>10} {'ratio same':>10}")
+    print(
+        f"CRC-16/ARC of the v5 telegram: compiled {per_call_us(lambda: crc16_arc(body), 0.5):.2f}"
+        f" us, pure Python {per_call_us(lambda: crc16_arc_python(body), 0.5):.1f} us\n"
+    )
+    header = (
+        f"{'telegram':<28} {'cold us':>8} {'same us':>8} {'dsmr-parser us':>15}"
+        f" {'ratio cold':>10} {'ratio same':>10}"
+    )
     print(header)
     print("-" * len(header))
     for title, name, spec in cases:
@@ -184,15 +193,20 @@ def main() -> None:
         t_cold = per_call_us(ours(data, memo=False), seconds)
         t_same = per_call_us(ours(data, memo=True), seconds)
         t_theirs = per_call_us(
-            lambda p=theirs, t=text: p.parse(t, throw_ex=True), seconds  # type: ignore[misc]
+            lambda p=theirs, t=text: p.parse(t, throw_ex=True),  # type: ignore[misc]
+            seconds,
         )
-        print(f"{title:<28} {t_cold:8.1f} {t_same:8.1f} {t_theirs:15.1f}"
-              f" {t_theirs / t_cold:9.1f}x {t_theirs / t_same:9.1f}x")
+        print(
+            f"{title:<28} {t_cold:8.1f} {t_same:8.1f} {t_theirs:15.1f}"
+            f" {t_theirs / t_cold:9.1f}x {t_theirs / t_same:9.1f}x"
+        )
 
     count = 600 if args.quick else 3600
     print(f"\nstreams: {count} simulated telegrams 1 s apart, moving like a real meter's")
-    header = (f"{'stream':<28} {'changed':>10} {'cold us':>8} {'stream us':>9}"
-              f" {'dsmr-parser us':>15} {'ratio cold':>10} {'ratio stream':>12}")
+    header = (
+        f"{'stream':<28} {'changed':>10} {'cold us':>8} {'stream us':>9}"
+        f" {'dsmr-parser us':>15} {'ratio cold':>10} {'ratio stream':>12}"
+    )
     print(header)
     print("-" * len(header))
     for title, dialect, spec in (
@@ -204,8 +218,10 @@ def main() -> None:
         t_cold = best_chunks(ours_stream(memo=False), telegrams)
         t_stream = best_chunks(ours_stream(memo=True), telegrams)
         t_theirs = best_chunks(theirs_stream(spec), telegrams)
-        print(f"{title:<28} {f'{changed:.1f} of {total}':>10} {t_cold:8.1f} {t_stream:9.1f}"
-              f" {t_theirs:15.1f} {t_theirs / t_cold:9.1f}x {t_theirs / t_stream:11.1f}x")
+        print(
+            f"{title:<28} {f'{changed:.1f} of {total}':>10} {t_cold:8.1f} {t_stream:9.1f}"
+            f" {t_theirs:15.1f} {t_theirs / t_cold:9.1f}x {t_theirs / t_stream:11.1f}x"
+        )
     print("(changed: lines that differ from the previous telegram, on average)")
 
     binary_paths(seconds)
@@ -226,8 +242,10 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     gc.collect()
     after = rss_kib()
-    print(f"\nmemory, ours: {parses:,} parses of a telegram with a 10-event failure log in "
-          f"{elapsed:.1f} s: RSS {before} KiB -> {after} KiB ({after - before:+d} KiB)")
+    print(
+        f"\nmemory, ours: {parses:,} parses of a telegram with a 10-event failure log in "
+        f"{elapsed:.1f} s: RSS {before} KiB -> {after} KiB ({after - before:+d} KiB)"
+    )
     theirs_parses = 5_000 if args.quick else 50_000
     theirs = TelegramParser(telegram_specifications.V5, apply_checksum_validation=True)
     text = failure_v5.decode("ascii")
@@ -239,8 +257,10 @@ def main() -> None:
         theirs.parse(text, throw_ex=True)
     gc.collect()
     after = rss_kib()
-    print(f"memory, dsmr-parser: {theirs_parses:,} parses: RSS {before} KiB -> {after} KiB "
-          f"({after - before:+d} KiB)")
+    print(
+        f"memory, dsmr-parser: {theirs_parses:,} parses: RSS {before} KiB -> {after} KiB "
+        f"({after - before:+d} KiB)"
+    )
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} KiB")
 
 
@@ -280,12 +300,16 @@ def binary_paths(seconds: float) -> None:
     header = f"{'frame':<34} {'ours us':>8} {'peer us':>8} {'ratio':>7}  peer"
     print(f"\n{header}\n{'-' * (len(header) + 20)}")
     print(f"{'DSMR 5 plain (v5.txt), for scale':<34} {t_plain:8.1f} {'':>8} {'':>7}")
-    print(f"{'encrypted P1 (v5.txt, SC 0x30)':<34} {t_ours:8.1f} {t_theirs:8.1f}"
-          f" {t_theirs / t_ours:6.1f}x  dsmr-parser MSN (dlms-cosem)")
+    print(
+        f"{'encrypted P1 (v5.txt, SC 0x30)':<34} {t_ours:8.1f} {t_theirs:8.1f}"
+        f" {t_theirs / t_ours:6.1f}x  dsmr-parser MSN (dlms-cosem)"
+    )
 
     han = FIXTURES / "han"
-    for title, name in (("HAN Kaifa list 3 (HDLC)", "kaifa_no_list3.hdlc"),
-                        ("HAN Aidon SE, 27 values (HDLC)", "aidon_se.hdlc")):
+    for title, name in (
+        ("HAN Kaifa list 3 (HDLC)", "kaifa_no_list3.hdlc"),
+        ("HAN Aidon SE, 27 values (HDLC)", "aidon_se.hdlc"),
+    ):
         data = han.joinpath(name).read_bytes()
         ours_stream = HanStream()
         decoder = autodecoder.AutoDecoder()
@@ -306,11 +330,14 @@ def binary_paths(seconds: float) -> None:
         assert telegram.value("1-0:1.7.0") == decoded["active_power_import"]  # type: ignore[index]
         t_ours = per_call_us(run_ours, seconds)
         t_theirs = per_call_us(run_amshan, seconds)
-        print(f"{title:<34} {t_ours:8.1f} {t_theirs:8.1f} {t_theirs / t_ours:6.1f}x"
-              "  amshan (HdlcFrameReader + AutoDecoder)")
+        print(
+            f"{title:<34} {t_ours:8.1f} {t_theirs:8.1f} {t_theirs / t_ours:6.1f}x"
+            "  amshan (HdlcFrameReader + AutoDecoder)"
+        )
     evn = han.joinpath("evn_kaifa_ma309.mbus").read_bytes()
-    evn_stream = HanStream(Keys(bytes.fromhex("36C66639E48A8CA4D6BC8B282A793BBB")),
-                           counter=NoReplayCheck())
+    evn_stream = HanStream(
+        Keys(bytes.fromhex("36C66639E48A8CA4D6BC8B282A793BBB")), counter=NoReplayCheck()
+    )
 
     def run_evn() -> object:
         (outcome,) = evn_stream.feed(evn)
@@ -318,8 +345,10 @@ def binary_paths(seconds: float) -> None:
         return outcome
 
     t_evn = per_call_us(run_evn, seconds)
-    print(f"{'HAN Austria, 2 M-Bus, encrypted':<34} {t_evn:8.1f} {'-':>8} {'':>7}"
-          "  (amshan does not decrypt)")
+    print(
+        f"{'HAN Austria, 2 M-Bus, encrypted':<34} {t_evn:8.1f} {'-':>8} {'':>7}"
+        "  (amshan does not decrypt)"
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,11 @@ def replug(cycles: int) -> list[float]:
         link = Path(tmp) / "ttyUSB-p1"
         line = PtyLine()
         point(link, line.path)
-        with Meter(line.write) as meter, running(config(str(link))) as reader, \
-                serving(reader) as metrics:
+        with (
+            Meter(line.write) as meter,
+            running(config(str(link))) as reader,
+            serving(reader) as metrics,
+        ):
             recovered(metrics, meter, 0.0)
             for cycle in range(cycles):
                 link.unlink()
@@ -58,13 +61,17 @@ def replug(cycles: int) -> list[float]:
     return times
 
 
-def after_shape(cycles: int, shape: Callable[[bytes], bytes], seconds: float,
-                **overrides: object) -> list[float]:
+def after_shape(
+    cycles: int, shape: Callable[[bytes], bytes], seconds: float, **overrides: object
+) -> list[float]:
     """Send ``shape``d telegrams for ``seconds``, then good ones: seconds to a new value."""
     times = []
     line = PtyLine()
-    with Meter(line.write) as meter, running(config(line.path, **overrides)) as reader, \
-            serving(reader) as metrics:
+    with (
+        Meter(line.write) as meter,
+        running(config(line.path, **overrides)) as reader,
+        serving(reader) as metrics,
+    ):
         recovered(metrics, meter, 0.0)
         for _ in range(cycles):
             meter.shape = shape
@@ -76,8 +83,10 @@ def after_shape(cycles: int, shape: Callable[[bytes], bytes], seconds: float,
 
 
 def report(name: str, times: list[float]) -> None:
-    print(f"{name:<28} median {statistics.median(times):.3f} s, max {max(times):.3f} s "
-          f"over {len(times)} (budget {RECOVERY:.2f} s)")
+    print(
+        f"{name:<28} median {statistics.median(times):.3f} s, max {max(times):.3f} s "
+        f"over {len(times)} (budget {RECOVERY:.2f} s)"
+    )
 
 
 def main() -> None:
@@ -86,8 +95,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the faults' warnings are expected
     report("unplug, replug", replug(args.cycles))
-    report("silent line (stale, back)",
-           after_shape(args.cycles, lambda good: b"", 1.5, stale_after=1.0, silence_timeout=0.5))
+    report(
+        "silent line (stale, back)",
+        after_shape(args.cycles, lambda good: b"", 1.5, stale_after=1.0, silence_timeout=0.5),
+    )
     report("CRC storm", after_shape(args.cycles, corrupt_crc, 0.5))
 
 

@@ -63,28 +63,46 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scrapers", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--period", type=float, default=0.5,
-                        help="seconds between one scraper's scrapes in the paced phase")
+    parser.add_argument(
+        "--period",
+        type=float,
+        default=0.5,
+        help="seconds between one scraper's scrapes in the paced phase",
+    )
     args = parser.parse_args()
     port = http_load.free_port()
-    exe = [sys.executable, "-m", "p1_exporter", "--device", "sim://?interval=0.1&seed=3",
-           "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"]
+    exe = [
+        sys.executable,
+        "-m",
+        "p1_exporter",
+        "--device",
+        "sim://?interval=0.1&seed=3",
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+        "--log.level",
+        "warn",
+    ]
     proc = subprocess.Popen(exe, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         http_load.wait_listening(port)
-        print(f"exporter pid {proc.pid}: 1 simulated meter at 10 telegrams/s; "
-              f"{args.scrapers} scrapers, {args.seconds:g} s per phase")
-        print(f"{'phase':<24} {'scrapes':>8} {'/s':>7} {'errors':>6} {'p50 ms':>7} "
-              f"{'p99 ms':>7} {'max ms':>7} {'telegrams ok':>13}")
-        for name, period in ((f"paced (1 per {args.period:g} s)", args.period),
-                             ("flat out", None)):
+        print(
+            f"exporter pid {proc.pid}: 1 simulated meter at 10 telegrams/s; "
+            f"{args.scrapers} scrapers, {args.seconds:g} s per phase"
+        )
+        print(
+            f"{'phase':<24} {'scrapes':>8} {'/s':>7} {'errors':>6} {'p50 ms':>7} "
+            f"{'p99 ms':>7} {'max ms':>7} {'telegrams ok':>13}"
+        )
+        for name, period in ((f"paced (1 per {args.period:g} s)", args.period), ("flat out", None)):
             before, started = ok_telegrams(port), time.monotonic()
             result = run_phase(port, args.scrapers, args.seconds, period)
             got = ok_telegrams(port) - before
             expected = (time.monotonic() - started) * 10
-            print(f"{name:<24} {result['scrapes']:>8.0f} {result['per_second']:>7.1f} "
-                  f"{result['errors']:>6.0f} {result['p50_ms']:>7.2f} {result['p99_ms']:>7.2f} "
-                  f"{result['max_ms']:>7.2f} {got:>6d}/{expected:<6.0f}")
+            print(
+                f"{name:<24} {result['scrapes']:>8.0f} {result['per_second']:>7.1f} "
+                f"{result['errors']:>6.0f} {result['p50_ms']:>7.2f} {result['p99_ms']:>7.2f} "
+                f"{result['max_ms']:>7.2f} {got:>6d}/{expected:<6.0f}"
+            )
         print(f"exporter peak RSS (VmHWM): {vm_hwm_kib(proc.pid) / 1024:.1f} MiB")
     finally:
         proc.terminate()

@@ -45,8 +45,10 @@ ROOT = HERE.parent
 def scrape_figures(quick: bool) -> None:
     sys.path.insert(0, str(ROOT))
     print("scrape of N meters, whole /metrics body (ms: median CPU / median latency)")
-    header = (f"{'meters':>6} {'format':<12} {'uncached':>17} {'cached, all new':>17} "
-              f"{'cached, unchanged':>18} {'size':>10} {'render ahead':>14}")
+    header = (
+        f"{'meters':>6} {'format':<12} {'uncached':>17} {'cached, all new':>17} "
+        f"{'cached, unchanged':>18} {'size':>10} {'render ahead':>14}"
+    )
     print(header)
     print("-" * len(header))
     for count in (10, 100, 500):
@@ -69,14 +71,18 @@ class Meters:
         self.count = count
         self.tick = 0
         self.stream = [parse(raw) for raw in _streams().realistic_stream(300)]
-        self.others = [parse((ROOT / "tests" / "fixtures" / name).read_bytes())
-                       for name in ("fluvius_v171.txt", "v5_eon_hu.txt", "smarty_lux.txt")]
+        self.others = [
+            parse((ROOT / "tests" / "fixtures" / name).read_bytes())
+            for name in ("fluvius_v171.txt", "v5_eon_hu.txt", "smarty_lux.txt")
+        ]
         self.current: list[Snapshot] = []
         self.publish_all()
         self.cached = CachedExposition(self.snapshots)
         self.registry = make_registry(self.snapshots)
         self.encoders: list[tuple[str, Callable[..., bytes]]] = [
-            ("text 0.0.4", generate_latest), ("openmetrics", om_latest)]
+            ("text 0.0.4", generate_latest),
+            ("openmetrics", om_latest),
+        ]
         # Same bytes (without the process metrics, whose values move), or no figures.
         p1_cached = CachedExposition(self.snapshots, self_metrics=False)
         p1_registry = make_registry(self.snapshots, self_metrics=False)
@@ -93,11 +99,19 @@ class Meters:
         self.tick += 1
         now = time.monotonic()
         self.current = [
-            Snapshot(f"meter-{m:04d}", "sim://", 10.0, telegram=self.telegram(m),
-                     received_at=1.7e9 + self.tick, bytes_read=1000 * self.tick + m,
-                     connects=1, connected=True,
-                     received_monotonic=now - (60.0 if m % 20 == 19 else 0.5))
-            for m in range(self.count)]
+            Snapshot(
+                f"meter-{m:04d}",
+                "sim://",
+                10.0,
+                telegram=self.telegram(m),
+                received_at=1.7e9 + self.tick,
+                bytes_read=1000 * self.tick + m,
+                connects=1,
+                connected=True,
+                received_monotonic=now - (60.0 if m % 20 == 19 else 0.5),
+            )
+            for m in range(self.count)
+        ]
 
     def telegram(self, meter: int) -> Telegram:
         if meter % 5 == 4:
@@ -115,14 +129,17 @@ class Meters:
             for snap in self.current:
                 self.cached.prepare(snap)
             ahead = (time.process_time() - start) / self.count * 1e6
-            rows.append(f"{self.count:>6} {name:<12} {old[0]:>7.1f} / {old[1]:>7.1f} "
-                        f"{new[0]:>7.1f} / {new[1]:>7.1f} {warm[0]:>7.2f} / {warm[1]:>7.2f}  "
-                        f"{warm[2] / 1024:>7.0f} KiB {ahead:>6.0f} us/meter")
+            rows.append(
+                f"{self.count:>6} {name:<12} {old[0]:>7.1f} / {old[1]:>7.1f} "
+                f"{new[0]:>7.1f} / {new[1]:>7.1f} {warm[0]:>7.2f} / {warm[1]:>7.2f}  "
+                f"{warm[2] / 1024:>7.0f} KiB {ahead:>6.0f} us/meter"
+            )
         return rows
 
 
-def measure(scrape: Callable[[], bytes], before: Callable[[], None],
-            rounds: int) -> tuple[float, float, int]:
+def measure(
+    scrape: Callable[[], bytes], before: Callable[[], None], rounds: int
+) -> tuple[float, float, int]:
     """Median CPU ms and latency ms of ``scrape`` (``before`` runs untimed ahead of each),
     and the body size."""
     cpu, wall, size = [], [], 0
@@ -150,8 +167,10 @@ def memo_figures(count: int) -> dict[str, float]:
 
     streams = _streams()
     out: dict[str, float] = {}
-    for name, frames in (("realistic", list(streams.realistic_stream(count))),
-                         ("repeating", list(streams.repeating_stream(count)))):
+    for name, frames in (
+        ("realistic", list(streams.realistic_stream(count))),
+        ("repeating", list(streams.repeating_stream(count))),
+    ):
         stream = TelegramStream(sticky_crc=True)
         peak = 0
         for index, frame in enumerate(frames):
@@ -175,11 +194,19 @@ def memo_figures(count: int) -> dict[str, float]:
 
 def memo_in(root: Path, count: int) -> dict[str, float]:
     """memo_figures() in a child process that imports ``root``'s p1_exporter."""
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import bench_scrape_meters as b; "
-            "print(json.dumps(b.memo_figures(int(sys.argv[2]))))")
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import bench_scrape_meters as b; "
+        "print(json.dumps(b.memo_figures(int(sys.argv[2]))))"
+    )
     env = {**os.environ, "PYTHONPATH": ""}
-    result = subprocess.run([sys.executable, "-c", code, str(root), str(count)], cwd=HERE,
-                            env=env, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(root), str(count)],
+        cwd=HERE,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode:
         raise SystemExit(f"memo figures under {root} failed:\n{result.stderr}")
     figures: dict[str, float] = json.loads(result.stdout)
@@ -189,14 +216,20 @@ def memo_in(root: Path, count: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer scrapes and telegrams")
-    parser.add_argument("--landed", type=Path, default=Path("/work/main"),
-                        help="checkout of the landed exporter, for the memo figures")
+    parser.add_argument(
+        "--landed",
+        type=Path,
+        default=Path("/work/main"),
+        help="checkout of the landed exporter, for the memo figures",
+    )
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}")
     scrape_figures(args.quick)
     count = 5000 if args.quick else 20_000
-    print(f"\nparse memo of one stream: peak bytes over {count:,} telegrams "
-          "(deep size), parse CPU us per telegram")
+    print(
+        f"\nparse memo of one stream: peak bytes over {count:,} telegrams "
+        "(deep size), parse CPU us per telegram"
+    )
     header = f"{'parser':<14} {'realistic':>12} {'us':>7} {'repeating':>12} {'us':>7}"
     print(header)
     print("-" * len(header))
@@ -205,9 +238,11 @@ def main() -> None:
         rows.insert(0, ("landed", args.landed))
     for name, root in rows:
         figures = memo_in(root, count)
-        print(f"{name:<14} {figures['realistic_bytes'] / 1024:>8.0f} KiB "
-              f"{figures['realistic_us']:>7.1f} {figures['repeating_bytes'] / 1024:>8.0f} KiB "
-              f"{figures['repeating_us']:>7.1f}")
+        print(
+            f"{name:<14} {figures['realistic_bytes'] / 1024:>8.0f} KiB "
+            f"{figures['realistic_us']:>7.1f} {figures['repeating_bytes'] / 1024:>8.0f} KiB "
+            f"{figures['repeating_us']:>7.1f}"
+        )
 
 
 if __name__ == "__main__":

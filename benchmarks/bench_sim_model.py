@@ -51,9 +51,19 @@ print(json.dumps({"build_ms": build_ms, "memory_kb": memory_kb, "telegram_us": t
 def measure(tree: Path, dialect: str, count: int, telegrams: int) -> dict[str, float]:
     """The figures of the tree at ``tree``, from a child process importing only it."""
     done = subprocess.run(
-        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tree)!r})\n{_CHILD}",
-         dialect, str(count), str(telegrams)],
-        capture_output=True, text=True, timeout=600, check=True, cwd="/",
+        [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(tree)!r})\n{_CHILD}",
+            dialect,
+            str(count),
+            str(telegrams),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+        cwd="/",
     )
     figures: dict[str, float] = json.loads(done.stdout)
     return figures
@@ -74,8 +84,11 @@ def main() -> None:
     for dialect in ("dsmr5", "belgian"):
         for name, tree in trees.items():
             figures = measure(tree, dialect, args.count, args.telegrams)
-            print(f"{name:28} {dialect:8} {figures['build_ms']:9.1f} "
-                  f"{figures['memory_kb']:9.0f} {figures['telegram_us']:12.0f}", flush=True)
+            print(
+                f"{name:28} {dialect:8} {figures['build_ms']:9.1f} "
+                f"{figures['memory_kb']:9.0f} {figures['telegram_us']:12.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,10 @@ def exporter_stops(count: int) -> list[float]:
 
 
 def report(name: str, times: list[float]) -> None:
-    print(f"{name}: median {statistics.median(times) * 1000:.0f} ms, "
-          f"max {max(times) * 1000:.0f} ms over {len(times)}")
+    print(
+        f"{name}: median {statistics.median(times) * 1000:.0f} ms, "
+        f"max {max(times) * 1000:.0f} ms over {len(times)}"
+    )
 
 
 def main() -> None:

@@ -72,8 +72,9 @@ def client_tls() -> ssl.SSLContext:
     return ctx
 
 
-def connect(port: int, tls: bool, timeout: float = 10.0,
-            rcvbuf: int | None = None) -> socket.socket:
+def connect(
+    port: int, tls: bool, timeout: float = 10.0, rcvbuf: int | None = None
+) -> socket.socket:
     sock = socket.socket()
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -114,7 +115,9 @@ def wrong_passwords(port: int, tls: bool, seconds: float, clients: int = 70) -> 
         while time.monotonic() < end:
             current = conn or (
                 http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=client_tls())
-                if tls else http.client.HTTPConnection("127.0.0.1", port, timeout=5))
+                if tls
+                else http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            )
             conn = current
             try:
                 guess = auth_header(USER, secrets.token_hex(8))
@@ -185,8 +188,8 @@ def header_flood(port: int, tls: bool, seconds: float, clients: int = 80) -> dic
                     for offset in range(0, len(line), 16_384):
                         if time.monotonic() >= end:
                             raise TimeoutError
-                        sock.sendall(line[offset:offset + 16_384])
-                        mine["bytes sent"] += len(line[offset:offset + 16_384])
+                        sock.sendall(line[offset : offset + 16_384])
+                        mine["bytes sent"] += len(line[offset : offset + 16_384])
                         time.sleep(0.05)
                 sock.settimeout(max(0.1, end - time.monotonic()))
                 sock.recv(1)  # never finish; wait for the server to give up
@@ -280,19 +283,47 @@ def web_configs(directory: Path) -> tuple[Path, Path]:
     plain = directory / "web.yml"
     plain.write_text(users)
     cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     tls = directory / "web-tls.yml"
     tls.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n" + users)
     return plain, tls
 
 
-def start_exporter(version: Version, port: int, web_config: Path | None,
-                   log: Path) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "p1_exporter", "--device", METER,
-            "--web.listen-address", f"127.0.0.1:{port}"]
+def start_exporter(
+    version: Version, port: int, web_config: Path | None, log: Path
+) -> subprocess.Popen[bytes]:
+    args = [
+        sys.executable,
+        "-m",
+        "p1_exporter",
+        "--device",
+        METER,
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+    ]
     if web_config is not None:
         args += ["--web.config.file", str(web_config)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("P1_EXPORTER_")}
@@ -303,8 +334,7 @@ def start_exporter(version: Version, port: int, web_config: Path | None,
     return proc
 
 
-def authorised_scraper(port: int, tls: bool, seconds: float,
-                       out: list[tuple[int, float]]) -> None:
+def authorised_scraper(port: int, tls: bool, seconds: float, out: list[tuple[int, float]]) -> None:
     """Once a second on a keep-alive connection; status 0 = failed.
 
     Like Go's HTTP client (so Prometheus), a GET that fails on a reused keep-alive
@@ -316,8 +346,7 @@ def authorised_scraper(port: int, tls: bool, seconds: float,
 
     def new() -> http.client.HTTPConnection:
         if tls:
-            return http.client.HTTPSConnection("127.0.0.1", port, timeout=15,
-                                               context=client_tls())
+            return http.client.HTTPSConnection("127.0.0.1", port, timeout=15, context=client_tls())
         return http.client.HTTPConnection("127.0.0.1", port, timeout=15)
 
     while next_at < end:
@@ -330,8 +359,9 @@ def authorised_scraper(port: int, tls: bool, seconds: float,
             current = conn or new()
             conn = current
             try:
-                current.request("GET", "/metrics", headers={"Authorization": GOOD,
-                                                            "Accept-Encoding": "gzip"})
+                current.request(
+                    "GET", "/metrics", headers={"Authorization": GOOD, "Accept-Encoding": "gzip"}
+                )
                 response = current.getresponse()
                 body = response.read()
                 status = response.status if body else -1
@@ -353,8 +383,14 @@ def authorised_scraper(port: int, tls: bool, seconds: float,
         conn.close()
 
 
-def run_attack(version: Version, attack: str, seconds: float, configs: tuple[Path, Path],
-               pool: multiprocessing.pool.Pool, workdir: Path) -> Outcome:
+def run_attack(
+    version: Version,
+    attack: str,
+    seconds: float,
+    configs: tuple[Path, Path],
+    pool: multiprocessing.pool.Pool,
+    workdir: Path,
+) -> Outcome:
     function, tls = ATTACKS[attack]
     port = free_port()
     log = workdir / f"{version.name}-{attack.split()[0]}-{int(tls)}.log"
@@ -398,8 +434,13 @@ while True:
 """
 
 
-def flat_out(port: int, seconds: float, pool: multiprocessing.pool.Pool,
-             scrapers_n: int = 20, processes: int = 4) -> tuple[list[float], dict[str, int]]:
+def flat_out(
+    port: int,
+    seconds: float,
+    pool: multiprocessing.pool.Pool,
+    scrapers_n: int = 20,
+    processes: int = 4,
+) -> tuple[list[float], dict[str, int]]:
     start = time.time() + 0.5
     per = [scrapers_n // processes + (i < scrapers_n % processes) for i in range(processes)]
     jobs = [pool.apply_async(scrapers, (port, n, seconds, None, start)) for n in per if n]
@@ -421,16 +462,23 @@ def main() -> int:
     args = parser.parse_args()
     seconds = 5.0 if args.quick else args.seconds
     if not (args.landed / "p1_exporter" / "__main__.py").exists():
-        print(f"no landed version at {args.landed}: git -C /work/main worktree add "
-              f"{args.landed} c1b43a7", file=sys.stderr)
+        print(
+            f"no landed version at {args.landed}: git -C /work/main worktree add "
+            f"{args.landed} c1b43a7",
+            file=sys.stderr,
+        )
         return 2
     versions = [Version("this", ROOT), Version("landed", args.landed)]
     pool = multiprocessing.get_context("fork").Pool(5)
-    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, load "
-          f"{os.getloadavg()[0]:.1f}; {seconds:g} s per attack; basic auth (bcrypt cost 10); "
-          "an authorised scraper once a second")
-    print(f"{'attack':<27} {'version':<7} {'200/scrapes':>11} {'<1 s':>5} {'max s':>6} "
-          f"{'RSS MiB':>7} {'log':>5}  attackers saw")
+    print(
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, load "
+        f"{os.getloadavg()[0]:.1f}; {seconds:g} s per attack; basic auth (bcrypt cost 10); "
+        "an authorised scraper once a second"
+    )
+    print(
+        f"{'attack':<27} {'version':<7} {'200/scrapes':>11} {'<1 s':>5} {'max s':>6} "
+        f"{'RSS MiB':>7} {'log':>5}  attackers saw"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         configs = web_configs(workdir)
@@ -443,22 +491,37 @@ def main() -> int:
                 fast = sum(1 for status, took in got.scrapes if status == 200 and took < 1.0)
                 slowest = max((took for _, took in got.scrapes), default=float("nan"))
                 seen = ", ".join(f"{k} {v}" for k, v in sorted(got.attack.items()))
-                print(f"{attack:<27} {version.name:<7} {ok:>5}/{len(got.scrapes):<5} "
-                      f"{fast:>5} {slowest:>6.2f} {got.rss_mib:>7.1f} {got.log_lines:>5}  "
-                      f"{seen}{'' if got.alive else '  EXPORTER DIED'}", flush=True)
+                print(
+                    f"{attack:<27} {version.name:<7} {ok:>5}/{len(got.scrapes):<5} "
+                    f"{fast:>5} {slowest:>6.2f} {got.rss_mib:>7.1f} {got.log_lines:>5}  "
+                    f"{seen}{'' if got.alive else '  EXPORTER DIED'}",
+                    flush=True,
+                )
 
         if not args.only:
-            print(f"\n/metrics, 20 scrapers flat out for {seconds:g} s (keep-alive, gzip, "
-                  "no auth)")
-            print(f"{'server':<28} {'scrapes':>7} {'/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
-                  f"{'max ms':>8}  errors")
+            print(f"\n/metrics, 20 scrapers flat out for {seconds:g} s (keep-alive, gzip, no auth)")
+            print(
+                f"{'server':<28} {'scrapes':>7} {'/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
+                f"{'max ms':>8}  errors"
+            )
             servers: list[tuple[str, list[str], Path]] = [
-                (f"{v.name} exporter", [sys.executable, "-m", "p1_exporter", "--device",
-                                        METER, "--web.listen-address"], v.root)
+                (
+                    f"{v.name} exporter",
+                    [
+                        sys.executable,
+                        "-m",
+                        "p1_exporter",
+                        "--device",
+                        METER,
+                        "--web.listen-address",
+                    ],
+                    v.root,
+                )
                 for v in versions
             ]
-            servers.append(("prometheus_client server", [sys.executable, "-c",
-                                                         PROMETHEUS_CLIENT_SERVER], ROOT))
+            servers.append(
+                ("prometheus_client server", [sys.executable, "-c", PROMETHEUS_CLIENT_SERVER], ROOT)
+            )
             for name, command, root in servers:
                 port = free_port()
                 if name.startswith("prometheus_client"):
@@ -476,8 +539,11 @@ def main() -> int:
                 count = len(latencies)
                 p50, p99, top = percentiles_ms(latencies)
                 shown = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "0"
-                print(f"{name:<28} {count:>7} {count / seconds:>7.1f} {p50:>8.2f} "
-                      f"{p99:>8.2f} {top:>8.2f}  {shown}", flush=True)
+                print(
+                    f"{name:<28} {count:>7} {count / seconds:>7.1f} {p50:>8.2f} "
+                    f"{p99:>8.2f} {top:>8.2f}  {shown}",
+                    flush=True,
+                )
     pool.terminate()
     return 0
 

@@ -75,15 +75,23 @@ def percentiles_ms(latencies: list[float]) -> tuple[float, float, float]:
     count = len(latencies)
     if not count:
         return float("nan"), float("nan"), float("nan")
-    return (statistics.median(latencies) * 1000,
-            latencies[min(count - 1, int(count * 0.99))] * 1000, latencies[-1] * 1000)
+    return (
+        statistics.median(latencies) * 1000,
+        latencies[min(count - 1, int(count * 0.99))] * 1000,
+        latencies[-1] * 1000,
+    )
 
 
 # -- client processes -------------------------------------------------------------------
 
 
-def scrapers(port: int, threads: int, seconds: float, period: float | None, start: float,
-             ) -> Result:
+def scrapers(
+    port: int,
+    threads: int,
+    seconds: float,
+    period: float | None,
+    start: float,
+) -> Result:
     """``threads`` scrapers in this process; each returns latencies and error counts."""
     latencies: list[float] = []
     errors: Counter[str] = Counter()
@@ -221,12 +229,16 @@ BAD_REQUESTS: dict[str, bytes] = {
     "HTTP/1.1 garbage": b"GET /metrics HTTP/1.x\r\n" + H + b"\r\n",
     "request line 70 KB": b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n" + H + b"\r\n",
     "header 70 KB": b"GET /metrics HTTP/1.1\r\n" + H + b"X-Big: " + b"b" * 70_000 + b"\r\n\r\n",
-    "150 headers": b"GET /metrics HTTP/1.1\r\n" + H + b"".join(
-        b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n",
+    "150 headers": b"GET /metrics HTTP/1.1\r\n"
+    + H
+    + b"".join(b"X-H%d: v\r\n" % i for i in range(150))
+    + b"\r\n",
     "header without colon": b"GET /metrics HTTP/1.1\r\n" + H + b"No colon here\r\n\r\n",
-    "huge Content-Length": b"GET /metrics HTTP/1.1\r\n" + H
+    "huge Content-Length": b"GET /metrics HTTP/1.1\r\n"
+    + H
     + b"Content-Length: 99999999999\r\n\r\n",
-    "two Content-Lengths": b"GET /metrics HTTP/1.1\r\n" + H
+    "two Content-Lengths": b"GET /metrics HTTP/1.1\r\n"
+    + H
     + b"Content-Length: 3\r\nContent-Length: 30\r\n\r\n",
     "2000 query fields": b"GET /metrics?" + b"a=1&" * 2000 + b" HTTP/1.1\r\n" + H + b"\r\n",
     "percent junk": b"GET /%ff%00%%zz/../../etc/passwd HTTP/1.1\r\n" + H + b"\r\n",
@@ -234,7 +246,8 @@ BAD_REQUESTS: dict[str, bytes] = {
     "TLS hello": bytes.fromhex("16030100a5010000a10303") + bytes(160),
     "NUL in header": b"GET /metrics HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n",
     "bad basic auth": b"GET /metrics HTTP/1.1\r\n" + H + b"Authorization: Basic !!!!\r\n\r\n",
-    "bad OpenMetrics version": b"GET /metrics HTTP/1.1\r\n" + H
+    "bad OpenMetrics version": b"GET /metrics HTTP/1.1\r\n"
+    + H
     + b"Accept: application/openmetrics-text; version=x\r\n\r\n",
     "pipelined junk": b"GET /healthz HTTP/1.1\r\n" + H + b"\r\n\x16\x03\x01junk\r\n\r\n",
 }
@@ -291,8 +304,11 @@ def summary(name: str, result: Result, seconds: float, kept: str) -> None:
     count = len(latencies)
     p50, p99, top = percentiles_ms(latencies)
     shown = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "0"
-    print(f"{name:<22} {count:>7} {count / seconds:>7.1f} {p50:>8.2f} {p99:>8.2f} "
-          f"{top:>8.2f}  {kept:<14} errors: {shown}", flush=True)
+    print(
+        f"{name:<22} {count:>7} {count / seconds:>7.1f} {p50:>8.2f} {p99:>8.2f} "
+        f"{top:>8.2f}  {kept:<14} errors: {shown}",
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -307,28 +323,47 @@ def main() -> int:
         args.seconds = args.abuse_seconds = 5.0
     port = free_port()
     pool = multiprocessing.get_context("fork").Pool(args.processes + 3)
-    exe = [sys.executable, "-m", "p1_exporter", "--device", "sim://?interval=0.1&seed=3",
-           "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"]
+    exe = [
+        sys.executable,
+        "-m",
+        "p1_exporter",
+        "--device",
+        "sim://?interval=0.1&seed=3",
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+        "--log.level",
+        "warn",
+    ]
     proc = subprocess.Popen(exe, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     failures = 0
     try:
         wait_listening(port)
         idle_threads = proc_status(proc.pid, "Threads")
-        print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; exporter "
-              f"pid {proc.pid}, 1 simulated meter at {TELEGRAMS_PER_SECOND:g} telegrams/s, "
-              f"{idle_threads} threads idle")
-        print(f"{'phase':<22} {'scrapes':>7} {'/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'max ms':>8}  {'reader kept up':<14}")
+        print(
+            f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; exporter "
+            f"pid {proc.pid}, 1 simulated meter at {TELEGRAMS_PER_SECOND:g} telegrams/s, "
+            f"{idle_threads} threads idle"
+        )
+        print(
+            f"{'phase':<22} {'scrapes':>7} {'/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'max ms':>8}  {'reader kept up':<14}"
+        )
 
-        def phase(name: str, scrapers_n: int, seconds: float, period: float | None,
-                  abuse: Callable[[float], AsyncResult[object]] | None = None) -> object:
+        def phase(
+            name: str,
+            scrapers_n: int,
+            seconds: float,
+            period: float | None,
+            abuse: Callable[[float], AsyncResult[object]] | None = None,
+        ) -> object:
             nonlocal failures
             start = time.time() + 0.5
-            per = [scrapers_n // args.processes + (i < scrapers_n % args.processes)
-                   for i in range(args.processes)]
+            per = [
+                scrapers_n // args.processes + (i < scrapers_n % args.processes)
+                for i in range(args.processes)
+            ]
             before, began = ok_telegrams(port), time.monotonic()
-            jobs = [pool.apply_async(scrapers, (port, n, seconds, period, start))
-                    for n in per if n]
+            jobs = [pool.apply_async(scrapers, (port, n, seconds, period, start)) for n in per if n]
             side = abuse(seconds) if abuse else None
             latencies: list[float] = []
             errors: Counter[str] = Counter()
@@ -349,23 +384,40 @@ def main() -> int:
 
         phase("load, paced 1/s", args.scrapers, args.seconds, 1.0)
         phase("load, flat out", args.scrapers, args.seconds, None)
-        slow = phase("slow clients (20)", 10, args.abuse_seconds, 1.0,
-                     lambda s: pool.apply_async(slowloris, (port, 20, s)))
+        slow = phase(
+            "slow clients (20)",
+            10,
+            args.abuse_seconds,
+            1.0,
+            lambda s: pool.apply_async(slowloris, (port, 20, s)),
+        )
         print(f"  slowloris: {slow}")
-        bad = phase("malformed requests", 10, args.abuse_seconds, 1.0,
-                    lambda s: pool.apply_async(malformed, (port, s)))
+        bad = phase(
+            "malformed requests",
+            10,
+            args.abuse_seconds,
+            1.0,
+            lambda s: pool.apply_async(malformed, (port, s)),
+        )
         assert isinstance(bad, dict)
         for name, statuses in bad.items():
             print(f"  {name:<22} {statuses}")
-        flood = phase("idle flood (200)", 10, args.abuse_seconds, 1.0,
-                      lambda s: pool.apply_async(idle_flood, (port, 200, s)))
+        flood = phase(
+            "idle flood (200)",
+            10,
+            args.abuse_seconds,
+            1.0,
+            lambda s: pool.apply_async(idle_flood, (port, 200, s)),
+        )
         print(f"  idle flood: {flood}")
         time.sleep(11.0)  # the request timeout: every abusive connection is gone now
         after = phase("after the abuse", 10, 5.0, 1.0)
         del after
         threads = proc_status(proc.pid, "Threads")
-        print(f"exporter still running: {proc.poll() is None}; threads {threads} "
-              f"(idle {idle_threads}); peak RSS {proc_status(proc.pid, 'VmHWM') / 1024:.1f} MiB")
+        print(
+            f"exporter still running: {proc.poll() is None}; threads {threads} "
+            f"(idle {idle_threads}); peak RSS {proc_status(proc.pid, 'VmHWM') / 1024:.1f} MiB"
+        )
         if proc.poll() is not None or threads > idle_threads + 2:
             failures += 1
     finally:

@@ -62,8 +62,11 @@ class Template:
         self.pieces: list[bytes] = []
         self.slots: list[tuple[str, int, int, int]] = []  # code, digits, width, decimals
         pos = 0
-        matches = [m for m in _NUMBER.finditer(body)
-                   if is_cumulative(m["code"].decode()) or b":24.2." in m["code"]]
+        matches = [
+            m
+            for m in _NUMBER.finditer(body)
+            if is_cumulative(m["code"].decode()) or b":24.2." in m["code"]
+        ]
         matches += list(_CLOCK.finditer(body))
         for match in sorted(matches, key=lambda m: m.start("num")):
             self.pieces.append(body[pos : match.start("num")])
@@ -72,8 +75,14 @@ class Template:
                 self.slots.append(("clock", 0, 0, 0))
             else:
                 whole, _, fraction = text.partition(".")
-                self.slots.append((match["code"].decode(), int(whole + fraction),
-                                   len(whole + fraction), len(fraction)))
+                self.slots.append(
+                    (
+                        match["code"].decode(),
+                        int(whole + fraction),
+                        len(whole + fraction),
+                        len(fraction),
+                    )
+                )
             pos = match.end("num")
         self.pieces.append(body[pos:])
 
@@ -106,8 +115,9 @@ class ReplaySource:
         template = self.templates[number % len(self.templates)]
         wraps = number // len(self.templates)
         out = bytearray()
-        for piece, (code, digits, width, decimals) in zip(template.pieces, template.slots,
-                                                          strict=False):
+        for piece, (code, digits, width, decimals) in zip(
+            template.pieces, template.slots, strict=False
+        ):
             out += piece
             if code == "clock":
                 out += format_meter_time(START + number).encode()
@@ -135,9 +145,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--telegrams", type=int, default=1_000_000)
     parser.add_argument("--pool", type=int, default=3600, help="simulated telegrams to vary")
-    parser.add_argument("--warmup", type=int, default=300_000,
-                        help="telegrams before RSS counts as warm (the meter-time cache "
-                        "fills in 4096 minutes: 245,760 telegrams at one a second)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=300_000,
+        help="telegrams before RSS counts as warm (the meter-time cache "
+        "fills in 4096 minutes: 245,760 telegrams at one a second)",
+    )
     args = parser.parse_args()
 
     meter = SimulatedMeter("dsmr5", seed=7, start=START)
@@ -146,8 +160,7 @@ def main() -> int:
     check = source.make(args.pool * 3 + 5)
     assert check.endswith(b"\r\n") and crc16_arc(check[: check.rindex(b"!") + 1])
 
-    reader = MeterReader(MeterConfig(url="replay:memory", name="soak", stale_after=3600.0),
-                         source)
+    reader = MeterReader(MeterConfig(url="replay:memory", name="soak", stale_after=3600.0), source)
     server = ExporterHTTPServer("127.0.0.1:0", ExporterApp(lambda: [reader.snapshot]))
     url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
     samples: list[tuple[float, int, int]] = []  # seconds, telegrams ok, rss
@@ -181,10 +194,18 @@ def main() -> int:
         if now - last >= 15:
             last = now
             done = reader.snapshot.telegrams["ok"]
-            print(f"  {done:>9,} telegrams, {done / (now - began):,.0f}/s, "
-                  f"RSS {rss_bytes() / 2**20:.2f} MiB", flush=True)
-    assert wait_for(lambda: reader.snapshot.telegrams["ok"] + sum(
-        v for k, v in reader.snapshot.telegrams.items() if k != "ok") >= args.telegrams)
+            print(
+                f"  {done:>9,} telegrams, {done / (now - began):,.0f}/s, "
+                f"RSS {rss_bytes() / 2**20:.2f} MiB",
+                flush=True,
+            )
+    assert wait_for(
+        lambda: (
+            reader.snapshot.telegrams["ok"]
+            + sum(v for k, v in reader.snapshot.telegrams.items() if k != "ok")
+            >= args.telegrams
+        )
+    )
     elapsed = time.monotonic() - began
     stop.set()
     reader.stop()
@@ -198,22 +219,35 @@ def main() -> int:
     slope = _slope([(n, r) for _, n, r in warm])
     growth = rss_end - rss_warm
     telegram = snap.telegram
-    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{platform.machine()}")
-    print(f"telegrams: {snap.telegrams['ok']:,} ok of {args.telegrams:,} "
-          f"({dict(snap.telegrams)}), glitches {snap.glitches}, source errors "
-          f"{snap.source_errors}, bytes {snap.bytes_read:,}")
-    print(f"time: {elapsed:.1f} s, {args.telegrams / elapsed:,.0f} telegrams/s "
-          f"({elapsed / args.telegrams * 1e6:.1f} us each); scrapes meanwhile: {scrapes[0]} ok, "
-          f"{scrapes[1]} failed")
-    print(f"RSS: start {rss_start / 2**20:.2f} MiB, warm (after {args.warmup:,}) "
-          f"{rss_warm / 2**20:.2f} MiB, end {rss_end / 2**20:.2f} MiB, max "
-          f"{max(r for _, _, r in samples) / 2**20:.2f} MiB")
-    print(f"RSS growth warm -> end: {growth / 1024:+.0f} KiB (goal: under 1024 KiB); "
-          f"slope over the warm part: {slope * 100_000 / 1024:+.1f} KiB per 100,000 telegrams")
-    good = (snap.telegrams["ok"] == args.telegrams and snap.glitches == 0
-            and telegram is not None and telegram.value("1-0:1.8.1") == source.last_kwh * 3.6e6
-            and scrapes[1] == 0)
+    print(
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}"
+    )
+    print(
+        f"telegrams: {snap.telegrams['ok']:,} ok of {args.telegrams:,} "
+        f"({dict(snap.telegrams)}), glitches {snap.glitches}, source errors "
+        f"{snap.source_errors}, bytes {snap.bytes_read:,}"
+    )
+    print(
+        f"time: {elapsed:.1f} s, {args.telegrams / elapsed:,.0f} telegrams/s "
+        f"({elapsed / args.telegrams * 1e6:.1f} us each); scrapes meanwhile: {scrapes[0]} ok, "
+        f"{scrapes[1]} failed"
+    )
+    print(
+        f"RSS: start {rss_start / 2**20:.2f} MiB, warm (after {args.warmup:,}) "
+        f"{rss_warm / 2**20:.2f} MiB, end {rss_end / 2**20:.2f} MiB, max "
+        f"{max(r for _, _, r in samples) / 2**20:.2f} MiB"
+    )
+    print(
+        f"RSS growth warm -> end: {growth / 1024:+.0f} KiB (goal: under 1024 KiB); "
+        f"slope over the warm part: {slope * 100_000 / 1024:+.1f} KiB per 100,000 telegrams"
+    )
+    good = (
+        snap.telegrams["ok"] == args.telegrams
+        and snap.glitches == 0
+        and telegram is not None
+        and telegram.value("1-0:1.8.1") == source.last_kwh * 3.6e6
+        and scrapes[1] == 0
+    )
     if not good:
         print("FAILED: telegrams refused, lost or wrong, or a scrape failed")
     return 0 if good and growth < 2**20 else 1

@@ -66,14 +66,22 @@ def seeds() -> tuple[tuple[str, bytes, str, Keys | None, frozenset[bytes]], ...]
         plain = (ROOT / "tests" / "fixtures" / name).read_bytes()
         for sc in (0x30, 0x20):
             data = encrypt(plain, FUZZ_KEY, b"FUZZ\x00\x00\x00\x01", 7, sc)
-            out.append((f"{name}@{sc:02X}", data, "encrypted", FUZZ_KEY,
-                        _signatures("encrypted", data, FUZZ_KEY)))
+            out.append(
+                (
+                    f"{name}@{sc:02X}",
+                    data,
+                    "encrypted",
+                    FUZZ_KEY,
+                    _signatures("encrypted", data, FUZZ_KEY),
+                )
+            )
     return tuple(out)
 
 
 def _signatures(protocol: str, data: bytes, keys: Keys | None) -> frozenset[bytes]:
-    return frozenset(signature(o.telegram) for o in feed(protocol, data, keys, ())
-                     if o.telegram is not None)
+    return frozenset(
+        signature(o.telegram) for o in feed(protocol, data, keys, ()) if o.telegram is not None
+    )
 
 
 def _stream(protocol: str, keys: Keys | None) -> HanStream | EncryptedTelegramStream:
@@ -82,12 +90,20 @@ def _stream(protocol: str, keys: Keys | None) -> HanStream | EncryptedTelegramSt
     return EncryptedTelegramStream(keys, counter=FrameCounter())
 
 
-def feed(protocol: str, data: bytes, keys: Keys | None, cuts: tuple[int, ...],
-         pending: list[int] | None = None) -> list[Outcome]:
+def feed(
+    protocol: str,
+    data: bytes,
+    keys: Keys | None,
+    cuts: tuple[int, ...],
+    pending: list[int] | None = None,
+) -> list[Outcome]:
     """Outcomes of ``data`` fed at ``cuts`` (``(-1,)``: byte by byte)."""
     stream = _stream(protocol, keys)
-    points = list(range(1, len(data))) if cuts == (-1,) else sorted(
-        {cut % (len(data) + 1) for cut in cuts})
+    points = (
+        list(range(1, len(data)))
+        if cuts == (-1,)
+        else sorted({cut % (len(data) + 1) for cut in cuts})
+    )
     outcomes: list[Outcome] = []
     start = 0
     for point in [*points, len(data)]:

@@ -68,8 +68,17 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 
 #: Promises that must never break (goal: 0 each).
-FAILURE_KINDS = ("crash", "chunking", "memo", "buffer", "value", "exposition", "json",
-                 "corrupted_collision", "corrupted_unsigned")
+FAILURE_KINDS = (
+    "crash",
+    "chunking",
+    "memo",
+    "buffer",
+    "value",
+    "exposition",
+    "json",
+    "corrupted_collision",
+    "corrupted_unsigned",
+)
 
 
 @dataclass(frozen=True)
@@ -93,8 +102,13 @@ def _seed(name: str, data: bytes) -> Seed:
     telegrams = [o.telegram for o in stream.feed(data) + stream.flush() if o.telegram]
     if not telegrams:
         raise ValueError(f"seed {name} holds no valid telegram")
-    return Seed(name, data, frozenset(content_of(t.raw) for t in telegrams),
-                all(t.crc_verified for t in telegrams), telegrams[0].raw)
+    return Seed(
+        name,
+        data,
+        frozenset(content_of(t.raw) for t in telegrams),
+        all(t.crc_verified for t in telegrams),
+        telegrams[0].raw,
+    )
 
 
 def load_seeds() -> list[Seed]:
@@ -112,29 +126,103 @@ def load_seeds() -> list[Seed]:
     stream = b"".join(c.data for t in range(6) for c in meter.chunks_at(start + t))
     originals = frozenset(content_of(clean.telegram_at(start + t)) for t in range(6))
     primer = clean.telegram_at(start + 6)
-    seeds.append(Seed("sim-dsmr5-faulty-line", stream, originals | {content_of(primer)}, True,
-                      primer))
+    seeds.append(
+        Seed("sim-dsmr5-faulty-line", stream, originals | {content_of(primer)}, True, primer)
+    )
     return seeds
 
 
 # -- mutators ---------------------------------------------------------------------------
 
 TOKENS = (
-    b"/", b"!", b"\r\n", b"\n", b"\r", b"(", b")", b")(", b"*", b"*kWh", b"*kwh", b"*m3",
-    b"\x00", b"\xff", b"\x80", b"\xff" * 40, b"\r\n!", b"\r\n!\r\n", b"\r\n!0000\r\n",
-    b"\r\n/", b"1-0:1.8.1(", b"0-0:96.1.1(", b"1-3:0.2.8(50)\r\n", b"0-1:24.2.1(",
-    b"0-1:24.3.0(", b"0-0:1.0.0(", b"1-0:99.97.0(", b"0-0:98.1.0(", b"1-0:1.6.0(",
-    b"9" * 30, b"-", b".", b":", b"255", b"*255", b"\\", b'"', b"#", b"{", b"}", b"=",
+    b"/",
+    b"!",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"(",
+    b")",
+    b")(",
+    b"*",
+    b"*kWh",
+    b"*kwh",
+    b"*m3",
+    b"\x00",
+    b"\xff",
+    b"\x80",
+    b"\xff" * 40,
+    b"\r\n!",
+    b"\r\n!\r\n",
+    b"\r\n!0000\r\n",
+    b"\r\n/",
+    b"1-0:1.8.1(",
+    b"0-0:96.1.1(",
+    b"1-3:0.2.8(50)\r\n",
+    b"0-1:24.2.1(",
+    b"0-1:24.3.0(",
+    b"0-0:1.0.0(",
+    b"1-0:99.97.0(",
+    b"0-0:98.1.0(",
+    b"1-0:1.6.0(",
+    b"9" * 30,
+    b"-",
+    b".",
+    b":",
+    b"255",
+    b"*255",
+    b"\\",
+    b'"',
+    b"#",
+    b"{",
+    b"}",
+    b"=",
 )
 VALUES = (
-    "", "(", ")", ")(", "0", "-1", "-0.5*kWh", "1" * 19, "1" * 40, "9" * 400, "1" * 5000,
-    "1.5*kWh", "1.5*kwh", "1.5*XYZ", "1.5*", "1e9", "nan", "inf", "1.5**kWh", ".5", "5.",
-    "999999999999999999.9*MWh", "230101000000S", "991231235960W", "000000000000",
-    "700101010000W", "632525252525S", "2", "3", "7", "4E6F6E", "\x02", "\xff\xfe", "\\\"\n",
+    "",
+    "(",
+    ")",
+    ")(",
+    "0",
+    "-1",
+    "-0.5*kWh",
+    "1" * 19,
+    "1" * 40,
+    "9" * 400,
+    "1" * 5000,
+    "1.5*kWh",
+    "1.5*kwh",
+    "1.5*XYZ",
+    "1.5*",
+    "1e9",
+    "nan",
+    "inf",
+    "1.5**kWh",
+    ".5",
+    "5.",
+    "999999999999999999.9*MWh",
+    "230101000000S",
+    "991231235960W",
+    "000000000000",
+    "700101010000W",
+    "632525252525S",
+    "2",
+    "3",
+    "7",
+    "4E6F6E",
+    "\x02",
+    "\xff\xfe",
+    '\\"\n',
     "2)(0-0:96.7.19)(230101000000W)(0000000240*s)(230102000000W)(0000000060*s",
-    "1)(0-0:96.7.19)(230101000000W)", "0)()", "230101000000W)(00012.345*m3",
-    "230101000000W)(00012.345", "3)(1-0:1.6.0)(1-0:1.6.0)(230201000000W)(230115180000W)"
-    "(03.123*kW", "(", "1" + ".0" * 20, "0x1F", "\u00b2", "12:34",
+    "1)(0-0:96.7.19)(230101000000W)",
+    "0)()",
+    "230101000000W)(00012.345*m3",
+    "230101000000W)(00012.345",
+    "3)(1-0:1.6.0)(1-0:1.6.0)(230201000000W)(230115180000W)(03.123*kW",
+    "(",
+    "1" + ".0" * 20,
+    "0x1F",
+    "\u00b2",
+    "12:34",
 )
 
 
@@ -216,8 +304,11 @@ def _value(rng: random.Random, data: bytes) -> bytes:
     if not groups:
         return data
     match = rng.choice(groups)
-    new = rng.choice(VALUES).encode("latin-1") if rng.random() < 0.8 else rng.randbytes(
-        rng.randrange(0, 12)).replace(b"(", b"").replace(b")", b"")
+    new = (
+        rng.choice(VALUES).encode("latin-1")
+        if rng.random() < 0.8
+        else rng.randbytes(rng.randrange(0, 12)).replace(b"(", b"").replace(b")", b"")
+    )
     return data[: match.start(1)] + new + data[match.end(1) :]
 
 
@@ -264,8 +355,11 @@ _NUMBER_LINE = re.compile(
 
 def _renumber(rng: random.Random, data: bytes) -> tuple[bytes, tuple[str, str] | None]:
     """Write a new number into one register line; return the data and (code, value text)."""
-    lines = [m for m in _NUMBER_LINE.finditer(data)
-             if KINDS.get(m[1].decode()) is Kind.NUMBER and data.count(m[1] + b"(") == 1]
+    lines = [
+        m
+        for m in _NUMBER_LINE.finditer(data)
+        if KINDS.get(m[1].decode()) is Kind.NUMBER and data.count(m[1] + b"(") == 1
+    ]
     if not lines:
         return data, None
     match = rng.choice(lines)
@@ -324,8 +418,16 @@ def generate(rng: random.Random, seeds: list[Seed]) -> Input:
     cuts = _cuts(rng)
     if roll >= 0.9:  # the binary framers: HAN frames and encrypted P1 (fuzz/dlms.py)
         name, data, protocol, _, valid, damaged = dlms.generate(rng)
-        return Input(data, (name,), ("dlms", protocol, "damaged" if damaged else "intact"),
-                     False, valid, True, cuts, DEFAULT_MAX_SIZE)
+        return Input(
+            data,
+            (name,),
+            ("dlms", protocol, "damaged" if damaged else "intact"),
+            False,
+            valid,
+            True,
+            cuts,
+            DEFAULT_MAX_SIZE,
+        )
     max_size = DEFAULT_MAX_SIZE if rng.random() < 0.85 else rng.choice((64, 300, 1024, 4096))
     if roll < 0.08:
         data = rng.randbytes(rng.randrange(0, 1500))
@@ -432,14 +534,17 @@ class Checker:
             self._check_dlms(item)
             return
         whole = self._guard("stream", item, lambda: _feed(item, check_crc=True, cuts=()))
-        pieces = self._guard("stream", item, lambda: _feed(item, check_crc=True,
-                                                           cuts=item.cuts, checker=self))
+        pieces = self._guard(
+            "stream", item, lambda: _feed(item, check_crc=True, cuts=item.cuts, checker=self)
+        )
         unchecked = self._guard("stream", item, lambda: _feed(item, check_crc=False, cuts=()))
-        live = self._guard("stream", item, lambda: _feed(item, check_crc=True, cuts=(),
-                                                         primed=True))
+        live = self._guard(
+            "stream", item, lambda: _feed(item, check_crc=True, cuts=(), primed=True)
+        )
         self._guard("parse", item, lambda: _expect_p1(lambda: parse(item.data)))
-        self._guard("decode", item, lambda: _expect_p1(
-            lambda: decode_frame(item.data, check_crc=False)))
+        self._guard(
+            "decode", item, lambda: _expect_p1(lambda: decode_frame(item.data, check_crc=False))
+        )
         if whole is None or pieces is None or unchecked is None or live is None:
             return
         if _comparable(whole) != _comparable(pieces):
@@ -455,8 +560,7 @@ class Checker:
             if outcome.telegram is not None:
                 kind = self._corrupted(item, outcome.telegram)
                 if kind:
-                    tally.fail(kind, f"accepted changed content (crc {outcome.telegram.crc})",
-                               item)
+                    tally.fail(kind, f"accepted changed content (crc {outcome.telegram.crc})", item)
                 if kind == "corrupted_collision" and trials:
                     tally.crc_trials += 1
             elif trials and "mismatch" in str(outcome.error):
@@ -472,8 +576,9 @@ class Checker:
         keys = dlms.HAN_KEYS.get(item.seeds[0]) if protocol == "han" else dlms.FUZZ_KEY
         pending: list[int] = []
         whole = self._guard("dlms", item, lambda: dlms.feed(protocol, item.data, keys, ()))
-        pieces = self._guard("dlms", item, lambda: dlms.feed(protocol, item.data, keys,
-                                                             item.cuts, pending))
+        pieces = self._guard(
+            "dlms", item, lambda: dlms.feed(protocol, item.data, keys, item.cuts, pending)
+        )
         if whole is None or pieces is None:
             return
         if _comparable(whole) != _comparable(pieces):
@@ -518,12 +623,20 @@ class Checker:
 
     def _accepted(self, item: Input, telegram: Telegram, *, checked: bool) -> None:
         tally = self.tally
-        fresh = self._guard("decode_frame", item, lambda: _expect_p1(
-            lambda: decode_frame(telegram.raw, check_crc=checked)))
+        fresh = self._guard(
+            "decode_frame",
+            item,
+            lambda: _expect_p1(lambda: decode_frame(telegram.raw, check_crc=checked)),
+        )
         if not isinstance(fresh, Telegram) or fresh != telegram:
             tally.fail("memo", "a fresh decode of an accepted frame differs", item)
-        shared = self._guard("decode_frame", item, lambda: _expect_p1(
-            lambda: decode_frame(telegram.raw, check_crc=checked, memo=self.memo)))
+        shared = self._guard(
+            "decode_frame",
+            item,
+            lambda: _expect_p1(
+                lambda: decode_frame(telegram.raw, check_crc=checked, memo=self.memo)
+            ),
+        )
         if shared is not None and shared != telegram:
             tally.fail("memo", "a decode with a long-lived memo differs", item)
         if checked and item.expect is not None:
@@ -577,8 +690,14 @@ def _expect_p1(run: Callable[[], T]) -> T | None:
         return None
 
 
-def _feed(item: Input, *, check_crc: bool, cuts: tuple[int, ...],
-          checker: Checker | None = None, primed: bool = False) -> list[Outcome]:
+def _feed(
+    item: Input,
+    *,
+    check_crc: bool,
+    cuts: tuple[int, ...],
+    checker: Checker | None = None,
+    primed: bool = False,
+) -> list[Outcome]:
     """Feed the input (cut at ``cuts``); ``primed``: as a reader does, after a good telegram."""
     stream = TelegramStream(check_crc=check_crc, max_size=item.max_size, sticky_crc=primed)
     if primed and item.primer:
@@ -626,8 +745,14 @@ def _exposition_problem(telegram: Telegram) -> str | None:
         return f"header label {info.get('header')!r} != {telegram.header!r}"
     if info.get("equipment_id") != (telegram.equipment_id or ""):
         return f"equipment_id label {info.get('equipment_id')!r} != {telegram.equipment_id!r}"
-    snap = Snapshot("fuzz", "fuzz", float("inf"), telegram=telegram, received_at=0.0,
-                    received_monotonic=time.monotonic())
+    snap = Snapshot(
+        "fuzz",
+        "fuzz",
+        float("inf"),
+        telegram=telegram,
+        received_at=0.0,
+        received_monotonic=time.monotonic(),
+    )
     cached = CachedExposition(lambda: [snap], self_metrics=False)
     registry = make_registry(lambda: [snap], self_metrics=False)
     if cached.text() != generate_latest(registry):

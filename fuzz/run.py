@@ -59,8 +59,13 @@ def run_batch(engine: str, count: int, batch_seed: int) -> Tally:
     from hypothesis import strategies as st
 
     @seed(batch_seed)
-    @settings(max_examples=count, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=count,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(st.randoms(use_true_random=False, note_method_calls=False))
     def batch(rng: random.Random) -> None:
         checker.check(generate(rng, seeds))
@@ -107,24 +112,34 @@ def report(tally: Tally, seconds: float, args: argparse.Namespace) -> int:
     failures = {kind: tally.failures.get(kind, 0) for kind in FAILURE_KINDS}
     crashes = failures["crash"]
     corrupted = failures["corrupted_collision"] + failures["corrupted_unsigned"]
-    print(f"inputs: {tally.inputs:,} ({tally.bytes / 1e6:.0f} MB) in {seconds:.0f} s "
-          f"({tally.inputs / max(seconds, 1e-9):.0f}/s), {args.workers} workers, "
-          f"engine {args.engine}, seed {args.seed}")
+    print(
+        f"inputs: {tally.inputs:,} ({tally.bytes / 1e6:.0f} MB) in {seconds:.0f} s "
+        f"({tally.inputs / max(seconds, 1e-9):.0f}/s), {args.workers} workers, "
+        f"engine {args.engine}, seed {args.seed}"
+    )
     results = ", ".join(f"{name} {count:,}" for name, count in tally.results.most_common())
     print(f"outcomes with the CRC checked: {results}")
-    print(f"accepted with the CRC not checked: {tally.accepted_unchecked:,}; distinct "
-          f"telegrams rendered to /metrics and parsed back: {tally.expositions:,}")
+    print(
+        f"accepted with the CRC not checked: {tally.accepted_unchecked:,}; distinct "
+        f"telegrams rendered to /metrics and parsed back: {tally.expositions:,}"
+    )
     print(f"crashes: {crashes}")
     expected = tally.crc_trials / 65536
-    print(f"corrupted telegrams accepted: {corrupted} (CRC-16 collisions "
-          f"{failures['corrupted_collision']}, expected {expected:.1f} = "
-          f"{tally.crc_trials:,} CRC checks of frames damaged beyond 16 bits / 65536; "
-          f"accepted without a CRC {failures['corrupted_unsigned']})")
-    others = ", ".join(f"{kind} {failures[kind]}" for kind in
-                       ("chunking", "memo", "buffer", "value", "exposition", "json"))
+    print(
+        f"corrupted telegrams accepted: {corrupted} (CRC-16 collisions "
+        f"{failures['corrupted_collision']}, expected {expected:.1f} = "
+        f"{tally.crc_trials:,} CRC checks of frames damaged beyond 16 bits / 65536; "
+        f"accepted without a CRC {failures['corrupted_unsigned']})"
+    )
+    others = ", ".join(
+        f"{kind} {failures[kind]}"
+        for kind in ("chunking", "memo", "buffer", "value", "exposition", "json")
+    )
     print(f"other broken promises: {others}")
-    print(f"first telegram of a fresh stream accepted unsigned with changed content "
-          f"(not a failure; see fuzz/harness.py): {tally.first_unsigned}")
+    print(
+        f"first telegram of a fresh stream accepted unsigned with changed content "
+        f"(not a failure; see fuzz/harness.py): {tally.first_unsigned}"
+    )
     broken = sum(failures.values()) - failures["corrupted_collision"]
     if failures["corrupted_collision"] > expected + 3 * math.sqrt(expected) + 1:
         print("CRC-16 collisions above chance: the CRC check itself is suspect")
@@ -140,8 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=5000, help="inputs per batch")
     parser.add_argument("--engine", choices=("both", "hypothesis", "random"), default="both")
     findings = Path(tempfile.gettempdir()) / "p1-exporter-fuzz"
-    parser.add_argument("--save", type=Path, default=findings,
-                        help=f"where failing inputs are written (default {findings})")
+    parser.add_argument(
+        "--save",
+        type=Path,
+        default=findings,
+        help=f"where failing inputs are written (default {findings})",
+    )
     parser.add_argument("--replay", type=Path, help="check one saved input and exit")
     args = parser.parse_args(argv)
     if args.replay:
@@ -161,8 +180,11 @@ def main(argv: list[str] | None = None) -> int:
                 2 * args.workers
             ):
                 count = min(args.batch, args.inputs - total.inputs - len(pending) * args.batch)
-                pending.append(pool.apply_async(run_batch, (args.engine, count,
-                                                            args.seed * 1_000_003 + batches)))
+                pending.append(
+                    pool.apply_async(
+                        run_batch, (args.engine, count, args.seed * 1_000_003 + batches)
+                    )
+                )
                 batches += 1
             done = [job for job in pending if job.ready()]
             if not done:
@@ -174,8 +196,11 @@ def main(argv: list[str] | None = None) -> int:
             now = time.monotonic()
             if now - last_print >= 30:
                 last_print = now
-                print(f"  {total.inputs:,} inputs, {total.inputs / (now - started):.0f}/s, "
-                      f"failures so far: {dict(total.failures) or 0}", flush=True)
+                print(
+                    f"  {total.inputs:,} inputs, {total.inputs / (now - started):.0f}/s, "
+                    f"failures so far: {dict(total.failures) or 0}",
+                    flush=True,
+                )
     broken = report(total, time.monotonic() - started, args)
     if total.examples:
         paths = _save(args.save, total)

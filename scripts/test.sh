@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
 echo "== ruff"
 "$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
 echo "== mypy"
 "$VENV/bin/mypy"
 echo "== pytest"

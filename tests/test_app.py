@@ -39,8 +39,10 @@ from tests.helpers.metrics import promtool_metrics, series, value
 from tests.helpers.reader import ManualDongle
 from tests.helpers.wait import wait_for
 
-METERS = {"home": "sim://?dialect=dsmr5&seed=11&interval=1",
-          "shop": "sim://?dialect=belgian&seed=12&interval=1"}
+METERS = {
+    "home": "sim://?dialect=dsmr5&seed=11&interval=1",
+    "shop": "sim://?dialect=belgian&seed=12&interval=1",
+}
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS = "application/openmetrics-text"
 
@@ -52,8 +54,10 @@ def exporter() -> Iterator[ExporterProcess]:
         args += ["--device", f"{name}={url}"]
     with ExporterProcess(args) as process:
         process.wait_listening()
-        wait_for(lambda: all(value(scrape(process.url), "p1_up", meter=m) == 1.0 for m in METERS),
-                 what="both meters up")
+        wait_for(
+            lambda: all(value(scrape(process.url), "p1_up", meter=m) == 1.0 for m in METERS),
+            what="both meters up",
+        )
         yield process
         assert process.stop()[0] == 0
 
@@ -111,15 +115,17 @@ def test_openmetrics(exporter: ExporterProcess) -> None:
     assert {n: f.type for n, f in parsed.items()} == classic
     for family in parsed.values():
         if family.type == "counter":
-            assert all(s.name in (family.name + "_total", family.name + "_created")
-                       for s in family.samples)
+            assert all(
+                s.name in (family.name + "_total", family.name + "_created") for s in family.samples
+            )
     # promtool 2.42 parses only the classic format: no parse error, and its only complaint
     # is that a counter's HELP is on the family name, which OpenMetrics writes without _total.
     result = promtool_metrics(text)
     assert result.returncode in (0, 3), result.stderr
     complaints = [line for line in (result.stdout + result.stderr).splitlines() if line]
     counters = {name for name, spec in METRICS.items() if spec.type == "counter"} | {
-        f"{name}_total" for name, kind in classic.items()
+        f"{name}_total"
+        for name, kind in classic.items()
         if kind == "counter" and name.startswith(SELF_METRIC_PREFIXES)
     }
     for line in complaints:
@@ -164,8 +170,10 @@ def test_healthz_when_all_fresh(exporter: ExporterProcess) -> None:
     reply = http_get(exporter.url, "/healthz")
     assert reply.status == 200
     assert reply.headers["Content-Type"].startswith("application/json")
-    assert reply.json() == {"status": "ok", "meters": {
-        m: {"fresh": True, "reason": "ok"} for m in METERS}}
+    assert reply.json() == {
+        "status": "ok",
+        "meters": {m: {"fresh": True, "reason": "ok"} for m in METERS},
+    }
 
 
 def test_landing_page(exporter: ExporterProcess) -> None:
@@ -206,8 +214,9 @@ def test_live_api(exporter: ExporterProcess) -> None:
         assert watts and all(w is None or -100_000 < w < 100_000 for w in watts)
         assert meter["today"]["complete"] is False  # the exporter started just now
         assert meter["today"]["since"] <= time.time()
-        gas_series = value(found, "p1_gas_volume_cubic_meters_total", meter=meter["name"],
-                           channel="1")
+        gas_series = value(
+            found, "p1_gas_volume_cubic_meters_total", meter=meter["name"], channel="1"
+        )
         assert series_values(meter["gas"])[-1] == pytest.approx(gas_series)
     belgian = document["meters"][1]["values"]["demand"]
     assert belgian["month_peak_w"] > 0
@@ -228,8 +237,7 @@ def series_values(series: dict[str, Any]) -> list[float | None]:
     return [None if math.isnan(v) else v for v in values]
 
 
-@pytest.mark.parametrize("query", ["since=-1", "since=abc", "gas_since=1e3",
-                                   "since=" + "9" * 40])
+@pytest.mark.parametrize("query", ["since=-1", "since=abc", "gas_since=1e3", "since=" + "9" * 40])
 def test_live_api_refuses_bad_slots(exporter: ExporterProcess, query: str) -> None:
     reply = http_get(exporter.url, f"/api/v1/live?{query}")
     assert reply.status == 400
@@ -258,8 +266,9 @@ def test_meters_api(exporter: ExporterProcess) -> None:
         assert 0 <= state["age_seconds"] < 60
 
 
-@pytest.mark.parametrize(("meter", "header"), [("home", "/SIM5\\2P1SIM-DSMR5"),
-                                               ("shop", "/FLU5\\253769484_A")])
+@pytest.mark.parametrize(
+    ("meter", "header"), [("home", "/SIM5\\2P1SIM-DSMR5"), ("shop", "/FLU5\\253769484_A")]
+)
 def test_telegram_api(exporter: ExporterProcess, meter: str, header: str) -> None:
     reply = http_get(exporter.url, f"/api/v1/meters/{meter}/telegram")
     assert reply.status == 200
@@ -299,10 +308,13 @@ def test_custom_telemetry_path() -> None:
     assert app(Request("GET", "/metrics", {}, {})).status == 404
 
 
-@pytest.mark.parametrize("accept", [
-    "application/openmetrics-text; version=x",
-    "application/openmetrics-text; version=1.x",
-])
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/openmetrics-text; version=x",
+        "application/openmetrics-text; version=1.x",
+    ],
+)
 def test_a_bad_openmetrics_version_gets_the_text_format(accept: str) -> None:
     reply = http_get_app(accept)
     assert reply.status == 200
@@ -330,8 +342,10 @@ def test_stale_meter_vanishes_and_comes_back() -> None:
         dongle.accept()
         health = http_get(url, "/healthz")
         assert health.status == 503
-        assert health.json() == {"status": "stale", "meters": {
-            "p1": {"fresh": False, "reason": "no validated telegram yet"}}}
+        assert health.json() == {
+            "status": "stale",
+            "meters": {"p1": {"fresh": False, "reason": "no validated telegram yet"}},
+        }
         missing = http_get(url, "/api/v1/meters/p1/telegram")
         assert missing.status == 404
         assert missing.json() == {"error": "meter 'p1' has no validated telegram yet"}
@@ -357,8 +371,9 @@ def test_stale_meter_vanishes_and_comes_back() -> None:
             assert health.status == 503
             state = health.json()["meters"]["p1"]
             assert state["fresh"] is False
-            assert re.fullmatch(r"no validated telegram for \d+ s \(stale after 1 s\)",
-                                state["reason"]), state
+            assert re.fullmatch(
+                r"no validated telegram for \d+ s \(stale after 1 s\)", state["reason"]
+            ), state
             # The last telegram stays available for debugging, marked as not fresh.
             kept = http_get(url, "/api/v1/meters/p1/telegram")
             assert kept.status == 200 and kept.json()["fresh"] is False
@@ -371,8 +386,9 @@ def test_stale_meter_vanishes_and_comes_back() -> None:
 def test_telegram_api_decoded_matches_decode_json() -> None:
     """/api/v1/meters/<name>/telegram's "decoded" is decode --format json's document."""
     telegram = parse((FIXTURES / "fluvius_v171.txt").read_bytes())
-    snap = Snapshot("b", "test", 60.0, telegram=telegram, received_at=1.0,
-                    received_monotonic=time.monotonic())
+    snap = Snapshot(
+        "b", "test", 60.0, telegram=telegram, received_at=1.0, received_monotonic=time.monotonic()
+    )
     response = ExporterApp(lambda: [snap])(Request("GET", "/api/v1/meters/b/telegram", {}, {}))
     assert response.status == 200
     body = json.loads(response.body)

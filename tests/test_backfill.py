@@ -48,8 +48,9 @@ DAY_END = DAY_START + 86400
 SAMPLE_LINE = re.compile(r'^([a-z0-9_]+)\{meter="[^"]*"[^}]*\} (\S+) (\d+(?:\.\d{3})?)$')
 
 
-def sim_telegrams(count: int, step: float = 10.0, start: float = DAY_START,
-                  dialect: str = "dsmr5", seed: int = 42) -> list[tuple[float, MeterState, bytes]]:
+def sim_telegrams(
+    count: int, step: float = 10.0, start: float = DAY_START, dialect: str = "dsmr5", seed: int = 42
+) -> list[tuple[float, MeterState, bytes]]:
     """(moment, state, telegram) for ``count`` moments ``step`` apart."""
     meter = SimulatedMeter(dialect, seed=seed, start=start)
     out = []
@@ -61,8 +62,9 @@ def sim_telegrams(count: int, step: float = 10.0, start: float = DAY_START,
 
 
 def write_capture(path: Path, telegrams: list[bytes], times: list[float]) -> None:
-    path.write_bytes(b"".join(encode_record(t + 0.3, "ok", raw)
-                              for t, raw in zip(times, telegrams, strict=True)))
+    path.write_bytes(
+        b"".join(encode_record(t + 0.3, "ok", raw) for t, raw in zip(times, telegrams, strict=True))
+    )
 
 
 def parse_om(path: Path) -> dict[str, list[Any]]:
@@ -86,8 +88,12 @@ def sample_lines(path: Path) -> list[tuple[str, str, float, str]]:
 
 def promtool_blocks(om: Path, data: Path) -> str:
     promtool = require_binary("promtool")
-    result = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(om),
-                             str(data)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -121,10 +127,16 @@ def prometheus_on(tmp_path: Path) -> Iterator[Any]:
         config.write_text("global: {}\n")
         port = free_port()
         process = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={data}",
-             "--storage.tsdb.retention.time=100y", f"--web.listen-address=127.0.0.1:{port}",
-             "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={data}",
+                "--storage.tsdb.retention.time=100y",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         processes.append(process)
         url = f"http://127.0.0.1:{port}"
@@ -166,26 +178,33 @@ def test_a_backfilled_day_in_prometheus_matches_the_simulator_registers(
 
     first, last = day[0][1], day[-1][1]
     # The meter's clock is the timestamp: the first sample sits exactly at local midnight.
-    assert prom.value(f"timestamp(p1_meter_clock_timestamp_seconds @ {DAY_START})",
-                      DAY_END) == DAY_START
+    assert (
+        prom.value(f"timestamp(p1_meter_clock_timestamp_seconds @ {DAY_START})", DAY_END)
+        == DAY_START
+    )
     assert prom.value("p1_meter_clock_timestamp_seconds", DAY_END) == DAY_END
 
     def day_delta(selector: str) -> float:
         # increase() would extrapolate to the window's edges; the difference between the
         # samples at the day's two midnights is what the registers say, to the last bit.
         delta: float = prom.value(f"{selector} @ {DAY_END} - {selector} @ {DAY_START}", DAY_END)
-        spread = prom.value(f"max_over_time({selector}[1d]) - min_over_time({selector}[1d])",
-                            DAY_END)
+        spread = prom.value(
+            f"max_over_time({selector}[1d]) - min_over_time({selector}[1d])", DAY_END
+        )
         assert spread == delta  # counters only rise: the same day, read another way
         return delta
 
     registers = {
         'p1_energy_import_joules_total{tariff="1"}': (first.import_low_wh, last.import_low_wh),
-        'p1_energy_import_joules_total{tariff="2"}': (first.import_normal_wh,
-                                                      last.import_normal_wh),
+        'p1_energy_import_joules_total{tariff="2"}': (
+            first.import_normal_wh,
+            last.import_normal_wh,
+        ),
         'p1_energy_export_joules_total{tariff="1"}': (first.export_low_wh, last.export_low_wh),
-        'p1_energy_export_joules_total{tariff="2"}': (first.export_normal_wh,
-                                                      last.export_normal_wh),
+        'p1_energy_export_joules_total{tariff="2"}': (
+            first.export_normal_wh,
+            last.export_normal_wh,
+        ),
     }
     for selector, (wh_start, wh_end) in registers.items():
         assert day_delta(selector) == (wh_end - wh_start) * 3600, selector
@@ -213,7 +232,8 @@ def test_output_passes_the_strict_openmetrics_parser(tmp_path: Path) -> None:
     assert text.count("# TYPE p1_energy_import_joules counter\n") == 1
     assert "p1_energy_import_joules" in families
     assert {s.name for s in families["p1_energy_import_joules"]} == {
-        "p1_energy_import_joules_total"}
+        "p1_energy_import_joules_total"
+    }
     for name, samples in families.items():
         spec = METRICS.get(name) or METRICS[name + "_total"]
         assert samples, name
@@ -258,14 +278,17 @@ def test_plain_dumps_of_real_telegrams(tmp_path: Path) -> None:
         else:
             expected["written"] += 1
             last = outcome.telegram.meter_time
-    assert expected == {"written": 10, "duplicates": 1, "backwards": 1, "no_clock": 4,
-                        "refused": 0}
+    assert expected == {"written": 10, "duplicates": 1, "backwards": 1, "no_clock": 4, "refused": 0}
     om = tmp_path / "fixtures.om"
     tally, inputs = backfill([str(dump)], str(om))
     assert inputs[0].kind == "dump"
-    got = {"written": tally.written, "duplicates": tally.duplicates,
-           "backwards": tally.backwards, "no_clock": tally.no_clock,
-           "refused": sum(tally.refused.values())}
+    got = {
+        "written": tally.written,
+        "duplicates": tally.duplicates,
+        "backwards": tally.backwards,
+        "no_clock": tally.no_clock,
+        "refused": sum(tally.refused.values()),
+    }
     assert got == expected
     assert tally.read == len(outcomes)
     assert tally.receive_time == 0
@@ -301,8 +324,10 @@ def test_duplicates_backward_clocks_and_refusals_are_skipped_and_counted(
     assert code == 0, err
     assert "read 10 telegrams" in err
     assert "wrote 5 telegrams" in err
-    assert ("skipped 1 duplicate(s) (same meter time again), 1 older than the last written "
-            "(clock went back), 0 without a clock, 3 refused (crc_error=2 malformed=1)") in err
+    assert (
+        "skipped 1 duplicate(s) (same meter time again), 1 older than the last written "
+        "(clock went back), 0 without a clock, 3 refused (crc_error=2 malformed=1)"
+    ) in err
     assert "1 cut-off record(s)" in err and "capture was interrupted" in err
     assert "promtool tsdb create-blocks-from openmetrics" in err
     stamps = [int(s) for name, _, _, s in sample_lines(om) if name == "p1_meter_info"]
@@ -315,8 +340,9 @@ def test_dsmr22_telegrams_use_the_capture_receive_time(tmp_path: Path) -> None:
     assert b"0-0:1.0.0" not in tel[0][2]  # DSMR 2.2 sends no clock
     capture = tmp_path / "v22.p1cap"
     received = [DAY_START + 0.125, DAY_START + 10.5, DAY_START + 20.0]
-    capture.write_bytes(b"".join(encode_record(t, "ok", r)
-                                 for t, (_, _, r) in zip(received, tel, strict=True)))
+    capture.write_bytes(
+        b"".join(encode_record(t, "ok", r) for t, (_, _, r) in zip(received, tel, strict=True))
+    )
     om = tmp_path / "v22.om"
     tally, _ = backfill([str(capture)], str(om))
     assert (tally.written, tally.receive_time, tally.no_clock) == (3, 3, 0)
@@ -340,8 +366,7 @@ def test_rotated_captures_are_read_oldest_first(tmp_path: Path) -> None:
         write_capture(path, [r for _, _, r in part], [t for t, _, _ in part])
         paths.append(str(path))
     tally, inputs = backfill(paths, str(tmp_path / "out.om"))
-    assert [Path(item.path).name for item in inputs] == ["cap.p1cap.2", "cap.p1cap.1",
-                                                         "cap.p1cap"]
+    assert [Path(item.path).name for item in inputs] == ["cap.p1cap.2", "cap.p1cap.1", "cap.p1cap"]
     assert (tally.written, tally.backwards) == (30, 0)
 
 
@@ -360,9 +385,11 @@ def _jumpy_capture(path: Path, seed: int) -> None:
         elif roll < 0.75:
             pass  # the same telegram again
         elif roll < 0.9:
-            body = re.sub(rb"0-0:1\.0\.0\(\d+[SW]\)",
-                          b"0-0:1.0.0(" + format_meter_time(clock - rng.randrange(1, 30))
-                          .encode() + b")", telegram)
+            body = re.sub(
+                rb"0-0:1\.0\.0\(\d+[SW]\)",
+                b"0-0:1.0.0(" + format_meter_time(clock - rng.randrange(1, 30)).encode() + b")",
+                telegram,
+            )
             body = body[: body.index(b"!") + 1]
             blobs.append(encode_record(clock, "ok", body + b"%04X\r\n" % crc16_arc(body)))
             continue
@@ -375,8 +402,7 @@ def _jumpy_capture(path: Path, seed: int) -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.slow
-def test_worker_processes_give_the_same_output_and_counts_as_one(tmp_path: Path,
-                                                                 seed: int) -> None:
+def test_worker_processes_give_the_same_output_and_counts_as_one(tmp_path: Path, seed: int) -> None:
     capture = tmp_path / "jumpy.p1cap"
     _jumpy_capture(capture, seed)
     one = tmp_path / "one.om"
@@ -387,10 +413,25 @@ def test_worker_processes_give_the_same_output_and_counts_as_one(tmp_path: Path,
         many = tmp_path / f"many{workers}.om"
         other, _ = backfill([str(capture)], str(many), workers=workers)
         assert many.read_bytes() == one.read_bytes(), workers
-        assert (other.read, other.written, other.duplicates, other.backwards, other.samples,
-                other.series, other.first_ms, other.last_ms) == (
-                    tally.read, tally.written, tally.duplicates, tally.backwards, tally.samples,
-                    tally.series, tally.first_ms, tally.last_ms)
+        assert (
+            other.read,
+            other.written,
+            other.duplicates,
+            other.backwards,
+            other.samples,
+            other.series,
+            other.first_ms,
+            other.last_ms,
+        ) == (
+            tally.read,
+            tally.written,
+            tally.duplicates,
+            tally.backwards,
+            tally.samples,
+            tally.series,
+            tally.first_ms,
+            tally.last_ms,
+        )
 
 
 def test_plain_dump_split_between_workers_matches_one_pass(tmp_path: Path) -> None:
@@ -412,8 +453,7 @@ def test_progress_bar_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     capture = tmp_path / "c.p1cap"
     write_capture(capture, [r for _, _, r in tel], [t for t, _, _ in tel])
     om = tmp_path / "c.om"
-    assert main(["backfill", str(capture), "--out", str(om), "--progress",
-                 "--meter", "home"]) == 0
+    assert main(["backfill", str(capture), "--out", str(om), "--progress", "--meter", "home"]) == 0
     err = capsys.readouterr().err
     assert "\rbackfill [" in err and "100.0%" in err
     assert 'meter="home"' in om.read_text()
@@ -432,18 +472,35 @@ def test_extra_labels_make_history_match_the_live_series(
     capture = tmp_path / "c.p1cap"
     write_capture(capture, [r for _, _, r in tel], [t for t, _, _ in tel])
     om = tmp_path / "c.om"
-    assert main(["backfill", str(capture), "--out", str(om), "--label", "job=p1",
-                 "--label", 'instance=pi "4":9357']) == 0
+    assert (
+        main(
+            [
+                "backfill",
+                str(capture),
+                "--out",
+                str(om),
+                "--label",
+                "job=p1",
+                "--label",
+                'instance=pi "4":9357',
+            ]
+        )
+        == 0
+    )
     text = om.read_text()
-    assert ('p1_energy_import_joules_total{meter="main",tariff="1",job="p1",'
-            'instance="pi \\"4\\":9357"} ') in text
+    assert (
+        'p1_energy_import_joules_total{meter="main",tariff="1",job="p1",'
+        'instance="pi \\"4\\":9357"} '
+    ) in text
     families = parse_om(om)
     assert all(s.labels["job"] == "p1" for s in families["p1_energy_import_joules"])
     for bad in ("tariff=1", "meter=x", "__name__=x", "1x=y", "job"):
         with pytest.raises(SystemExit):
             main(["backfill", str(capture), "--out", str(om), "--label", bad])
-    assert main(["backfill", str(capture), "--out", str(om), "--label", "job=a",
-                 "--label", "job=b"]) == 2
+    assert (
+        main(["backfill", str(capture), "--out", str(om), "--label", "job=a", "--label", "job=b"])
+        == 2
+    )
     capsys.readouterr()
 
 
@@ -483,12 +540,19 @@ def test_a_series_repeated_within_one_telegram_is_written_once(
 # -- what --out may overwrite, through the real ``p1-exporter backfill`` process ----------------
 
 
-def run_backfill(*args: str, stdout: Any = subprocess.PIPE,
-                 cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+def run_backfill(
+    *args: str, stdout: Any = subprocess.PIPE, cwd: Path | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """``python -m p1_exporter backfill ARGS`` to completion; stdout as given, stderr caught."""
-    return subprocess.run([sys.executable, "-m", "p1_exporter", "backfill", "--no-progress",
-                           *args], stdout=stdout, stderr=subprocess.PIPE,
-                          stdin=subprocess.DEVNULL, cwd=cwd, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "p1_exporter", "backfill", "--no-progress", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -509,16 +573,16 @@ def one_error_line(result: subprocess.CompletedProcess[bytes]) -> str:
     return lines[0]
 
 
-def test_an_output_that_is_an_input_is_refused(tmp_path: Path,
-                                                small_capture: tuple[Path, bytes]) -> None:
+def test_an_output_that_is_an_input_is_refused(
+    tmp_path: Path, small_capture: tuple[Path, bytes]
+) -> None:
     capture, _ = small_capture
     before = capture.read_bytes()
     (tmp_path / "link.om").symlink_to(capture.name)
     os.link(capture, tmp_path / "hard.om")
     other = tmp_path / "other.p1cap"
     other.write_bytes(before)
-    for out in (str(capture), str(tmp_path / "link.om"), str(tmp_path / "hard.om"),
-                "in.p1cap"):
+    for out in (str(capture), str(tmp_path / "link.om"), str(tmp_path / "hard.om"), "in.p1cap"):
         result = run_backfill(str(other), str(capture), "--out", out, cwd=tmp_path)
         assert result.returncode == 2
         assert "is one of the input files" in one_error_line(result)

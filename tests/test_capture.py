@@ -70,33 +70,40 @@ def test_records_round_trip_byte_exact() -> None:
         Record(START + 3.999, "too_large", awkward, "telegram exceeds 16384 bytes"),
     ]
     blob = b"".join(encode_record(*record) for record in originals)
-    assert blob.startswith(b"#P1CAPTURE v1 t=1718143200.250 result=ok len=%d\n"
-                           % len(TELEGRAMS[0]))
+    assert blob.startswith(b"#P1CAPTURE v1 t=1718143200.250 result=ok len=%d\n" % len(TELEGRAMS[0]))
     records, issues = read_records(blob)
     assert issues == []
     assert [(r.result, r.data, r.reason) for r in records] == [
-        (r.result, r.data, r.reason) for r in originals]
+        (r.result, r.data, r.reason) for r in originals
+    ]
     assert [round(r.time, 3) for r in records] == [round(r.time, 3) for r in originals]
 
 
-@pytest.mark.parametrize("line", [
-    b"#P1CAPTURE v2 t=1 result=ok len=3",
-    b"#P1CAPTURE v1 t=x result=ok len=3",
-    b"#P1CAPTURE v1 t=1 result=OK len=3",
-    b"#P1CAPTURE v1 t=1 result=ok len=-3",
-    b"#P1CAPTURE v1 t=1 result=ok len=99999999999",
-    b"#P1CAPTURE v1 t=1 result=ok",
-    b"#P1CAPTURE v1 t=1 result=ok len=3 reason=unquoted",
-    b'#P1CAPTURE v1 t=1 result=ok len=3 reason="a" b"',
-    b"#P1CAPTURE v1 t=17#P1CAPTURE v1 t=1 result=ok len=3",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"#P1CAPTURE v2 t=1 result=ok len=3",
+        b"#P1CAPTURE v1 t=x result=ok len=3",
+        b"#P1CAPTURE v1 t=1 result=OK len=3",
+        b"#P1CAPTURE v1 t=1 result=ok len=-3",
+        b"#P1CAPTURE v1 t=1 result=ok len=99999999999",
+        b"#P1CAPTURE v1 t=1 result=ok",
+        b"#P1CAPTURE v1 t=1 result=ok len=3 reason=unquoted",
+        b'#P1CAPTURE v1 t=1 result=ok len=3 reason="a" b"',
+        b"#P1CAPTURE v1 t=17#P1CAPTURE v1 t=1 result=ok len=3",
+    ],
+)
 def test_header_parser_refuses_anything_else(line: bytes) -> None:
     assert parse_header(line) is None
 
 
 def test_header_parser_reads_its_own_headers() -> None:
     assert parse_header(b'#P1CAPTURE v1 t=12.500 result=crc_error len=7 reason="x \\"y\\""') == (
-        12.5, "crc_error", 7, 'x "y"')
+        12.5,
+        "crc_error",
+        7,
+        'x "y"',
+    )
 
 
 def capture_bytes(count: int = 4) -> bytes:
@@ -129,8 +136,9 @@ def test_damage_in_the_middle_costs_only_the_damaged_record() -> None:
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
-def test_reading_does_not_depend_on_chunk_boundaries(monkeypatch: pytest.MonkeyPatch,
-                                                     chunk: int) -> None:
+def test_reading_does_not_depend_on_chunk_boundaries(
+    monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
     blob = b"junk" + capture_bytes(4) + encode_record(START, "ok", TELEGRAMS[4])[:700]
     expected_records, expected_issues = read_records(blob)
     monkeypatch.setattr(capture_module, "CHUNK", chunk)
@@ -189,12 +197,18 @@ def test_rotation_keeps_the_newest_records_in_order(tmp_path: Path) -> None:
         writer.write(record)
     writer.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "meter.p1cap", "meter.p1cap.1", "meter.p1cap.2"]
+        "meter.p1cap",
+        "meter.p1cap.1",
+        "meter.p1cap.2",
+    ]
     assert writer.rotations == 3
     for name in ("meter.p1cap", "meter.p1cap.1", "meter.p1cap.2"):
         assert (tmp_path / name).stat().st_size <= 3 * size + 10
-    kept = [r for name in ("meter.p1cap.2", "meter.p1cap.1", "meter.p1cap")
-            for r in records_of((tmp_path / name).read_bytes())]
+    kept = [
+        r
+        for name in ("meter.p1cap.2", "meter.p1cap.1", "meter.p1cap")
+        for r in records_of((tmp_path / name).read_bytes())
+    ]
     assert [r.time for r in kept] == [r.time for r in written[3:]]  # 0-2 went with FILE.3
 
 
@@ -252,7 +266,7 @@ def check_records(records: list[Record], originals: list[bytes], wire: list[byte
     """One record per telegram: good ones byte exact, damaged ones marked and kept."""
     assert len(records) == len(originals)
     for record, original, sent in zip(records, originals, wire, strict=True):
-        telegram = sent[sent.index(b"/"):]  # what was sent, without the noise before it
+        telegram = sent[sent.index(b"/") :]  # what was sent, without the noise before it
         if telegram == original:
             assert (record.result, record.data, record.reason) == ("ok", original, "")
         elif len(telegram) == len(original):  # a digit changed
@@ -299,9 +313,23 @@ def test_capture_over_tcp_records_valid_and_invalid_telegrams(
     sink = TcpSink("127.0.0.1", 0)
     out = tmp_path / "tcp.p1cap"
     codes: list[int] = []
-    runner = threading.Thread(target=lambda: codes.append(main([
-        "capture", "--device", sink.url, "--out", str(out), "--count", str(count + 1),
-        "--duration", "30"])))
+    runner = threading.Thread(
+        target=lambda: codes.append(
+            main(
+                [
+                    "capture",
+                    "--device",
+                    sink.url,
+                    "--out",
+                    str(out),
+                    "--count",
+                    str(count + 1),
+                    "--duration",
+                    "30",
+                ]
+            )
+        )
+    )
 
     def connected() -> bool:
         sink.wait(0.02)  # the sink accepts clients while it waits
@@ -328,13 +356,27 @@ def test_capture_over_tcp_records_valid_and_invalid_telegrams(
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_capture_reconnects_when_the_dongle_drops(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_capture_reconnects_when_the_dongle_drops(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     dongle = Dongle()
     out = tmp_path / "drop.p1cap"
-    runner = threading.Thread(target=main, args=([
-        "capture", "--device", dongle.url, "--out", str(out), "--count", "5",
-        "--duration", "20"],))
+    runner = threading.Thread(
+        target=main,
+        args=(
+            [
+                "capture",
+                "--device",
+                dongle.url,
+                "--out",
+                str(out),
+                "--count",
+                "5",
+                "--duration",
+                "20",
+            ],
+        ),
+    )
     runner.start()
     try:
         wait_for(lambda: dongle.clients == 1)
@@ -349,8 +391,12 @@ def test_capture_reconnects_when_the_dongle_drops(tmp_path: Path,
     assert not runner.is_alive()
     records = records_of(out.read_bytes())
     assert [(r.result, r.data) for r in records] == [
-        ("ok", TELEGRAMS[0]), ("ok", TELEGRAMS[1]), ("malformed", TELEGRAMS[2][:100]),
-        ("ok", TELEGRAMS[3]), ("ok", TELEGRAMS[4])]
+        ("ok", TELEGRAMS[0]),
+        ("ok", TELEGRAMS[1]),
+        ("malformed", TELEGRAMS[2][:100]),
+        ("ok", TELEGRAMS[3]),
+        ("ok", TELEGRAMS[4]),
+    ]
     assert "stream ended inside a telegram" in records[2].reason
     assert "1 reconnect(s)" in capsys.readouterr().err
 
@@ -373,8 +419,7 @@ def test_capture_reconnects_a_silent_dongle_after_the_silence_timeout(tmp_path: 
         clock.advance(1.5)
         capture.wake()
         wait_for(lambda: dongle.accepted == 2)
-        wait_for(lambda: dongle.send(TELEGRAMS[0] + TELEGRAMS[1]) >= 1
-                 and capture.written == 2)
+        wait_for(lambda: dongle.send(TELEGRAMS[0] + TELEGRAMS[1]) >= 1 and capture.written == 2)
     finally:
         capture.stop.set()
         runner.join(5)
@@ -382,7 +427,9 @@ def test_capture_reconnects_a_silent_dongle_after_the_silence_timeout(tmp_path: 
         writer.close()
     assert not runner.is_alive() and capture.reconnects == 1
     assert [(r.result, r.data) for r in records_of((tmp_path / "silent.p1cap").read_bytes())] == [
-        ("ok", TELEGRAMS[0]), ("ok", TELEGRAMS[1])]
+        ("ok", TELEGRAMS[0]),
+        ("ok", TELEGRAMS[1]),
+    ]
 
 
 @pytest.mark.slow
@@ -390,8 +437,10 @@ def test_capture_reconnects_a_silent_dongle_after_the_silence_timeout(tmp_path: 
 def test_stopping_drops_a_telegram_that_is_still_arriving(tmp_path: Path) -> None:
     dongle = Dongle()
     out = tmp_path / "stop.p1cap"
-    runner = threading.Thread(target=main, args=([
-        "capture", "--device", dongle.url, "--out", str(out), "--duration", "1.5"],))
+    runner = threading.Thread(
+        target=main,
+        args=(["capture", "--device", dongle.url, "--out", str(out), "--duration", "1.5"],),
+    )
     runner.start()
     try:
         wait_for(lambda: dongle.clients == 1)
@@ -430,7 +479,8 @@ def test_file_source_replays_a_capture_at_its_recorded_pace(tmp_path: Path) -> N
     # The exporter's framing of the replay sees what the capture saw.
     stream = TelegramStream()
     replayed = [o.result for piece in pieces for o in stream.feed(piece)] + [
-        o.result for o in stream.flush()]
+        o.result for o in stream.flush()
+    ]
     assert replayed == [r.result for r in records]
     fast = FileSource(str(path), pace="fast")
     fast.open()
@@ -445,8 +495,10 @@ def test_the_exporter_counts_a_replayed_capture_as_the_capture_did(tmp_path: Pat
     records = CaptureRecorder().feed(b"".join(wire) + originals[0], START)
     path = tmp_path / "bug-report.p1cap"
     path.write_bytes(b"".join(encode_record(*r) for r in records))
-    recorded = {result: sum(r.result == result for r in records)
-                for result in ("ok", "crc_error", "malformed", "too_large", "rejected")}
+    recorded = {
+        result: sum(r.result == result for r in records)
+        for result in ("ok", "crc_error", "malformed", "too_large", "rejected")
+    }
     assert recorded["crc_error"] and recorded["malformed"]
     with running(fast_config(f"file:{path}?pace=fast")) as reader:
         wait_for(lambda: reader.snapshot.last_error is not None)

@@ -34,9 +34,17 @@ PACKAGE = Path(__file__).resolve().parent.parent / "p1_exporter"
 #: An OBIS code as text: A-B:C.D.E, B may be the "n" of a channel pattern.
 OBIS_TEXT = re.compile(r"\b\d{1,3}-(?:\d{1,3}|n):\d{1,3}\.\d{1,3}\.\d{1,3}\b")
 #: base unit -> a unit a meter sends it in, and the factor between them (tests' own table).
-SENT_AS = {"J": ("kWh", 3_600_000), "W": ("kW", 1000), "var": ("kvar", 1000),
-           "varh": ("kvarh", 1000), "VA": ("kVA", 1000), "V": ("V", 1), "A": ("A", 1),
-           "Hz": ("Hz", 1), "": ("", 1)}
+SENT_AS = {
+    "J": ("kWh", 3_600_000),
+    "W": ("kW", 1000),
+    "var": ("kvar", 1000),
+    "varh": ("kvarh", 1000),
+    "VA": ("kVA", 1000),
+    "V": ("V", 1),
+    "A": ("A", 1),
+    "Hz": ("Hz", 1),
+    "": ("", 1),
+}
 
 
 def telegram_with(*lines: str) -> bytes:
@@ -81,8 +89,10 @@ def disagreements(row: Row) -> list[str]:
     expected_value = 12.5 * SENT_AS[row.unit][1] * row.scale
     if row.kind is Kind.BOUNDS:
         line = f"{code}(12.5*{SENT_AS[row.unit][0]})(-12.5*{SENT_AS[row.unit][0]})"
-        wanted = [Sample(row.metric, (*row.labels, ("bound", "upper")), expected_value),
-                  Sample(row.metric, (*row.labels, ("bound", "lower")), -expected_value)]
+        wanted = [
+            Sample(row.metric, (*row.labels, ("bound", "upper")), expected_value),
+            Sample(row.metric, (*row.labels, ("bound", "lower")), -expected_value),
+        ]
     else:
         line = number_line(code, row.unit)
         wanted = [Sample(row.metric, row.labels, expected_value)]
@@ -114,8 +124,19 @@ def test_every_part_agrees_with_the_row(row: Row) -> None:
 
 def test_a_half_added_code_fails_loudly() -> None:
     """A row the parser, map, catalog and guard never heard of is reported everywhere."""
-    row = Row("1-0:99.7.0", Kind.NUMBER, "a value nobody added", "W",
-              "p1_not_in_the_catalog_watts", (), 1.0, True, (), (), "1-0:99.7.0")
+    row = Row(
+        "1-0:99.7.0",
+        Kind.NUMBER,
+        "a value nobody added",
+        "W",
+        "p1_not_in_the_catalog_watts",
+        (),
+        1.0,
+        True,
+        (),
+        (),
+        "1-0:99.7.0",
+    )
     problems = disagreements(row)
     assert any("parser reads 1-0:99.7.0 as None" in p for p in problems)
     assert any("catalog lacks" in p for p in problems)
@@ -123,7 +144,8 @@ def test_a_half_added_code_fails_loudly() -> None:
     assert any("no sample map entry" in p for p in problems)
     # And a known code whose row claims another metric is caught too.
     wrong = next(r for r in ROWS if r.code == "1-0:1.7.0")._replace(
-        metric="p1_power_export_watts", pattern="1-0:2.7.0")
+        metric="p1_power_export_watts", pattern="1-0:2.7.0"
+    )
     assert any("gives []" in p or "gives [Sample" in p for p in disagreements(wrong))
 
 
@@ -168,8 +190,7 @@ def test_no_obis_code_outside_the_table() -> None:
         if path == table or "sim" in path.relative_to(PACKAGE).parts[:1]:
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            found += [f"{path.relative_to(PACKAGE)}:{number}: {m}"
-                      for m in OBIS_TEXT.findall(line)]
+            found += [f"{path.relative_to(PACKAGE)}:{number}: {m}" for m in OBIS_TEXT.findall(line)]
     assert found == []
     assert OBIS_TEXT.search(table.read_text())  # the pattern does find codes
 

@@ -31,8 +31,11 @@ from tests.helpers.telegrams import make_telegram
 from tests.helpers.wait import wait_for
 
 # The HTTP server's auth counter comes only with a server (see the test at the end).
-HEALTH = {name for name, spec in METRICS.items()
-          if spec.health and name != "p1_exporter_http_auth_failures_total"}
+HEALTH = {
+    name
+    for name, spec in METRICS.items()
+    if spec.health and name != "p1_exporter_http_auth_failures_total"
+}
 
 
 def text_of(snapshots: list[Snapshot]) -> str:
@@ -41,19 +44,34 @@ def text_of(snapshots: list[Snapshot]) -> str:
 
 
 def fresh(name: str, raw: bytes = V5, stale_after: float = 60.0) -> Snapshot:
-    return Snapshot(name, "test", stale_after, telegram=parse(raw), received_at=1.7e9,
-                    received_monotonic=time.monotonic())
+    return Snapshot(
+        name,
+        "test",
+        stale_after,
+        telegram=parse(raw),
+        received_at=1.7e9,
+        received_monotonic=time.monotonic(),
+    )
 
 
 def stale(name: str, raw: bytes = V5, stale_after: float = 60.0) -> Snapshot:
-    return Snapshot(name, "test", stale_after, telegram=parse(raw), received_at=1.7e9,
-                    received_monotonic=time.monotonic() - stale_after - 0.5)
+    return Snapshot(
+        name,
+        "test",
+        stale_after,
+        telegram=parse(raw),
+        received_at=1.7e9,
+        received_monotonic=time.monotonic() - stale_after - 0.5,
+    )
 
 
 def meter_values(found: dict[str, dict[LabelKey, float]], meter: str) -> set[str]:
     """Names of the non-health metrics that have a series for ``meter``."""
-    return {name for name, samples in found.items() if name not in HEALTH
-            and any(("meter", meter) in key for key in samples)}
+    return {
+        name
+        for name, samples in found.items()
+        if name not in HEALTH and any(("meter", meter) in key for key in samples)
+    }
 
 
 def test_fresh_telegram_gives_values() -> None:
@@ -125,9 +143,13 @@ def test_registry_has_the_process_and_python_self_metrics() -> None:
     snaps = [fresh("main")]
     found = series(generate_latest(make_registry(lambda: snaps)).decode())
     own = {name for name in found if name.startswith(SELF_METRIC_PREFIXES)}
-    assert {"process_cpu_seconds_total", "process_resident_memory_bytes",
-            "process_start_time_seconds", "python_info",
-            "python_gc_collections_total"} <= own
+    assert {
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+        "python_info",
+        "python_gc_collections_total",
+    } <= own
     assert found["process_resident_memory_bytes"][frozenset()] > 0
     (python_info,) = found["python_info"]
     assert ("version", platform.python_version()) in python_info
@@ -158,9 +180,15 @@ EQUIPMENT = "0-0:96.1.1(4B384547303034303436333935353037)"
 
 
 def small(import_kwh: str, *extra: str) -> bytes:
-    return make_telegram("1-3:0.2.8(50)", "0-0:1.0.0(240115083000W)", EQUIPMENT,
-                         f"1-0:1.8.1({import_kwh}*kWh)", "1-0:1.8.2(000001.000*kWh)",
-                         "1-0:1.7.0(00.500*kW)", *extra)
+    return make_telegram(
+        "1-3:0.2.8(50)",
+        "0-0:1.0.0(240115083000W)",
+        EQUIPMENT,
+        f"1-0:1.8.1({import_kwh}*kWh)",
+        "1-0:1.8.2(000001.000*kWh)",
+        "1-0:1.7.0(00.500*kW)",
+        *extra,
+    )
 
 
 @pytest.fixture
@@ -172,8 +200,11 @@ def dongle() -> Iterator[ManualDongle]:
 
 @pytest.mark.integration
 def test_reader_counters_through_the_collector(dongle: ManualDongle) -> None:
-    reader = MeterReader(MeterConfig(url=dongle.url, name="tcp", stale_after=30,
-                                     backoff_initial=0.05, backoff_cap=0.1))
+    reader = MeterReader(
+        MeterConfig(
+            url=dongle.url, name="tcp", stale_after=30, backoff_initial=0.05, backoff_cap=0.1
+        )
+    )
     registry = make_registry(lambda: [reader.snapshot])
 
     def scrape() -> dict[str, dict[LabelKey, float]]:
@@ -234,8 +265,10 @@ def test_a_value_that_cannot_be_exported_costs_only_its_meter(
     registers = dict(bad_telegram.registers)
     # A value no float can hold: the exposition would raise OverflowError on it.
     registers["1-0:1.7.0"] = registers["1-0:1.7.0"]._replace(value=10**400)
-    bad = dataclasses.replace(fresh("bad"), telegram=dataclasses.replace(
-        bad_telegram, registers=MappingProxyType(registers)))
+    bad = dataclasses.replace(
+        fresh("bad"),
+        telegram=dataclasses.replace(bad_telegram, registers=MappingProxyType(registers)),
+    )
     registry = make_registry(lambda: [good, bad])
     for _ in range(3):
         found = series(generate_latest(registry).decode())

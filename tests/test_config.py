@@ -54,8 +54,9 @@ def test_defaults() -> None:
 
 
 def test_named_devices_and_demo() -> None:
-    config = load("--device", "home=/dev/ttyUSB0", "--device", "garage=socket://192.0.2.10:8088",
-                  "--demo")
+    config = load(
+        "--device", "home=/dev/ttyUSB0", "--device", "garage=socket://192.0.2.10:8088", "--demo"
+    )
     assert [(m.name, m.url) for m in config.meters] == [
         ("home", "/dev/ttyUSB0"),
         ("garage", "socket://192.0.2.10:8088"),
@@ -69,10 +70,26 @@ def test_a_path_with_equals_sign_is_not_a_name() -> None:
 
 
 def test_meter_flags_apply_to_every_meter() -> None:
-    config = load("--device", "a=/dev/ttyUSB0", "--device", "b=/dev/ttyUSB1",
-                  "--stale-after", "5", "--detect-timeout", "3", "--silence-timeout", "7",
-                  "--poll-interval", "2", "--baudrate", "9600", "--bytesize", "7",
-                  "--parity", "E")
+    config = load(
+        "--device",
+        "a=/dev/ttyUSB0",
+        "--device",
+        "b=/dev/ttyUSB1",
+        "--stale-after",
+        "5",
+        "--detect-timeout",
+        "3",
+        "--silence-timeout",
+        "7",
+        "--poll-interval",
+        "2",
+        "--baudrate",
+        "9600",
+        "--bytesize",
+        "7",
+        "--parity",
+        "E",
+    )
     for meter in config.meters:
         assert meter.stale_after == 5.0
         assert meter.detect_timeout == 3.0
@@ -82,10 +99,23 @@ def test_meter_flags_apply_to_every_meter() -> None:
 
 
 def test_web_and_log_flags() -> None:
-    config = load("--demo", "--web.listen-address", "127.0.0.1:9999",
-                  "--web.telemetry-path", "/p1", "--web.config.file", "web.yml",
-                  "--web.request-timeout", "2.5", "--web.max-connections", "3",
-                  "--log.level", "debug", "--log.format", "json")
+    config = load(
+        "--demo",
+        "--web.listen-address",
+        "127.0.0.1:9999",
+        "--web.telemetry-path",
+        "/p1",
+        "--web.config.file",
+        "web.yml",
+        "--web.request-timeout",
+        "2.5",
+        "--web.max-connections",
+        "3",
+        "--log.level",
+        "debug",
+        "--log.format",
+        "json",
+    )
     assert config.web.listen_address == "127.0.0.1:9999"
     assert config.web.telemetry_path == "/p1"
     assert config.web.config_file == "web.yml"
@@ -130,22 +160,31 @@ ENV_SAMPLES: dict[str, tuple[str, Callable[[ExporterConfig], object], object]] =
     "--log.level": ("warn", lambda c: c.log_level, "warn"),
     "--log.format": ("json", lambda c: c.log_format, "json"),
     "--protocol": ("han", lambda c: c.meters[0].protocol, "han"),
-    "--key-file": (str(Path(__file__).parent / "fixtures" / "han" / "example.key"),
-                   lambda c: c.meters[0].protocol, "encrypted"),
+    "--key-file": (
+        str(Path(__file__).parent / "fixtures" / "han" / "example.key"),
+        lambda c: c.meters[0].protocol,
+        "encrypted",
+    ),
 }
 
 
 def test_every_flag_has_an_environment_variable() -> None:
-    options = [a.option_strings[0] for a in build_parser()._actions
-               if a.option_strings and a.dest not in ("help", "version")]
+    options = [
+        a.option_strings[0]
+        for a in build_parser()._actions
+        if a.option_strings and a.dest not in ("help", "version")
+    ]
     assert sorted(options) == sorted(ENV_SAMPLES)
 
 
 @pytest.mark.parametrize("option", ENV_SAMPLES)
 def test_environment_variable_alone_sets_the_option(tmp_path: Path, option: str) -> None:
     raw, read, expected = ENV_SAMPLES[option]
-    env = {env_name(option): raw.replace("{yaml}", yaml_file(
-        tmp_path, "meters:\n  - name: home\n    device: sim://\n"))}
+    env = {
+        env_name(option): raw.replace(
+            "{yaml}", yaml_file(tmp_path, "meters:\n  - name: home\n    device: sim://\n")
+        )
+    }
     if option not in ("--device", "--demo", "--config"):
         env["P1_EXPORTER_DEVICE"] = "/dev/ttyUSB0"
     assert read(load_config([], env)) == expected
@@ -154,8 +193,10 @@ def test_environment_variable_alone_sets_the_option(tmp_path: Path, option: str)
 @pytest.mark.parametrize("separator", [" ", ",", ", ", "\n"])
 def test_env_device_lists_several_meters(separator: str) -> None:
     config = load(env={"P1_EXPORTER_DEVICE": f"a=sim://?seed=1{separator}b=sim://?seed=2"})
-    assert [(m.name, m.url) for m in config.meters] == [("a", "sim://?seed=1"),
-                                                        ("b", "sim://?seed=2")]
+    assert [(m.name, m.url) for m in config.meters] == [
+        ("a", "sim://?seed=1"),
+        ("b", "sim://?seed=2"),
+    ]
 
 
 def test_device_flag_replaces_env_devices() -> None:
@@ -217,8 +258,11 @@ def test_unknown_p1_exporter_variable_is_warned_with_the_closest_name(
 
 
 def test_known_variables_cause_no_warning() -> None:
-    env = {env_name(option): raw for option, (raw, _, _) in ENV_SAMPLES.items()
-           if option not in ("--config", "--demo")}
+    env = {
+        env_name(option): raw
+        for option, (raw, _, _) in ENV_SAMPLES.items()
+        if option not in ("--config", "--demo")
+    }
     assert load(env=env).warnings == ()
 
 
@@ -252,11 +296,20 @@ def test_precedence(
     argv = ["--config", yaml_file(tmp_path, PRECEDENCE_YAML)]
     env = {}
     if use_env:
-        env = {"P1_EXPORTER_WEB_LISTEN_ADDRESS": "127.0.0.1:1002",
-               "P1_EXPORTER_STALE_AFTER": "7", "P1_EXPORTER_LOG_LEVEL": "warn"}
+        env = {
+            "P1_EXPORTER_WEB_LISTEN_ADDRESS": "127.0.0.1:1002",
+            "P1_EXPORTER_STALE_AFTER": "7",
+            "P1_EXPORTER_LOG_LEVEL": "warn",
+        }
     if use_flag:
-        argv += ["--web.listen-address", "127.0.0.1:1003", "--stale-after", "9",
-                 "--log.level", "debug"]
+        argv += [
+            "--web.listen-address",
+            "127.0.0.1:1003",
+            "--stale-after",
+            "9",
+            "--log.level",
+            "debug",
+        ]
     config = load_config(argv, env)
     assert names(config) == ["home"]
     assert (config.web.listen_address, config.meters[0].stale_after, config.log_level) == expected
@@ -266,7 +319,9 @@ def test_precedence(
 
 
 def test_full_yaml(tmp_path: Path) -> None:
-    path = yaml_file(tmp_path, """\
+    path = yaml_file(
+        tmp_path,
+        """\
 defaults:
   stale_after: 30
   silence_timeout: 12
@@ -289,14 +344,23 @@ web:
 log:
   level: warn
   format: json
-""")
+""",
+    )
     config = load("--config", path, "--device", "extra=sim://")
     home, shed, extra = config.meters
-    assert home == MeterConfig(url="/dev/ttyUSB0", name="home",
-                               settings=SerialSettings(9600, 7, "E"), stale_after=30.0,
-                               silence_timeout=12.0)
+    assert home == MeterConfig(
+        url="/dev/ttyUSB0",
+        name="home",
+        settings=SerialSettings(9600, 7, "E"),
+        stale_after=30.0,
+        silence_timeout=12.0,
+    )
     assert (shed.url, shed.stale_after, shed.silence_timeout, shed.backoff_cap) == (
-        "socket://192.0.2.7:8088", 90.0, 12.0, 4.0)
+        "socket://192.0.2.7:8088",
+        90.0,
+        12.0,
+        4.0,
+    )
     assert shed.settings is None
     assert (extra.name, extra.url, extra.stale_after) == ("extra", "sim://", 60.0)
     assert config.web.listen_address == "[::1]:9400"
@@ -317,8 +381,10 @@ def test_empty_yaml_file_needs_a_meter_elsewhere(tmp_path: Path) -> None:
     ("text", "culprit"),
     [
         ("meters:\n  - device: sim://\n    baudrat: 115200\n", "meters[0].baudrat: unknown key"),
-        ("meters:\n  - device: sim://\n  - name: b\n    devise: sim://\n",
-         "meters[1].devise: unknown key"),
+        (
+            "meters:\n  - device: sim://\n  - name: b\n    devise: sim://\n",
+            "meters[1].devise: unknown key",
+        ),
         ("meters:\n  - name: b\n", "meters[0].device: required"),
         ("meters:\n  - name: b\n    device: ''\n", "meters[0].device: required"),
         ("meters: sim://\n", "meters: must be a list"),
@@ -330,8 +396,10 @@ def test_empty_yaml_file_needs_a_meter_elsewhere(tmp_path: Path) -> None:
         ("meters:\n  - device: /dev/ttyS0\n    bytesize: 9\n", "meters[0]: invalid serial"),
         ("meters:\n  - device: /dev/ttyS0\n    parity: X\n", "meters[0]: invalid serial"),
         ("meters:\n  - name: a b\n    device: sim://\n", "meter name 'a b'"),
-        ("meters:\n  - {name: a, device: 'sim://'}\n  - {name: a, device: 'sim://'}\n",
-         "meter name 'a' is used twice"),
+        (
+            "meters:\n  - {name: a, device: 'sim://'}\n  - {name: a, device: 'sim://'}\n",
+            "meter name 'a' is used twice",
+        ),
         ("defaults:\n  name: x\nmeters: []\n", "defaults.name: unknown key"),
         ("web:\n  listen: :1\n", "web.listen: unknown key"),
         ("web:\n  max_connections: 2.5\n", "web.max_connections"),
@@ -376,9 +444,11 @@ OUT_OF_RANGE = ["nan", "inf", "-inf", "1e300", "-1", "0", "1e-300"]
 
 
 def test_every_numeric_flag_has_a_range() -> None:
-    numeric = [a.option_strings[0] for a in build_parser()._actions
-               if a.type is not None and a.option_strings[0] not in
-               ("--web.telemetry-path", "--bytesize")]
+    numeric = [
+        a.option_strings[0]
+        for a in build_parser()._actions
+        if a.type is not None and a.option_strings[0] not in ("--web.telemetry-path", "--bytesize")
+    ]
     assert sorted(numeric) == sorted(RANGED)
     assert set(LIMITS) == {key for _, key, _, _ in RANGED.values()} | {"backoff_cap"}
 
@@ -456,12 +526,17 @@ def test_yaml_error_shows_a_long_value_shortened(tmp_path: Path) -> None:
         ("socket://192.0.2.1:http", "port 'http' is not a number from 1 to 65535"),
         ("http://192.0.2.1:99999/telegram", "port '99999' is not a number"),
         ("http:///telegram", "no host; write http://HOST/PATH"),
-        ("tcp://192.0.2.1:8088", "tcp:// is not a supported scheme; did you mean "
-                                 "socket://192.0.2.1:8088?"),
+        (
+            "tcp://192.0.2.1:8088",
+            "tcp:// is not a supported scheme; did you mean socket://192.0.2.1:8088?",
+        ),
         ("telnet://dongle:23", "did you mean socket://dongle:23?"),
-        ("ftp://192.0.2.1/x", "unknown scheme ftp://; use a serial device path, "
-                              "socket://HOST:PORT, rfc2217://HOST:PORT, http://HOST/PATH, "
-                              "https://HOST/PATH, file:PATH, sim://"),
+        (
+            "ftp://192.0.2.1/x",
+            "unknown scheme ftp://; use a serial device path, "
+            "socket://HOST:PORT, rfc2217://HOST:PORT, http://HOST/PATH, "
+            "https://HOST/PATH, file:PATH, sim://",
+        ),
         ("serial:///dev/ttyUSB0", "unknown scheme serial://"),
         ("Socket://h:1", "write the scheme in lower case: socket://"),
         ("/", "is a directory, not a serial port"),
@@ -480,11 +555,22 @@ def test_impossible_device_addresses_are_refused(url: str, reason: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["/dev/ttyUSB0", "/dev/serial/by-id/usb-not-plugged-in-yet", "/dev/null",
-     "socket://192.0.2.1:8088", "socket://[2001:db8::1]:8088", "rfc2217://dongle:2217",
-     "http://192.0.2.1/api/v1/telegram", "https://user:pw@meter.example:8443/t",
-     "file:capture.p1c", "file:/tmp/x?pace=fast", "sim://", "sim://?dialect=belgian",
-     "loop://", "spy:///dev/ttyUSB0"],
+    [
+        "/dev/ttyUSB0",
+        "/dev/serial/by-id/usb-not-plugged-in-yet",
+        "/dev/null",
+        "socket://192.0.2.1:8088",
+        "socket://[2001:db8::1]:8088",
+        "rfc2217://dongle:2217",
+        "http://192.0.2.1/api/v1/telegram",
+        "https://user:pw@meter.example:8443/t",
+        "file:capture.p1c",
+        "file:/tmp/x?pace=fast",
+        "sim://",
+        "sim://?dialect=belgian",
+        "loop://",
+        "spy:///dev/ttyUSB0",
+    ],
 )
 def test_possible_device_addresses_pass(url: str) -> None:
     check_address(url)
@@ -496,15 +582,23 @@ def test_capture_file_as_plain_path_points_to_file_scheme(tmp_path: Path) -> Non
     capture.write_bytes(b"/XMX5LGBBFG1012463161\r\n\r\n1-3:0.2.8(42)\r\n!ABCD\r\n")
     for argv, env, where in (
         (["--device", str(capture)], {}, "--device"),
-        ([], {"P1_EXPORTER_DEVICE": f"a=sim:// b={capture}"},
-         "environment variable P1_EXPORTER_DEVICE:"),
-        (["--config", yaml_file(tmp_path, f"meters:\n  - device: {capture}\n")], {},
-         "meters[0].device"),
+        (
+            [],
+            {"P1_EXPORTER_DEVICE": f"a=sim:// b={capture}"},
+            "environment variable P1_EXPORTER_DEVICE:",
+        ),
+        (
+            ["--config", yaml_file(tmp_path, f"meters:\n  - device: {capture}\n")],
+            {},
+            "meters[0].device",
+        ),
     ):
         with pytest.raises(ConfigError) as caught:
             load(*argv, env=env)
-        assert str(caught.value) == (f"{where} {str(capture)!r}: is a regular file, not a "
-                                     "serial port; use file:PATH to replay a file")
+        assert str(caught.value) == (
+            f"{where} {str(capture)!r}: is a regular file, not a "
+            "serial port; use file:PATH to replay a file"
+        )
     assert load("--device", f"file:{capture}").meters[0].url == f"file:{capture}"
 
 
@@ -576,8 +670,10 @@ def test_build_errors_name_the_meter_or_flag(argv: list[str], culprit: str) -> N
     [
         ("basic_auth_users: {}\nextra_key: 1\n", "extra_key: unknown key"),
         ("basic_auth_users:\n  admin: not-a-bcrypt-hash\n", "basic_auth_users.admin"),
-        ("tls_server_config:\n  cert_file: /nonexistent.crt\n  key_file: /nonexistent.key\n",
-         "/nonexistent."),
+        (
+            "tls_server_config:\n  cert_file: /nonexistent.crt\n  key_file: /nonexistent.key\n",
+            "/nonexistent.",
+        ),
     ],
 )
 def test_build_web_config_errors_name_the_file_and_key(
@@ -594,8 +690,14 @@ def test_build_web_config_errors_name_the_file_and_key(
 
 
 def test_build_creates_one_reader_per_meter() -> None:
-    config = load("--device", "a=sim://?seed=1", "--device", "b=sim://?dialect=belgian",
-                  "--web.listen-address", "127.0.0.1:0")
+    config = load(
+        "--device",
+        "a=sim://?seed=1",
+        "--device",
+        "b=sim://?dialect=belgian",
+        "--web.listen-address",
+        "127.0.0.1:0",
+    )
     readers, server = build(config)
     try:
         assert [r.config.name for r in readers] == ["a", "b"]

@@ -128,8 +128,9 @@ def test_mismatch_message_for_changed_content() -> None:
     with pytest.raises(CRCError) as caught:
         parse(tampered)
     assert str(caught.value) == f"CRC mismatch: computed {computed:04X}, telegram says 6EEE"
-    assert re.fullmatch(r"CRC mismatch: computed [0-9A-F]{4}, telegram says 6EEE",
-                        str(caught.value))
+    assert re.fullmatch(
+        r"CRC mismatch: computed [0-9A-F]{4}, telegram says 6EEE", str(caught.value)
+    )
 
 
 def test_mismatch_message_pads_and_upper_cases_what_was_sent() -> None:

@@ -68,9 +68,7 @@ def test_capture_with_one_refusal_still_prints_the_others(
     assert "telegram 1" not in err and "telegram 3" not in err
 
 
-def test_ignore_crc_decodes_and_says_so(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_ignore_crc_decodes_and_says_so(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = tmp_path / "bad.txt"
     path.write_bytes(BAD_CRC)
     code, out, err = decode(capsys, "--ignore-crc", str(path))
@@ -197,7 +195,8 @@ def test_reader_closing_the_pipe_ends_decode_quietly(tmp_path: Path) -> None:
     capture.write_bytes(V5 * 300)  # far more text than a pipe buffer holds
     process = subprocess.Popen(
         [sys.executable, "-m", "p1_exporter", "decode", str(capture)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert process.stdout is not None and process.stderr is not None
     first = process.stdout.readline()
@@ -220,7 +219,9 @@ def test_ctrl_c_while_reading_stdin_is_one_line() -> None:
     """SIGINT to ``decode -`` waiting on its input: one line, exit code 130, no traceback."""
     process = subprocess.Popen(
         [sys.executable, "-m", "p1_exporter", "decode", "-"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         assert process.stdin is not None

@@ -64,8 +64,10 @@ def test_encrypted_p1_telegram_uses_the_luxembourg_auth_key_by_default(
     plain = (FIXTURES / "v5.txt").read_bytes()
     frames = tmp_path / "lux.bin"
     keys = Keys(bytes.fromhex(KEY), LUXEMBOURG_AUTH_KEY)
-    frames.write_bytes(encrypt(plain, keys, b"SAGgp\x00\x00\x01", 1)
-                       + encrypt(plain, keys, b"SAGgp\x00\x00\x01", 2))
+    frames.write_bytes(
+        encrypt(plain, keys, b"SAGgp\x00\x00\x01", 1)
+        + encrypt(plain, keys, b"SAGgp\x00\x00\x01", 2)
+    )
     code, out, err = decode(capsys, str(frames), "--key", KEY.lower(), "--metrics")
     assert code == 0, err
     assert out.count("p1_") > 10

@@ -219,9 +219,13 @@ def test_log_limiter_budget_caps_all_keys_and_summarises(
     assert limiter._window_start is not None
     limiter.tick(limiter._window_start + 60.0)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings == ["bad 0", "bad 1", "bad 2",
-                        "meter x: 8 more log lines held back in the last 60 s (at most 3 a "
-                        "window): line 7, diagnosis 1; the metrics count every one"]
+    assert warnings == [
+        "bad 0",
+        "bad 1",
+        "bad 2",
+        "meter x: 8 more log lines held back in the last 60 s (at most 3 a "
+        "window): line 7, diagnosis 1; the metrics count every one",
+    ]
     assert limiter.log("line:9", logging.WARNING, "bad 9")  # a new window, a new budget
     limiter.tick(limiter._window_start + 60.0)  # nothing held: no summary
     assert sum(r.levelno == logging.WARNING for r in caplog.records) == 5

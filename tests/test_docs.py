@@ -30,8 +30,12 @@ def test_metrics_reference_is_current() -> None:
 def test_readme_mentions_every_contract_metric() -> None:
     readme = (ROOT / "README.md").read_text()
     contract = [
-        "p1_energy_import_joules_total", "p1_energy_export_joules_total", "p1_power_import_watts",
-        "p1_phase_voltage_volts", "p1_gas_volume_cubic_meters_total", "p1_up",
+        "p1_energy_import_joules_total",
+        "p1_energy_export_joules_total",
+        "p1_power_import_watts",
+        "p1_phase_voltage_volts",
+        "p1_gas_volume_cubic_meters_total",
+        "p1_up",
         "p1_telegrams_total",
     ]
     for name in contract:
@@ -53,8 +57,24 @@ def test_readme_opens_with_the_two_commands() -> None:
 
 #: Programs the README's shell blocks may call by name: the system's own, or ones the README
 #: asks the reader to install (docker). p1-exporter is on PATH only after the activate line.
-_SYSTEM_COMMANDS = {"sh", "sudo", "ls", "curl", "grep", "head", "git", "rm", "cp", "cd",
-                    "apt-get", "docker", "journalctl", "systemctl", "python3", "."}
+_SYSTEM_COMMANDS = {
+    "sh",
+    "sudo",
+    "ls",
+    "curl",
+    "grep",
+    "head",
+    "git",
+    "rm",
+    "cp",
+    "cd",
+    "apt-get",
+    "docker",
+    "journalctl",
+    "systemctl",
+    "python3",
+    ".",
+}
 _ACTIVATE = ". .venv/bin/activate"
 
 
@@ -109,8 +129,7 @@ def _runs_by_itself(argv: list[str]) -> bool:
     """Whether a p1-exporter command ends on its own and touches nothing outside the clone."""
     if argv in (["--help"], ["--version"]) or argv[:1] == ["decode"]:
         return True
-    return (argv[:1] == ["simulate"] and "--count" in argv
-            and not {"--pty", "--tcp"} & set(argv))
+    return argv[:1] == ["simulate"] and "--count" in argv and not {"--pty", "--tcp"} & set(argv)
 
 
 def test_readme_commands_use_only_what_is_on_path() -> None:
@@ -142,7 +161,8 @@ def test_readme_commands_use_only_what_is_on_path() -> None:
             else:
                 assert program in _SYSTEM_COMMANDS, (
                     f"{where}: {program!r} is not a system command (add it to "
-                    "_SYSTEM_COMMANDS if the README tells the reader to install it)")
+                    "_SYSTEM_COMMANDS if the README tells the reader to install it)"
+                )
 
 
 def test_readme_p1_exporter_commands_run_as_written() -> None:
@@ -152,14 +172,16 @@ def test_readme_p1_exporter_commands_run_as_written() -> None:
         pytest.skip("the tests do not run in a virtual environment (run sh scripts/test.sh)")
     ran = []
     for number, line in _shell_lines():
-        runnable = [_after_sudo(w)[1:] for w in _commands(line)
-                    if _after_sudo(w)[0] == "p1-exporter"]
+        runnable = [
+            _after_sudo(w)[1:] for w in _commands(line) if _after_sudo(w)[0] == "p1-exporter"
+        ]
         if not runnable or not all(_runs_by_itself(argv) for argv in runnable):
             continue
         # The README's own activate line, of the venv these tests run in (.venv or another).
         script = f". '{venv}/bin/activate' && {line}"
-        result = subprocess.run(["sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
-                                timeout=60, check=False)
+        result = subprocess.run(
+            ["sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+        )
         where = f"README.md line {number}: {line}"
         assert result.returncode == 0, f"{where}\n{result.stderr[-2000:]}"
         assert result.stdout.strip(), f"{where}: no output"
@@ -172,7 +194,7 @@ def test_readme_p1_exporter_commands_run_as_written() -> None:
 def test_readme_development_section_lists_every_benchmark_and_marker() -> None:
     """Each script in benchmarks/ has its command, and each pytest marker its line."""
     readme = (ROOT / "README.md").read_text()
-    development = readme[readme.index("\n## Development\n"):]
+    development = readme[readme.index("\n## Development\n") :]
     for script in sorted((ROOT / "benchmarks").glob("*.py")):
         assert f"benchmarks/{script.name}" in development, f"README lacks {script.name}"
     pyproject = (ROOT / "pyproject.toml").read_text()

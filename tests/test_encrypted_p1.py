@@ -49,8 +49,9 @@ def test_tag_and_ciphertext_match_aesgcm() -> None:
     whole = frame(7)
     parsed = parse_ciphered(whole)
     assert parsed is not None and parsed.length == len(whole)
-    reference = AESGCM(KEY).encrypt(TITLE + (7).to_bytes(4, "big"), PLAIN,
-                                    bytes([0x30]) + LUXEMBOURG_AUTH_KEY)
+    reference = AESGCM(KEY).encrypt(
+        TITLE + (7).to_bytes(4, "big"), PLAIN, bytes([0x30]) + LUXEMBOURG_AUTH_KEY
+    )
     assert parsed.data == reference[: len(PLAIN)] + reference[len(PLAIN) : len(PLAIN) + 12]
 
 
@@ -126,8 +127,13 @@ def test_truncated_frame_is_malformed_at_end_of_stream() -> None:
 
 def test_keys_are_exactly_32_hex_digits() -> None:
     assert parse_key("00112233445566778899aabbccddeeff") == LUXEMBOURG_AUTH_KEY
-    for bad in ("", "0011", "00112233445566778899AABBCCDDEEFF00",
-                "0x112233445566778899AABBCCDDEEFF", "00112233445566778899AABBCCDDEEFG"):
+    for bad in (
+        "",
+        "0011",
+        "00112233445566778899AABBCCDDEEFF00",
+        "0x112233445566778899AABBCCDDEEFF",
+        "00112233445566778899AABBCCDDEEFG",
+    ):
         with pytest.raises(ValueError, match="32 hexadecimal"):
             parse_key(bad)
 
@@ -135,8 +141,9 @@ def test_keys_are_exactly_32_hex_digits() -> None:
 def test_official_austrian_example_decrypts_to_its_published_plaintext() -> None:
     data = (FIXTURES / "han" / "evn_kaifa_ma309.mbus").read_bytes()
     framer, joiner = HanFramer(), Reassembler()
-    apdus = [done for ev in framer.feed(data) if not isinstance(ev, Exception)
-             for done in joiner.add(ev)]
+    apdus = [
+        done for ev in framer.feed(data) if not isinstance(ev, Exception) for done in joiner.add(ev)
+    ]
     assert len(apdus) == 1 and isinstance(apdus[0], tuple)
     ciphered = parse_ciphered(apdus[0][0])
     assert ciphered is not None and ciphered.security_control == 0x20

@@ -51,8 +51,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         "basic_auth_users:\n"
         f"  {USER}: '{hashed}'\n"
     )
-    with ExporterProcess(["--demo", "--web.listen-address", "127.0.0.1:0",
-                          "--web.config.file", str(web_config)]) as exporter:
+    with ExporterProcess(
+        ["--demo", "--web.listen-address", "127.0.0.1:0", "--web.config.file", str(web_config)]
+    ) as exporter:
         exporter.wait_listening()
         yield Setup(pki, web_config, exporter)
         assert exporter.stop()[0] == 0
@@ -75,11 +76,18 @@ def test_listens_on_https(setup: Setup) -> None:
 def test_right_credentials_get_metrics(setup: Setup) -> None:
     url = setup.exporter.url
     context = trusting(setup.pki)
-    wait_for(lambda: value(series(http_get(url, context=context, headers=auth(USER, PASSWORD))
-                                  .body.decode()), "p1_up", meter="main") == 1.0,
-             what="the demo meter to be up")
-    for path in ("/metrics", "/healthz", "/", "/api/v1/meters", "/api/v1/live",
-                 "/static/live.js"):
+    wait_for(
+        lambda: (
+            value(
+                series(http_get(url, context=context, headers=auth(USER, PASSWORD)).body.decode()),
+                "p1_up",
+                meter="main",
+            )
+            == 1.0
+        ),
+        what="the demo meter to be up",
+    )
+    for path in ("/metrics", "/healthz", "/", "/api/v1/meters", "/api/v1/live", "/static/live.js"):
         reply = http_get(url, path, context=context, headers=auth(USER, PASSWORD))
         assert reply.status == 200, path
 
@@ -113,14 +121,19 @@ def test_plain_http_to_the_tls_port_gets_400(setup: Setup) -> None:
 
 def test_untrusted_certificate_is_refused_by_the_client(setup: Setup) -> None:
     with pytest.raises(ssl.SSLCertVerificationError):
-        http_get(setup.exporter.url, context=ssl.create_default_context(),
-                 headers=auth(USER, PASSWORD))
+        http_get(
+            setup.exporter.url, context=ssl.create_default_context(), headers=auth(USER, PASSWORD)
+        )
 
 
 def test_promtool_accepts_the_web_config(setup: Setup) -> None:
-    result = subprocess.run([require_binary("promtool"), "check", "web-config",
-                             str(setup.web_config)], capture_output=True, text=True, timeout=30,
-                            check=False)
+    result = subprocess.run(
+        [require_binary("promtool"), "check", "web-config", str(setup.web_config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr
 
@@ -161,10 +174,12 @@ def test_real_prometheus_scrapes_over_tls_with_basic_auth(setup: Setup, tmp_path
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
+
         def up() -> bool:
             if process.poll() is not None:
-                raise AssertionError("prometheus exited:\n" + (tmp_path / "prometheus.log")
-                                     .read_text())
+                raise AssertionError(
+                    "prometheus exited:\n" + (tmp_path / "prometheus.log").read_text()
+                )
             try:
                 data = _prometheus_api(port, "/api/v1/query", query='p1_up{job="p1"}')
             except (OSError, http.client.HTTPException, AssertionError):
@@ -192,8 +207,9 @@ def test_real_prometheus_scrapes_over_tls_with_basic_auth(setup: Setup, tmp_path
         log.close()
 
 
-@pytest.mark.parametrize("curves", [["X25519"], ["X25519", "CurveP256"], ["CurveP384"]],
-                         ids=lambda c: "+".join(c))
+@pytest.mark.parametrize(
+    "curves", [["X25519"], ["X25519", "CurveP256"], ["CurveP384"]], ids=lambda c: "+".join(c)
+)
 def test_curve_preferences_start_and_say_what_they_enforce(
     setup: Setup, tmp_path: Path, curves: list[str]
 ) -> None:
@@ -207,8 +223,9 @@ def test_curve_preferences_start_and_say_what_they_enforce(
         f"  key_file: {setup.pki.server_key}\n"
         f"  curve_preferences: [{', '.join(curves)}]\n"
     )
-    with ExporterProcess(["--demo", "--web.listen-address", "127.0.0.1:0",
-                          "--web.config.file", str(web_config)]) as exporter:
+    with ExporterProcess(
+        ["--demo", "--web.listen-address", "127.0.0.1:0", "--web.config.file", str(web_config)]
+    ) as exporter:
         exporter.wait_listening()
         assert exporter.scheme == "https"
         enforced = enforceable(curves)

@@ -58,8 +58,11 @@ def test_twenty_unplug_replug_cycles(tmp_path: Path) -> None:
     link = tmp_path / "ttyUSB-p1"
     line = PtyLine()
     point(link, line.path)
-    with Meter(line.write) as meter, running(config(str(link))) as reader, \
-            serving(reader) as metrics:
+    with (
+        Meter(line.write) as meter,
+        running(config(str(link))) as reader,
+        serving(reader) as metrics,
+    ):
         recovered(metrics, meter, 0.0)
         for cycle in range(20):
             before = metrics.scrape()
@@ -94,11 +97,16 @@ def test_tcp_dongle_restarts_under_the_real_exporter(tmp_path: Path) -> None:
         f"    silence_timeout: 5\n    stale_after: 5\nweb:\n  listen_address: 127.0.0.1:{port}\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "p1_exporter", "--config", str(cfg),
-                             "--log.level", "warn"], cwd=ROOT, env=env,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "p1_exporter", "--config", str(cfg), "--log.level", "warn"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = Metrics(f"http://127.0.0.1:{port}/metrics", "dongle")
     try:
+
         def send(data: bytes) -> None:
             dongle.send(data)
 
@@ -124,9 +132,11 @@ def test_tcp_dongle_restarts_under_the_real_exporter(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_silent_meter_goes_stale_then_comes_back() -> None:
     line = PtyLine()
-    with Meter(line.write) as meter, \
-            running(config(line.path, stale_after=1.0, silence_timeout=0.5)) as reader, \
-            serving(reader) as metrics:
+    with (
+        Meter(line.write) as meter,
+        running(config(line.path, stale_after=1.0, silence_timeout=0.5)) as reader,
+        serving(reader) as metrics,
+    ):
         recovered(metrics, meter, 0.0)
         assert metrics.scrape().count("p1_up") == 1
         errors = metrics.count("p1_source_errors_total")
@@ -155,8 +165,11 @@ def test_garbage_bursts_are_counted_and_values_stay_true() -> None:
         return (b"/" + burst if kind == "torn" else burst) + good
 
     line = PtyLine()
-    with Meter(line.write) as meter, running(config(line.path)) as reader, \
-            serving(reader) as metrics:
+    with (
+        Meter(line.write) as meter,
+        running(config(line.path)) as reader,
+        serving(reader) as metrics,
+    ):
         recovered(metrics, meter, 0.0)
         ok = metrics.scrape().count("p1_telegrams_total", result="ok")
         meter.shape = with_garbage
@@ -182,14 +195,20 @@ def test_crc_storm_is_counted_and_never_published() -> None:
         storm["left"] -= 1
         return corrupt_crc(good)
 
-    with Meter(line.write) as meter, running(config(line.path)) as reader, \
-            serving(reader) as metrics:
+    with (
+        Meter(line.write) as meter,
+        running(config(line.path)) as reader,
+        serving(reader) as metrics,
+    ):
         recovered(metrics, meter, 0.0)
         crc_errors = metrics.scrape().count("p1_telegrams_total", result="crc_error")
         meter.shape = corrupted
         wait_for(lambda: storm["left"] == 0)
-        wait_for(lambda: metrics.scrape().count("p1_telegrams_total",
-                                                         result="crc_error") == crc_errors + 40)
+        wait_for(
+            lambda: (
+                metrics.scrape().count("p1_telegrams_total", result="crc_error") == crc_errors + 40
+            )
+        )
         assert metrics.energy() == max(meter.sent)  # the last good one, throughout the storm
         assert metrics.count("p1_up") == 1
         meter.shape = None
@@ -236,8 +255,10 @@ def test_wrong_serial_settings_then_right_ones(no_reader_crash: pytest.LogCaptur
     assert str(source.settings) == "9600 7E1"
     with Meter(line.write) as meter:
         meter.shape = lambda good: transcode(good, "115200-8N1", _wire(source.settings))
-        with running(config(line.path, detect_timeout=0.6), source) as reader, \
-                serving(reader) as metrics:
+        with (
+            running(config(line.path, detect_timeout=0.6), source) as reader,
+            serving(reader) as metrics,
+        ):
             recovered(metrics, meter, 0.0)
             snap = reader.snapshot
             assert snap.settings == "115200 8N1"
@@ -256,9 +277,11 @@ def test_wrong_serial_settings_then_right_ones(no_reader_crash: pytest.LogCaptur
 def test_inverted_line_then_fixed(no_reader_crash: pytest.LogCaptureFixture) -> None:
     """The other wiring fault: the P1 signal not inverted, at the right speed."""
     line = PtyLine()
-    with Meter(line.write) as meter, \
-            running(config(line.path, settings=SerialSettings(115200, 8, "N"))) as reader, \
-            serving(reader) as metrics:
+    with (
+        Meter(line.write) as meter,
+        running(config(line.path, settings=SerialSettings(115200, 8, "N"))) as reader,
+        serving(reader) as metrics,
+    ):
         meter.shape = lambda good: transcode(good, "115200-8N1", "115200-8N1", inverted=True)
         time.sleep(1.0)
         snap = metrics.scrape()
@@ -277,8 +300,11 @@ def test_meter_clock_jumping_backwards_keeps_values_flowing() -> None:
     changes: freshness is the exporter's own monotonic clock, and registers still rise."""
     line = PtyLine()
     clock = {"line": b"0-0:1.0.0(240301120000W)"}
-    with Meter(line.write) as meter, running(config(line.path)) as reader, \
-            serving(reader) as metrics:
+    with (
+        Meter(line.write) as meter,
+        running(config(line.path)) as reader,
+        serving(reader) as metrics,
+    ):
         meter.make = lambda wh: telegram(wh, clock=clock["line"])
         recovered(metrics, meter, 0.0)
         first = metrics.scrape().get("p1_meter_clock_timestamp_seconds")
@@ -300,8 +326,11 @@ def test_replaced_meter_is_accepted_and_logged_once(
 ) -> None:
     line = PtyLine()
     new_id = b"0-0:96.1.1(4E45572D4D455445522D30303031)"  # "NEW-METER-0001"
-    with Meter(line.write) as meter, running(config(line.path)) as reader, \
-            serving(reader) as metrics:
+    with (
+        Meter(line.write) as meter,
+        running(config(line.path)) as reader,
+        serving(reader) as metrics,
+    ):
         recovered(metrics, meter, 0.0)
         meter.make = lambda wh: telegram(wh - 5_000_000, ident=new_id)  # starts near zero
         wait_for(lambda: (metrics.energy() or 1e12) < 1e8)

@@ -112,9 +112,22 @@ def test_crlf_and_bare_lf_decode_alike() -> None:
         assert b"\r" not in lf
         a, b = parse(crlf), parse(lf)
         assert b.crc_verified == a.crc_verified
-        for field in ("header", "dsmr_version", "meter_time", "equipment_id", "registers",
-                      "texts", "mbus", "power_failure_log", "month_peak", "month_peak_time",
-                      "peak_history", "extra", "unknown", "malformed"):
+        for field in (
+            "header",
+            "dsmr_version",
+            "meter_time",
+            "equipment_id",
+            "registers",
+            "texts",
+            "mbus",
+            "power_failure_log",
+            "month_peak",
+            "month_peak_time",
+            "peak_history",
+            "extra",
+            "unknown",
+            "malformed",
+        ):
             assert getattr(a, field) == getattr(b, field), (name, field)
 
 
@@ -410,7 +423,9 @@ def test_a_run_of_lone_starts_is_one_event_per_max_size(chunk: int | None) -> No
     assert len(outcomes) == MEGABYTE // DEFAULT_MAX_SIZE + 1
     sizes = [outcome.error.size for outcome in outcomes if isinstance(outcome.error, FramingError)]
     assert sizes == [DEFAULT_MAX_SIZE] * (MEGABYTE // DEFAULT_MAX_SIZE - 1) + [
-        DEFAULT_MAX_SIZE - 1, 1]
+        DEFAULT_MAX_SIZE - 1,
+        1,
+    ]
     assert "line noise: 16384 telegram starts ('/') in 16384 bytes" in str(outcomes[0].error)
     assert garbage == 0
 
@@ -423,8 +438,11 @@ def test_short_torn_candidates_of_any_kind_join_the_run(piece: bytes) -> None:
         results = [outcome.result for outcome in outcomes]
         assert results[-1] == "ok" and outcomes[-1].raw == V5
         assert results[:-1] == ["malformed"] * len(results[:-1])
-        noise = [outcome.error.size for outcome in outcomes[:-1]
-                 if isinstance(outcome.error, FramingError)]
+        noise = [
+            outcome.error.size
+            for outcome in outcomes[:-1]
+            if isinstance(outcome.error, FramingError)
+        ]
         assert sum(noise) == len(piece) * 2000
         assert len(noise) <= len(piece) * 2000 // DEFAULT_MAX_SIZE + 1
 

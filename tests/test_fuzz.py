@@ -34,8 +34,13 @@ def broken(checker: Checker) -> str:
 
 
 @pytest.mark.slow
-@settings(max_examples=250, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=250,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(st.randoms(use_true_random=False, note_method_calls=True))
 def test_hypothesis_mutations_keep_every_promise(rng: random.Random) -> None:
     checker = Checker()
@@ -61,9 +66,17 @@ def test_the_oracles_see_a_damaged_telegram_that_a_reader_would_accept() -> None
     """The harness itself: a forged end on a fresh, non-sticky stream is reported."""
     forged = V5[: V5.index(b"1-0:1.8.1")] + b"\r\n!\r\n"  # version line cut, CRC gone
     assert parse(forged.replace(b"1-3:0.2.8(50)\r\n", b"")).crc is None
-    item = Input(forged.replace(b"1-3:0.2.8(50)\r\n", b""), ("v5",), ("truncate",), False,
-                 next(s.originals for s in SEEDS if s.name == "v5"), True, (), 16384,
-                 primer=V5)
+    item = Input(
+        forged.replace(b"1-3:0.2.8(50)\r\n", b""),
+        ("v5",),
+        ("truncate",),
+        False,
+        next(s.originals for s in SEEDS if s.name == "v5"),
+        True,
+        (),
+        16384,
+        primer=V5,
+    )
     checker = Checker()
     checker.check(item)
     assert checker.tally.first_unsigned == 1  # a fresh stream cannot know
@@ -87,8 +100,9 @@ def test_a_reader_stream_refuses_unsigned_telegrams_once_its_meter_signed() -> N
 def test_a_huge_valve_position_is_a_malformed_line_not_a_failed_scrape() -> None:
     """Found by the fuzzer: int('9' * 400) is fine, float() of it raised in the collector."""
     huge = b"9" * 400
-    damaged = resign(V5.replace(b"0-1:24.1.0(003)",
-                                b"0-1:24.1.0(%s)\r\n0-1:24.4.0(%s)" % (huge, huge)))
+    damaged = resign(
+        V5.replace(b"0-1:24.1.0(003)", b"0-1:24.1.0(%s)\r\n0-1:24.4.0(%s)" % (huge, huge))
+    )
     telegram = parse(damaged)
     assert telegram.mbus[1].valve_position is None and telegram.mbus[1].device_type is None
     assert len(telegram.malformed) == 2

@@ -35,15 +35,17 @@ CASES = {
     "v5_eon_hu.txt": "v5_eon_hu.metrics.txt",
     "smarty_lux.txt": "smarty_lux.metrics.txt",
 }
-_BUILD_INFO = re.compile(r'^p1_exporter_build_info\{python_version="[^"]*",version="[^"]*"\} ',
-                         re.MULTILINE)
+_BUILD_INFO = re.compile(
+    r'^p1_exporter_build_info\{python_version="[^"]*",version="[^"]*"\} ', re.MULTILINE
+)
 _LAST_TELEGRAM = re.compile(r"^(p1_last_telegram_timestamp_seconds\{[^}]*\}) \S+$", re.MULTILINE)
 
 
 def normalise(text: str) -> str:
     """Replace the environment-dependent values with fixed placeholders."""
     text, builds = _BUILD_INFO.subn(
-        'p1_exporter_build_info{python_version="PYTHON",version="VERSION"} ', text)
+        'p1_exporter_build_info{python_version="PYTHON",version="VERSION"} ', text
+    )
     assert builds == 1, "p1_exporter_build_info missing or changed shape"
     text, stamps = _LAST_TELEGRAM.subn(r"\1 TIMESTAMP", text)
     assert stamps >= 1, "p1_last_telegram_timestamp_seconds missing"

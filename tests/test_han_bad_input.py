@@ -23,8 +23,10 @@ GOOD = (HAN / "kaifa_no_list2.hdlc").read_bytes()
 APDU = GOOD[9:-3]  # the LLC header and data-notification of the frame
 EVN = (HAN / "evn_kaifa_ma309.mbus").read_bytes()
 EVN_KEYS = Keys(bytes.fromhex("36C66639E48A8CA4D6BC8B282A793BBB"))
-KEYS = Keys(bytes.fromhex("000102030405060708090A0B0C0D0E0F"),
-            bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF"))
+KEYS = Keys(
+    bytes.fromhex("000102030405060708090A0B0C0D0E0F"),
+    bytes.fromhex("D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF"),
+)
 
 
 def results(data: bytes, keys: Keys | None = None) -> list[str]:
@@ -74,8 +76,10 @@ def test_wrong_key_authenticated_and_encrypted_only() -> None:
 
 def test_frame_counter_going_back_is_refused() -> None:
     title = b"KFM\x10\x00\x00\x00\x01"
-    frames = [hdlc_frame(b"\xe6\xe7\x00" + encrypt(APDU[3:], KEYS, title, n, 0x30))
-              for n in (10, 11, 11, 3, 12)]
+    frames = [
+        hdlc_frame(b"\xe6\xe7\x00" + encrypt(APDU[3:], KEYS, title, n, 0x30))
+        for n in (10, 11, 11, 3, 12)
+    ]
     assert results(b"".join(frames), KEYS) == ["ok", "ok", "replay", "replay", "ok"]
 
 
@@ -98,8 +102,12 @@ def test_unknown_layouts() -> None:
 
 def test_malformed_axdr() -> None:
     header = b"\xe6\xe7\x00\x0f\x40\x00\x00\x00\x00"
-    for body in (b"\x02\x05\x06\x00", b"\x01\x84\xff\xff\xff\xff\x00", b"\x02\x01\x63",
-                 b"\x02\x01\x06\x00\x00\x00\x01\x07\x07"):
+    for body in (
+        b"\x02\x05\x06\x00",
+        b"\x01\x84\xff\xff\xff\xff\x00",
+        b"\x02\x01\x63",
+        b"\x02\x01\x06\x00\x00\x00\x01\x07\x07",
+    ):
         assert results(hdlc_frame(header + body)) == ["malformed"]
 
 

@@ -25,11 +25,11 @@ SAGEMCOM_KEY = Keys(bytes.fromhex("A89AE6C225E45130298B3CC3F4D23463"))
 WH = 3600
 
 
-
 def assert_value(got: tuple[float, str], expected: float, unit: str) -> None:
     """A decoded value in its unit, equal to ``expected`` up to float rounding."""
     assert got[1] == unit
     assert got[0] == pytest.approx(expected)
+
 
 def outcomes(data: bytes, keys: Keys | None = None, chunk: int = 0) -> list[Outcome]:
     stream = HanStream(keys)
@@ -158,8 +158,10 @@ def test_austria_sagemcom_t210_encrypted() -> None:
 
 @pytest.mark.parametrize("chunk", [1, 7, 64])
 def test_any_chunking_gives_the_same_telegrams(chunk: int) -> None:
-    data = b"".join((HAN / n).read_bytes() for n in
-                    ("aidon_se.hdlc", "kaifa_no_list3.hdlc", "kamstrup_list1.hdlc"))
+    data = b"".join(
+        (HAN / n).read_bytes()
+        for n in ("aidon_se.hdlc", "kaifa_no_list3.hdlc", "kamstrup_list1.hdlc")
+    )
     whole = [values(o.telegram) for o in outcomes(data) if o.telegram]
     pieces = [values(o.telegram) for o in outcomes(data, chunk=chunk) if o.telegram]
     assert len(whole) == 3
@@ -176,8 +178,11 @@ def test_noise_and_shared_or_double_flags_between_frames() -> None:
 
 def test_hdlc_segmented_apdu_is_reassembled() -> None:
     apdu = (HAN / "aidon_se.hdlc").read_bytes()[9:-3]  # the information field
-    frames = (hdlc_frame(apdu[:200], segmented=True) + hdlc_frame(apdu[200:400], segmented=True)
-              + hdlc_frame(apdu[400:]))
+    frames = (
+        hdlc_frame(apdu[:200], segmented=True)
+        + hdlc_frame(apdu[200:400], segmented=True)
+        + hdlc_frame(apdu[400:])
+    )
     results = outcomes(frames)
     assert [r.result for r in results] == ["ok"]
     assert values(results[0].telegram) == values(one("aidon_se.hdlc"))  # type: ignore[arg-type]
@@ -190,7 +195,8 @@ def test_amshan_apdus_kamstrup_list2_single_phase() -> None:
         "09060101000005FF0A103537303635363730303030303030303009060101600101FF0A1230303030"
         "303030303030303030303030303009060101010700FF0600000000090601011F0700FF0600000000"
         "09060101200700FF12000009060001010000FF090C07E1081003100005FF80000009060101010800"
-        "FF0600000000")
+        "FF0600000000"
+    )
     telegram = telegram_from_apdu(apdu, apdu, "test")
     assert values(telegram)["1-0:1.8.0"] == (0.0, "J")
     assert set(values(telegram)) == {"1-0:1.7.0", "1-0:31.7.0", "1-0:32.7.0", "1-0:1.8.0"}

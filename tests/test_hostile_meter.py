@@ -54,16 +54,23 @@ def warnings(lines: list[str]) -> list[str]:
 
 def test_a_hostile_meter_gets_ten_lines_a_minute_from_the_exporter() -> None:
     telegrams = 400
-    with pty_pair() as pty, ExporterProcess(
-        ["--device", pty.path, *SERIAL, "--web.listen-address", "127.0.0.1:0"]
-    ) as proc:
+    with (
+        pty_pair() as pty,
+        ExporterProcess(
+            ["--device", pty.path, *SERIAL, "--web.listen-address", "127.0.0.1:0"]
+        ) as proc,
+    ):
         proc.wait_listening()
         wait_for(lambda: "connected to" in proc.log, what="the pty open")
         for number in range(1, telegrams + 1):
             pty.write(hostile(number))
         meter = {"meter": "main"}
-        wait_for(lambda: value(scrape(proc.url), "p1_telegrams_total", result="ok", **meter)
-                 == telegrams, what="every hostile telegram read")
+        wait_for(
+            lambda: (
+                value(scrape(proc.url), "p1_telegrams_total", result="ok", **meter) == telegrams
+            ),
+            what="every hostile telegram read",
+        )
         found = scrape(proc.url)
         assert value(found, "p1_malformed_lines_total", **meter) == BAD_PER_TELEGRAM * telegrams
         flood = warnings(proc.lines)
@@ -86,15 +93,21 @@ def test_the_budget_summary_counts_what_it_held_back(
         assert wait_for(lambda: messages(caplog, "held back", logging.WARNING), timeout=4)
         snap = reader.snapshot
     assert snap.malformed_lines == BAD_PER_TELEGRAM * telegrams  # the metric stays exact
-    log = [r.getMessage() for r in caplog.records
-           if r.name == "p1_exporter.reader" and r.levelno >= logging.WARNING]
+    log = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "p1_exporter.reader" and r.levelno >= logging.WARNING
+    ]
     first = next(i for i, line in enumerate(log) if "held back" in line)
     # Each (code, reason) is one condition: of the 13, the budget let 10 through.
     assert len(log[:first]) == reader_module.DATA_LOG_BUDGET
     assert all("skipped line" in line for line in log[:first])
-    match = re.fullmatch(r"meter test: (\d+) more log lines held back in the last \d+ s \(at "
-                         r"most 10 a window\): malformed line (\d+), meter replaced (\d+); "
-                         r"the metrics count every one", log[first])
+    match = re.fullmatch(
+        r"meter test: (\d+) more log lines held back in the last \d+ s \(at "
+        r"most 10 a window\): malformed line (\d+), meter replaced (\d+); "
+        r"the metrics count every one",
+        log[first],
+    )
     assert match is not None, log[first]
     total, malformed, replaced = (int(group) for group in match.groups())
     assert total == malformed + replaced and replaced >= 1
@@ -132,8 +145,11 @@ def test_a_dongle_that_flaps_after_every_telegram_logs_within_the_budget(
             assert wait_for(lambda: reader.snapshot.source_errors == cycles)
     finally:
         dongle.stop()
-    log = [r.getMessage() for r in caplog.records
-           if r.name == "p1_exporter.reader" and r.levelno >= logging.INFO]
+    log = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "p1_exporter.reader" and r.levelno >= logging.INFO
+    ]
     # It was two lines a cycle (disconnected, valid again): 30. Now the link's budget.
     assert len(log) <= reader_module.DATA_LOG_BUDGET + 1, "\n".join(log)  # + "connected"
     assert sum("disconnected" in line for line in log) >= 1
@@ -157,8 +173,10 @@ def test_capture_of_a_mebibyte_of_slashes_stays_small(tmp_path: Path) -> None:
             time.sleep(0.3)  # the port is open once the file is
             pty.write(b"/" * size)
             # Noise is recorded at least once a second: wait until every byte is on disk.
-            assert wait_for(lambda: sum(len(r.data) for r in read_records(
-                out.read_bytes())[0]) >= size - 1, timeout=15)
+            assert wait_for(
+                lambda: sum(len(r.data) for r in read_records(out.read_bytes())[0]) >= size - 1,
+                timeout=15,
+            )
         finally:
             proc.send_signal(signal.SIGTERM)
             _, log = proc.communicate(timeout=10)
@@ -190,8 +208,11 @@ def test_file_dev_zero_keeps_memory_bounded_and_counts_the_bytes() -> None:
     ) as proc:
         proc.wait_listening()
         target = 256 << 20  # 256 MiB read; the old code held every byte of it
-        wait_for(lambda: (value(scrape(proc.url), "p1_bytes_read_total", meter="main") or 0)
-                 >= target, timeout=30, what="256 MiB of zeros read")
+        wait_for(
+            lambda: (value(scrape(proc.url), "p1_bytes_read_total", meter="main") or 0) >= target,
+            timeout=30,
+            what="256 MiB of zeros read",
+        )
         peak = peak_rss_kib(proc.proc.pid)
         found = scrape(proc.url)
         assert value(found, "p1_telegrams_total", meter="main", result="ok") == 0
@@ -204,9 +225,14 @@ def test_file_dev_zero_keeps_memory_bounded_and_counts_the_bytes() -> None:
 
 
 PLACEHOLDERS = replace_line(
-    replace_line(V5, b"1-0:99.97.0(0)(0-0:96.7.19)",
-                 b"1-0:99.97.0(1)(0-0:96.7.19)(000101000001W)(2147483647*s)"),
-    b"0-0:1.0.0(170102192002W)", b"0-0:1.0.0(000101010000W)")
+    replace_line(
+        V5,
+        b"1-0:99.97.0(0)(0-0:96.7.19)",
+        b"1-0:99.97.0(1)(0-0:96.7.19)(000101000001W)(2147483647*s)",
+    ),
+    b"0-0:1.0.0(170102192002W)",
+    b"0-0:1.0.0(000101010000W)",
+)
 
 
 def test_an_unset_meter_clock_and_a_placeholder_failure_log_export_nothing(
@@ -237,14 +263,28 @@ def test_decode_keeps_the_placeholder_entry_the_meter_states(tmp_path: Path) -> 
     dump = tmp_path / "kaifa.txt"
     dump.write_bytes(PLACEHOLDERS)
     command = [sys.executable, "-m", "p1_exporter", "decode"]
-    result = subprocess.run([*command, "--json", str(dump)], env=exporter_env(), cwd=ROOT,
-                            capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [*command, "--json", str(dump)],
+        env=exporter_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     decoded = json.loads(result.stdout)
     assert decoded["meter_time"] is None and decoded["malformed"] == []
     assert decoded["power_failure_log"] == [{"end_time": None, "duration_seconds": 2147483647}]
-    text = subprocess.run([*command, str(dump)], env=exporter_env(), cwd=ROOT,
-                          capture_output=True, text=True, timeout=30, check=True).stdout
+    text = subprocess.run(
+        [*command, str(dump)],
+        env=exporter_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     assert "power-failure log (1 events)" in text
     assert "placeholder entry (no real end time; lasted 2147483647 s), not exported" in text
 

@@ -69,11 +69,25 @@ def _free_port() -> int:
 def exporter() -> Iterator[Exporter]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "p1_exporter", "--device", "sim://?interval=0.1&seed=3",
-         "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "error",
-         "--web.request-timeout", str(REQUEST_TIMEOUT),
-         "--web.max-connections", str(MAX_CONNECTIONS)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "p1_exporter",
+            "--device",
+            "sim://?interval=0.1&seed=3",
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+            "--log.level",
+            "error",
+            "--web.request-timeout",
+            str(REQUEST_TIMEOUT),
+            "--web.max-connections",
+            str(MAX_CONNECTIONS),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE,
+        text=True,
     )
     running = Exporter(proc, port)
     deadline = time.monotonic() + 15
@@ -103,8 +117,11 @@ def wait_closed(sock: socket.socket, limit: float) -> float:
     return time.monotonic() - began
 
 
-def scrape_concurrently(exporter: Exporter, scrapers: int, seconds: float,
-                        ) -> tuple[list[float], list[str]]:
+def scrape_concurrently(
+    exporter: Exporter,
+    scrapers: int,
+    seconds: float,
+) -> tuple[list[float], list[str]]:
     """Keep-alive scrapers back to back for ``seconds``: latencies and errors."""
     latencies: list[float] = []
     errors: list[str] = []
@@ -155,8 +172,12 @@ MALFORMED = [
     (b"GET /metrics HTTP/9.9\r\nHost: x\r\n\r\n", "505"),
     (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", "414"),
     (b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n", "431"),
-    (b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
-     + b"".join(b"X-%d: v\r\n" % i for i in range(150)) + b"\r\n", "431"),
+    (
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: v\r\n" % i for i in range(150))
+        + b"\r\n",
+        "431",
+    ),
     (b"GET /metrics?" + b"a=1&" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", "400"),
     (bytes.fromhex("16030100a5010000a10303") + bytes(160), "400"),  # TLS to plain HTTP
     (b"GET /%ff%00/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", "404"),
@@ -165,15 +186,22 @@ MALFORMED = [
     # New with the event-loop server: HTTP/1.1 needs Host; two differing Content-Length
     # headers are refused (request smuggling); a bad OpenMetrics version falls back to text.
     (b"GET /metrics HTTP/1.1\r\n\r\n", "400"),
-    (b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\n"
-     b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "400"),
-    (b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
-     b"Accept: application/openmetrics-text; version=x\r\n\r\n", "200"),
+    (
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\n"
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        "400",
+    ),
+    (
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+        b"Accept: application/openmetrics-text; version=x\r\n\r\n",
+        "200",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("payload", "expected"), MALFORMED,
-                         ids=[f"{i}-{e}" for i, (_, e) in enumerate(MALFORMED)])
+@pytest.mark.parametrize(
+    ("payload", "expected"), MALFORMED, ids=[f"{i}-{e}" for i, (_, e) in enumerate(MALFORMED)]
+)
 def test_malformed_and_oversized_requests_get_their_status(
     exporter: Exporter, payload: bytes, expected: str
 ) -> None:

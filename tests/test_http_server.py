@@ -280,8 +280,10 @@ def test_query_path_and_headers_reach_handler(serve: ServeFactory) -> None:
 
 
 def test_absolute_form_target(serve: ServeFactory) -> None:
-    answer = raw(serve(), b"GET http://meter:9357/echo?x=1 HTTP/1.1\r\nHost: meter:9357\r\n"
-                 b"Connection: close\r\n\r\n")
+    answer = raw(
+        serve(),
+        b"GET http://meter:9357/echo?x=1 HTTP/1.1\r\nHost: meter:9357\r\nConnection: close\r\n\r\n",
+    )
     assert status_line(answer) == "HTTP/1.1 200 OK"
     seen = json.loads(answer.partition(b"\r\n\r\n")[2])
     assert (seen["path"], seen["query"]) == ("/echo", {"x": ["1"]})
@@ -397,22 +399,28 @@ def test_handler_exception_is_500_one_log_line_and_server_survives(
         (b"GET no-slash HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request"),
         (b"GET / HTTP/2.0\r\n\r\n", "HTTP/1.1 505 HTTP Version Not Supported"),
         (b"GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request"),  # no Host (RFC 9112 3.2)
-        (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
-         b"GET /", "HTTP/1.1 400 Bad Request"),  # smuggling: two differing lengths
         (
-            b"GET /?" + b"&".join(b"k%d=v" % i for i in range(2000))
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nGET /",
+            "HTTP/1.1 400 Bad Request",
+        ),  # smuggling: two differing lengths
+        (
+            b"GET /?"
+            + b"&".join(b"k%d=v" % i for i in range(2000))
             + b" HTTP/1.1\r\nHost: x\r\n\r\n",
             "HTTP/1.1 400 Bad Request",
         ),
-        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-         "HTTP/1.1 414 Request-URI Too Long"),
+        (
+            b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            "HTTP/1.1 414 Request-URI Too Long",
+        ),
         (
             b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n",
             "HTTP/1.1 431 Request Header Fields Too Large",
         ),
         (
             b"GET / HTTP/1.1\r\nHost: x\r\n"
-            + b"".join(b"X-H%d: v\r\n" % i for i in range(120)) + b"\r\n",
+            + b"".join(b"X-H%d: v\r\n" % i for i in range(120))
+            + b"\r\n",
             "HTTP/1.1 431 Request Header Fields Too Large",
         ),
     ],

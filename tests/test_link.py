@@ -10,8 +10,9 @@ from p1_exporter.meter.link import LinkAction, LinkSupervisor
 
 def supervisor(*, autodetect: bool = True) -> LinkSupervisor:
     backoff = Backoff(0.5, 30.0, jitter=0.0, rng=random.Random(1))
-    return LinkSupervisor(silence_timeout=30.0, detect_timeout=25.0, autodetect=autodetect,
-                          backoff=backoff)
+    return LinkSupervisor(
+        silence_timeout=30.0, detect_timeout=25.0, autodetect=autodetect, backoff=backoff
+    )
 
 
 def test_a_link_that_keeps_sending_is_never_silent() -> None:

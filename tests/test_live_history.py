@@ -33,8 +33,13 @@ def utc_periods(t: float) -> tuple[float, float]:
     return float(t - t % 86400), float(t - t % 3600)
 
 
-def telegram(import_w: float = 0.0, export_w: float = 0.0, t1: float | None = None,
-             t2: float | None = None, gas: tuple[float, float] | None = None) -> Telegram:
+def telegram(
+    import_w: float = 0.0,
+    export_w: float = 0.0,
+    t1: float | None = None,
+    t2: float | None = None,
+    gas: tuple[float, float] | None = None,
+) -> Telegram:
     registers = {"1-0:1.7.0": Register(import_w, "W", ""), "1-0:2.7.0": Register(export_w, "W", "")}
     if t1 is not None:
         registers["1-0:1.8.1"] = Register(t1 * KWH, "J", "")
@@ -43,8 +48,25 @@ def telegram(import_w: float = 0.0, export_w: float = 0.0, t1: float | None = No
     mbus = {}
     if gas is not None:
         mbus[1] = MBusDevice(1, 3, "G1", Register(gas[0], "m3", ""), gas[1], None)
-    return Telegram(b"", "/X", "5.0", None, False, None, None, MappingProxyType(registers),
-                    MappingProxyType({}), MappingProxyType(mbus), (), None, None, (), (), (), ())
+    return Telegram(
+        b"",
+        "/X",
+        "5.0",
+        None,
+        False,
+        None,
+        None,
+        MappingProxyType(registers),
+        MappingProxyType({}),
+        MappingProxyType(mbus),
+        (),
+        None,
+        None,
+        (),
+        (),
+        (),
+        (),
+    )
 
 
 def history() -> MeterHistory:
@@ -243,7 +265,7 @@ def test_ring_bytes_are_the_same_series_little_endian() -> None:
 def test_local_periods_follow_the_time_zone_across_a_dst_change(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """"Today" starts at local midnight (TZ), also on the 23-hour day in March."""
+    """ "Today" starts at local midnight (TZ), also on the 23-hour day in March."""
     monkeypatch.setenv("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")  # Central European, no tzdata
     time.tzset()
     try:

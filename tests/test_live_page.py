@@ -58,9 +58,17 @@ pytestmark = pytest.mark.slow
 USER, PASSWORD = "homeowner", "correct horse battery"
 MARKUP_HEADER = "/XSS5\\<i id=bold>bold"  # no "/": that would start a telegram
 MARKUP_MESSAGE = "<img src=x id=injected onerror=window.__xss=1>"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
 SCREENSHOTS = ROOT / "docs" / "img"
 
 
@@ -73,8 +81,11 @@ def markup_telegram() -> bytes:
     """The v5 fixture with markup in its header and text message (and a correct CRC)."""
     telegram = (FIXTURES / "v5.txt").read_bytes()
     telegram = replace_line(telegram, b"/ISk5\\2MT382-1000", MARKUP_HEADER.encode())
-    return replace_line(telegram, b"0-0:96.13.0()",
-                        b"0-0:96.13.0(" + MARKUP_MESSAGE.encode().hex().upper().encode() + b")")
+    return replace_line(
+        telegram,
+        b"0-0:96.13.0()",
+        b"0-0:96.13.0(" + MARKUP_MESSAGE.encode().hex().upper().encode() + b")",
+    )
 
 
 def start_browser(user_data: Path) -> webdriver.Chrome:
@@ -107,8 +118,14 @@ def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExporterProce
         f"  - {{name: attic, device: 'file:{replay}', stale_after: 2}}\n"
         f"  - {{name: shed, device: 'socket://127.0.0.1:{free_port()}'}}\n"
     )
-    args = ["--config", str(config), "--web.listen-address", "127.0.0.1:0",
-            "--web.config.file", str(web_config)]
+    args = [
+        "--config",
+        str(config),
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--web.config.file",
+        str(web_config),
+    ]
     with ExporterProcess(args) as process:
         process.wait_listening()
         yield process
@@ -161,8 +178,18 @@ def scrape(exporter: ExporterProcess) -> dict[str, Any]:
 # -- the page and its JSON are behind the same auth as /metrics --------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/index.html", "/api/v1/live", "/static/live.js",
-                                  "/static/live.css", "/static/icon.svg", "/metrics"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/index.html",
+        "/api/v1/live",
+        "/static/live.js",
+        "/static/live.css",
+        "/static/icon.svg",
+        "/metrics",
+    ],
+)
 def test_basic_auth_guards_the_page_like_metrics(exporter: ExporterProcess, path: str) -> None:
     refused = http_get(exporter.url, path)
     assert refused.status == 401
@@ -184,8 +211,7 @@ def test_page_size_and_no_outside_fetches(exporter: ExporterProcess) -> None:
 # -- in the browser ----------------------------------------------------------------------------
 
 
-def test_power_on_page_equals_metrics(browser: webdriver.Chrome,
-                                      exporter: ExporterProcess) -> None:
+def test_power_on_page_equals_metrics(browser: webdriver.Chrome, exporter: ExporterProcess) -> None:
     """The figure shown is /metrics' value for the same telegram (same meter clock)."""
     matched = 0
     deadline = time.monotonic() + 20
@@ -216,15 +242,29 @@ def test_chart_has_points_and_page_updates_without_reload(browser: webdriver.Chr
     assert chart.find_elements(By.CSS_SELECTOR, "path.imp, path.exp")
     polls = int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-polls") or 0)
     before = home.get_attribute("data-meter-time")  # read after `polls`: never newer
-    wait_until(browser, lambda: card(browser, "home").get_attribute("data-meter-time") != before,
-               "a newer telegram on the page", timeout=6)
+    wait_until(
+        browser,
+        lambda: card(browser, "home").get_attribute("data-meter-time") != before,
+        "a newer telegram on the page",
+        timeout=6,
+    )
     assert int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-polls") or 0) > polls
     assert browser.execute_script("return window.__notReloaded === true;")
     # A 10 s slot later the chart has another point.
     points = int(chart.get_attribute("data-points"))
-    wait_until(browser, lambda: int(card(browser, "home").find_element(
-        By.CSS_SELECTOR, ".power-chart svg").get_attribute("data-points")) > points,
-        "a new chart point", timeout=14)
+    wait_until(
+        browser,
+        lambda: (
+            int(
+                card(browser, "home")
+                .find_element(By.CSS_SELECTOR, ".power-chart svg")
+                .get_attribute("data-points")
+            )
+            > points
+        ),
+        "a new chart point",
+        timeout=14,
+    )
 
 
 def test_page_shows_what_the_meter_sends(browser: webdriver.Chrome) -> None:
@@ -248,12 +288,17 @@ def test_page_shows_what_the_meter_sends(browser: webdriver.Chrome) -> None:
 
 
 def test_stale_meter_shows_as_stale(browser: webdriver.Chrome) -> None:
-    wait_until(browser, lambda: card(browser, "attic").get_attribute("data-fresh") == "false",
-               "attic stale")
+    wait_until(
+        browser,
+        lambda: card(browser, "attic").get_attribute("data-fresh") == "false",
+        "attic stale",
+    )
     attic = card(browser, "attic")
     assert attic.find_element(By.CSS_SELECTOR, ".badge").text == "stale"
-    assert re.search(r"stale: no validated telegram for \d+ s \(stale after 2 s\)",
-                     attic.find_element(By.CSS_SELECTOR, ".state").text)
+    assert re.search(
+        r"stale: no validated telegram for \d+ s \(stale after 2 s\)",
+        attic.find_element(By.CSS_SELECTOR, ".state").text,
+    )
     assert card(browser, "home").get_attribute("data-fresh") == "true"
     # It had a telegram, so its raw telegram is linked.
     link = attic.find_element(By.CSS_SELECTOR, "a.raw")
@@ -274,8 +319,11 @@ def test_a_meter_that_never_sent_a_telegram(browser: webdriver.Chrome) -> None:
 
 def test_meter_text_is_shown_as_text_not_markup(browser: webdriver.Chrome) -> None:
     attic = card(browser, "attic")
-    wait_until(browser, lambda: MARKUP_MESSAGE in attic.find_element(
-        By.CSS_SELECTOR, ".message").text, "the meter's message")
+    wait_until(
+        browser,
+        lambda: MARKUP_MESSAGE in attic.find_element(By.CSS_SELECTOR, ".message").text,
+        "the meter's message",
+    )
     assert MARKUP_HEADER[1:] in attic.find_element(By.CSS_SELECTOR, ".state").text
     assert browser.find_elements(By.ID, "bold") == []
     assert browser.find_elements(By.ID, "injected") == []
@@ -284,16 +332,19 @@ def test_meter_text_is_shown_as_text_not_markup(browser: webdriver.Chrome) -> No
 
 def page_width(driver: webdriver.Chrome) -> tuple[int, int]:
     """(scrollWidth, clientWidth) of the page: equal when nothing scrolls sideways."""
-    widths = driver.execute_script("return [document.documentElement.scrollWidth,"
-                                   " document.documentElement.clientWidth];")
+    widths = driver.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];"
+    )
     return int(widths[0]), int(widths[1])
 
 
 @contextlib.contextmanager
 def phone(driver: webdriver.Chrome) -> Iterator[None]:
     """A 360 px wide phone screen (device pixel ratio 2)."""
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-        "width": 360, "height": 780, "deviceScaleFactor": 2, "mobile": True})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 360, "height": 780, "deviceScaleFactor": 2, "mobile": True},
+    )
     try:
         driver.refresh()
         yield
@@ -327,8 +378,10 @@ def filled() -> Iterator[str]:
     """
     hours = 6 * 3600
     now = time.time()
-    meters = {"home": "sim://?dialect=dsmr5&seed=11&interval=1",
-              "shop": "sim://?dialect=belgian&seed=12&interval=1"}
+    meters = {
+        "home": "sim://?dialect=dsmr5&seed=11&interval=1",
+        "shop": "sim://?dialect=belgian&seed=12&interval=1",
+    }
     histories = {name: MeterHistory() for name in meters}
     readers = []
     for name, url in meters.items():
@@ -340,8 +393,11 @@ def filled() -> Iterator[str]:
             histories[name].add(parse(source.meter.telegram_at(t)), t)
             t += 10
         source._real0 = time.monotonic() - hours  # its simulated clock is the wall clock
-        readers.append(MeterReader(MeterConfig(url=url, name=name), source=source,
-                                   on_telegram=histories[name].observe))
+        readers.append(
+            MeterReader(
+                MeterConfig(url=url, name=name), source=source, on_telegram=histories[name].observe
+            )
+        )
     app = ExporterApp(lambda: [r.snapshot for r in readers], histories=histories)
     server = ExporterHTTPServer("127.0.0.1:0", app)
     for reader in readers:
@@ -361,15 +417,32 @@ def test_full_charts_screenshots_phone_and_dark_mode(filled: str, tmp_path: Path
     driver = start_browser(tmp_path / "chromium")
     try:
         driver.get(filled + "/")
-        wait_until(driver, lambda: len(cards(driver)) == 2 and all(
-            c.get_attribute("data-fresh") == "true" for c in cards(driver).values()), "cards")
+        wait_until(
+            driver,
+            lambda: (
+                len(cards(driver)) == 2
+                and all(c.get_attribute("data-fresh") == "true" for c in cards(driver).values())
+            ),
+            "cards",
+        )
         home = card(driver, "home")
         # 6 h of 10 s points (one slot fewer than the ring: see Ring.read), and gas per hour.
-        wait_until(driver, lambda: int(home.find_element(
-            By.CSS_SELECTOR, ".power-chart svg").get_attribute("data-points") or 0) >= 2150,
-            "a full power chart")
-        bars = int(home.find_element(By.CSS_SELECTOR, ".gas-chart svg").get_attribute(
-            "data-bars") or 0)
+        wait_until(
+            driver,
+            lambda: (
+                int(
+                    home.find_element(By.CSS_SELECTOR, ".power-chart svg").get_attribute(
+                        "data-points"
+                    )
+                    or 0
+                )
+                >= 2150
+            ),
+            "a full power chart",
+        )
+        bars = int(
+            home.find_element(By.CSS_SELECTOR, ".gas-chart svg").get_attribute("data-bars") or 0
+        )
         assert 4 <= bars <= 24, bars
         today = home.find_element(By.CSS_SELECTOR, '[data-period="today"]').text
         # The history began 6 h ago: "today" starts then (or at midnight, if later).
@@ -378,19 +451,37 @@ def test_full_charts_screenshots_phone_and_dark_mode(filled: str, tmp_path: Path
         shots = [target / "live-desktop.png"]
         assert driver.save_screenshot(str(shots[0]))
         with phone(driver):
-            wait_until(driver, lambda: int(card(driver, "home").find_element(
-                By.CSS_SELECTOR, ".power-chart svg").get_attribute("data-points") or 0) > 2000,
-                "chart on the phone")
+            wait_until(
+                driver,
+                lambda: (
+                    int(
+                        card(driver, "home")
+                        .find_element(By.CSS_SELECTOR, ".power-chart svg")
+                        .get_attribute("data-points")
+                        or 0
+                    )
+                    > 2000
+                ),
+                "chart on the phone",
+            )
             scroll, client = page_width(driver)
             assert client == 360 and scroll <= client, f"sideways scroll: {scroll} > {client}"
             shots.append(target / "live-phone.png")
             assert driver.save_screenshot(str(shots[-1]))
         polls = int(driver.find_element(By.TAG_NAME, "body").get_attribute("data-polls") or 0)
-        wait_until(driver, lambda: int(driver.find_element(By.TAG_NAME, "body").get_attribute(
-            "data-polls") or 0) > polls, "a redraw at desktop width")
+        wait_until(
+            driver,
+            lambda: (
+                int(driver.find_element(By.TAG_NAME, "body").get_attribute("data-polls") or 0)
+                > polls
+            ),
+            "a redraw at desktop width",
+        )
         light = driver.execute_script("return getComputedStyle(document.body).backgroundColor")
-        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
-            "features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        driver.execute_cdp_cmd(
+            "Emulation.setEmulatedMedia",
+            {"features": [{"name": "prefers-color-scheme", "value": "dark"}]},
+        )
         dark = driver.execute_script("return getComputedStyle(document.body).backgroundColor")
         assert light != dark and brightness(dark) < 80 < 200 < brightness(light), (light, dark)
         shots.append(target / "live-dark.png")
@@ -410,26 +501,43 @@ def brightness(css_color: str) -> float:
 def test_page_says_reconnecting_and_recovers(tmp_path: Path) -> None:
     """The exporter goes away: the page says so; it comes back: the page carries on."""
     port = free_port()
-    args = ["--device", "sim://?dialect=dsmr4&seed=3&interval=1",
-            "--web.listen-address", f"127.0.0.1:{port}"]
+    args = [
+        "--device",
+        "sim://?dialect=dsmr4&seed=3&interval=1",
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+    ]
     driver = start_browser(tmp_path / "chromium")
     try:
         with ExporterProcess(args) as first:
             first.wait_listening()
             driver.get(first.url + "/")
-            wait_until(driver, lambda: driver.find_element(By.ID, "conn").text == "live",
-                       "page live")
+            wait_until(
+                driver, lambda: driver.find_element(By.ID, "conn").text == "live", "page live"
+            )
             driver.execute_script("window.__notReloaded = true;")
             assert first.stop()[0] == 0
-        wait_until(driver, lambda: driver.find_element(By.ID, "conn").text.startswith(
-            "reconnecting"), "reconnecting shown")
+        wait_until(
+            driver,
+            lambda: driver.find_element(By.ID, "conn").text.startswith("reconnecting"),
+            "reconnecting shown",
+        )
         assert "offline" in str(driver.find_element(By.TAG_NAME, "body").get_attribute("class"))
         with ExporterProcess(args) as second:
             second.wait_listening()
-            wait_until(driver, lambda: driver.find_element(By.ID, "conn").text == "live",
-                       "page live again", timeout=20)
-            wait_until(driver, lambda: cards(driver) and card(driver, "main").get_attribute(
-                "data-fresh") == "true", "meter fresh again")
+            wait_until(
+                driver,
+                lambda: driver.find_element(By.ID, "conn").text == "live",
+                "page live again",
+                timeout=20,
+            )
+            wait_until(
+                driver,
+                lambda: (
+                    cards(driver) and card(driver, "main").get_attribute("data-fresh") == "true"
+                ),
+                "meter fresh again",
+            )
             assert driver.execute_script("return window.__notReloaded === true;")
             assert second.stop()[0] == 0
     finally:

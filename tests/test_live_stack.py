@@ -75,9 +75,7 @@ class Stack:
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[Any]:
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": str(step)}
-        body = http_json(
-            f"{self.prometheus}/api/v1/query_range?{urllib.parse.urlencode(params)}"
-        )
+        body = http_json(f"{self.prometheus}/api/v1/query_range?{urllib.parse.urlencode(params)}")
         assert body["status"] == "success", body
         result: list[Any] = body["data"]["result"]
         return result
@@ -117,32 +115,60 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     feeder.start()
     exporter_port, prometheus_port = free_port(), free_port()
     exporter = subprocess.Popen(
-        [sys.executable, "-m", "p1_exporter", "--device", f"main={sink.url}",
-         "--device", "be=sim://?dialect=belgian&seed=5&interval=1",
-         "--web.listen-address", f"127.0.0.1:{exporter_port}", "--log.level", "warn"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            "-m",
+            "p1_exporter",
+            "--device",
+            f"main={sink.url}",
+            "--device",
+            "be=sim://?dialect=belgian&seed=5&interval=1",
+            "--web.listen-address",
+            f"127.0.0.1:{exporter_port}",
+            "--log.level",
+            "warn",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(_shortened_rules(tmp / "alerts.yml")), str(RECORDING_RULES)],
-        "scrape_configs": [{"job_name": "p1",
-                            "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}],
+        "scrape_configs": [
+            {"job_name": "p1", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}
+        ],
     }
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
     server = subprocess.Popen(
-        [prometheus, f"--config.file={tmp / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp / 'data'}",
-         f"--web.listen-address=127.0.0.1:{prometheus_port}", "--log.level=warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            prometheus,
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{prometheus_port}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
-        live = Stack(f"http://127.0.0.1:{prometheus_port}",
-                     f"http://127.0.0.1:{exporter_port}", meter)
-        wait_for(lambda: len(live.query("p1_up == 1")) == 2, 60, "both meters up",
-                 interval=0.5, retry_on=(OSError,))
+        live = Stack(
+            f"http://127.0.0.1:{prometheus_port}", f"http://127.0.0.1:{exporter_port}", meter
+        )
+        wait_for(
+            lambda: len(live.query("p1_up == 1")) == 2,
+            60,
+            "both meters up",
+            interval=0.5,
+            retry_on=(OSError,),
+        )
         # Enough history for rate() over [1m] windows and the 1s recording rules.
-        wait_for(lambda: live.query("count_over_time(p1_up[1m]) >= 12"), 60,
-                 "a dozen scrapes", interval=0.5, retry_on=(OSError,))
+        wait_for(
+            lambda: live.query("count_over_time(p1_up[1m]) >= 12"),
+            60,
+            "a dozen scrapes",
+            interval=0.5,
+            retry_on=(OSError,),
+        )
         yield live
     finally:
         stop.set()
@@ -182,8 +208,7 @@ def test_every_recording_rule_returns_data(stack: Stack) -> None:
     assert names
     # Night-only helpers exist between 01:00 and 05:00 local time by design.
     night_only = {n for n in names if n.endswith(":night")}
-    missing = [name for name in names
-               if name not in night_only and not stack.query(name)]
+    missing = [name for name in names if name not in night_only and not stack.query(name)]
     assert not missing, f"recording rules without data: {missing}"
     net = stack.query('meter:p1_power_net_watts{meter="main"}')
     imported = stack.query('p1_power_import_watts{meter="main"}')
@@ -197,15 +222,28 @@ def test_power_spike_alert_goes_pending_then_firing(stack: Stack) -> None:
     try:
         pending = wait_for(
             lambda: [a for a in stack.alerts("P1PowerSpike") if a["state"] == "pending"],
-            30, "P1PowerSpike pending", interval=0.5, retry_on=(OSError,))
+            30,
+            "P1PowerSpike pending",
+            interval=0.5,
+            retry_on=(OSError,),
+        )
         assert pending[0]["labels"]["meter"] == "main"
         assert pending[0]["labels"]["severity"] == "warning"
         firing = wait_for(
             lambda: [a for a in stack.alerts("P1PowerSpike") if a["state"] == "firing"],
-            30, "P1PowerSpike firing", interval=0.5, retry_on=(OSError,))
+            30,
+            "P1PowerSpike firing",
+            interval=0.5,
+            retry_on=(OSError,),
+        )
         assert float(firing[0]["value"]) == pytest.approx(threshold + 1500)
         assert "meter main" in firing[0]["annotations"]["summary"]
     finally:
         stack.meter.force_import_watts = None
-    wait_for(lambda: not stack.alerts("P1PowerSpike"), 30, "P1PowerSpike resolved",
-             interval=0.5, retry_on=(OSError,))
+    wait_for(
+        lambda: not stack.alerts("P1PowerSpike"),
+        30,
+        "P1PowerSpike resolved",
+        interval=0.5,
+        retry_on=(OSError,),
+    )

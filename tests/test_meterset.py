@@ -70,9 +70,11 @@ def test_network_meters_share_the_callers_loop_and_the_rest_get_threads(tmp_path
 
 
 def test_a_bad_address_is_refused_when_the_set_is_built() -> None:
-    for url, reason in (("sim://?dialect=dsmr9", "unknown dialect"),
-                        ("socket://127.0.0.1", "no port"),
-                        ("http://", "no host")):
+    for url, reason in (
+        ("sim://?dialect=dsmr9", "unknown dialect"),
+        ("socket://127.0.0.1", "no port"),
+        ("http://", "no host"),
+    ):
         try:
             MeterSet.from_configs([MeterConfig(url=url)])
         except ValueError as exc:

@@ -123,47 +123,76 @@ CASES: list[tuple[str, str, Mapping[tuple[str, ...], float]]] = [
     # -- active energy; tariff="total" only when the meter sends no tariff registers -----
     ("v5.txt", "p1_energy_import_joules_total", {("1",): 15_933_600.0, ("2",): 8_636_400.0}),
     ("v5.txt", "p1_energy_export_joules_total", {("1",): 8_798_400.0, ("2",): 0.0}),
-    ("v4_2.txt", "p1_energy_import_joules_total",
-     {("1",): 5_692_042_800.0, ("2",): 5_168_541_600.0}),
+    (
+        "v4_2.txt",
+        "p1_energy_import_joules_total",
+        {("1",): 5_692_042_800.0, ("2",): 5_168_541_600.0},
+    ),
     ("v4_2.txt", "p1_energy_export_joules_total", {("1",): 0.0, ("2",): 0.0}),
-    ("v3.txt", "p1_energy_import_joules_total",
-     {("1",): 44_444_440_800.0, ("2",): 44_444_440_800.0}),
+    (
+        "v3.txt",
+        "p1_energy_import_joules_total",
+        {("1",): 44_444_440_800.0, ("2",): 44_444_440_800.0},
+    ),
     ("v2_2.txt", "p1_energy_import_joules_total", {("1",): 3_603_600.0, ("2",): 3_603_600.0}),
     ("v2_2.txt", "p1_energy_export_joules_total", {("1",): 3_603_600.0, ("2",): 3_603_600.0}),
-    ("iskra_ie.txt", "p1_energy_export_joules_total",
-     {("1",): 37_011_600.0, ("2",): 37_015_200.0}),
-    ("esy5q3da1004_v304.txt", "p1_energy_import_joules_total",
-     {("total",): kwh("00032549.5061662")}),
+    ("iskra_ie.txt", "p1_energy_export_joules_total", {("1",): 37_011_600.0, ("2",): 37_015_200.0}),
+    (
+        "esy5q3da1004_v304.txt",
+        "p1_energy_import_joules_total",
+        {("total",): kwh("00032549.5061662")},
+    ),
     ("esy5q3da1004_v304.txt", "p1_energy_export_joules_total", {}),
-    ("esy5q3db1024_v304.txt", "p1_energy_import_joules_total",
-     {("total",): kwh("00052185.7825309")}),
-    ("esy5q3db1024_v304.txt", "p1_energy_export_joules_total",
-     {("total",): kwh("00019949.3221493")}),
+    (
+        "esy5q3db1024_v304.txt",
+        "p1_energy_import_joules_total",
+        {("total",): kwh("00052185.7825309")},
+    ),
+    (
+        "esy5q3db1024_v304.txt",
+        "p1_energy_export_joules_total",
+        {("total",): kwh("00019949.3221493")},
+    ),
     # Sagemcom T210-D-r sends 1.8.0 and 1.8.1/1.8.2 (in Wh): the tariffs win.
-    ("sagemcom_t210_d_r.txt", "p1_energy_import_joules_total",
-     {("1",): 5_017_120 * 3600.0, ("2",): 1_528_646 * 3600.0}),
-    ("sagemcom_t210_d_r.txt", "p1_energy_export_joules_total",
-     {("1",): 0.0, ("2",): 58 * 3600.0}),
+    (
+        "sagemcom_t210_d_r.txt",
+        "p1_energy_import_joules_total",
+        {("1",): 5_017_120 * 3600.0, ("2",): 1_528_646 * 3600.0},
+    ),
+    ("sagemcom_t210_d_r.txt", "p1_energy_export_joules_total", {("1",): 0.0, ("2",): 58 * 3600.0}),
     # E.ON Hungary sends 1.8.0 plus four tariffs: only tariffs 1..4.
-    ("v5_eon_hu.txt", "p1_energy_import_joules_total",
-     {("1",): 171_788_400.0, ("2",): 453_315_600.0, ("3",): 0.0, ("4",): 0.0}),
-    ("v5_eon_hu.txt", "p1_energy_export_joules_total",
-     {("1",): 1_446_584_400.0, ("2",): 811_252_800.0, ("3",): 0.0, ("4",): 0.0}),
+    (
+        "v5_eon_hu.txt",
+        "p1_energy_import_joules_total",
+        {("1",): 171_788_400.0, ("2",): 453_315_600.0, ("3",): 0.0, ("4",): 0.0},
+    ),
+    (
+        "v5_eon_hu.txt",
+        "p1_energy_export_joules_total",
+        {("1",): 1_446_584_400.0, ("2",): 811_252_800.0, ("3",): 0.0, ("4",): 0.0},
+    ),
     ("v5_eon_hu.txt", "p1_energy_absolute_joules_total", {(): 2_882_941_200.0}),
     # 1.8.0 with only 1.8.1 -> tariff 1 only; 2.8.0 alone -> total.
     ("extras", "p1_energy_import_joules_total", {("1",): 14_400_000.0}),
     ("extras", "p1_energy_export_joules_total", {("total",): 12_600_000.0}),
     # -- reactive energy (var*s = varh * 3600) ---------------------------------------------
     ("v5_eon_hu.txt", "p1_reactive_energy_import_var_seconds_total", {("total",): 442_800.0}),
-    ("v5_eon_hu.txt", "p1_reactive_energy_export_var_seconds_total",
-     {("total",): 1_091_271_600.0}),
-    ("sagemcom_t210_d_r.txt", "p1_reactive_energy_import_var_seconds_total",
-     {("1",): 0.0, ("2",): 747 * 3600.0}),
-    ("sagemcom_t210_d_r.txt", "p1_reactive_energy_export_var_seconds_total",
-     {("1",): 2_692_848 * 3600.0, ("2",): 1_204_878 * 3600.0}),
-    ("v5_eon_hu.txt", "p1_reactive_energy_quadrant_var_seconds_total",
-     {("Q1",): 2_404_800.0, ("Q2",): 255_600.0, ("Q3",): 577_753_200.0,
-      ("Q4",): 516_045_600.0}),
+    ("v5_eon_hu.txt", "p1_reactive_energy_export_var_seconds_total", {("total",): 1_091_271_600.0}),
+    (
+        "sagemcom_t210_d_r.txt",
+        "p1_reactive_energy_import_var_seconds_total",
+        {("1",): 0.0, ("2",): 747 * 3600.0},
+    ),
+    (
+        "sagemcom_t210_d_r.txt",
+        "p1_reactive_energy_export_var_seconds_total",
+        {("1",): 2_692_848 * 3600.0, ("2",): 1_204_878 * 3600.0},
+    ),
+    (
+        "v5_eon_hu.txt",
+        "p1_reactive_energy_quadrant_var_seconds_total",
+        {("Q1",): 2_404_800.0, ("Q2",): 255_600.0, ("Q3",): 577_753_200.0, ("Q4",): 516_045_600.0},
+    ),
     # -- power ---------------------------------------------------------------------------
     ("v5.txt", "p1_power_import_watts", {(): 244.0}),
     ("v5.txt", "p1_power_export_watts", {(): 0.0}),
@@ -173,8 +202,11 @@ CASES: list[tuple[str, str, Mapping[tuple[str, ...], float]]] = [
     ("esy5q3db1024_v304.txt", "p1_power_export_watts", {}),
     ("sagemcom_t210_d_r.txt", "p1_reactive_power_import_var", {(): 0.0}),
     ("sagemcom_t210_d_r.txt", "p1_reactive_power_export_var", {(): 166.0}),
-    ("v5_eon_hu.txt", "p1_reactive_power_quadrant_var",
-     {("Q1",): 0.0, ("Q2",): 0.0, ("Q3",): 504.0, ("Q4",): 0.0}),
+    (
+        "v5_eon_hu.txt",
+        "p1_reactive_power_quadrant_var",
+        {("Q1",): 0.0, ("Q2",): 0.0, ("Q3",): 504.0, ("Q4",): 0.0},
+    ),
     # -- per phase -----------------------------------------------------------------------
     ("v5.txt", "p1_phase_power_import_watts", phases(70.0, 32.0, 142.0)),
     ("v5.txt", "p1_phase_power_export_watts", phases(0.0, 0.0, 0.0)),
@@ -210,8 +242,11 @@ CASES: list[tuple[str, str, Mapping[tuple[str, ...], float]]] = [
     ("v5_two_mbus.txt", "p1_power_failures_total", {(): 5.0}),
     ("v5_two_mbus.txt", "p1_long_power_failures_total", {(): 3.0}),
     ("v5_two_mbus.txt", "p1_power_failure_last_duration_seconds", {(): 2014.0}),
-    ("v5_two_mbus.txt", "p1_power_failure_last_end_timestamp_seconds",
-     {(): utc(2019, 3, 26, 8, 50, 15)}),
+    (
+        "v5_two_mbus.txt",
+        "p1_power_failure_last_end_timestamp_seconds",
+        {(): utc(2019, 3, 26, 8, 50, 15)},
+    ),
     ("v5.txt", "p1_voltage_sags_total", phases(0.0, 0.0, 0.0)),
     ("v5.txt", "p1_voltage_swells_total", phases(0.0, 0.0, 0.0)),
     ("v5_two_mbus.txt", "p1_voltage_sags_total", phases(1.0, 1.0, 192.0)),
@@ -228,10 +263,12 @@ CASES: list[tuple[str, str, Mapping[tuple[str, ...], float]]] = [
     ("smarty_lux.txt", "p1_limiter_threshold_watts", {}),
     ("lux_phases", "p1_limiter_threshold_volt_amperes", {(): 13_800.0}),
     ("v5_eon_hu.txt", "p1_limiter_threshold_volt_amperes", {}),
-    ("smarty_lux.txt", "p1_fuse_supervision_threshold_amperes",
-     {("upper",): 40.0, ("lower",): -40.0}),
-    ("lux_phases", "p1_fuse_supervision_threshold_amperes",
-     {("upper",): 20.0, ("lower",): -20.0}),
+    (
+        "smarty_lux.txt",
+        "p1_fuse_supervision_threshold_amperes",
+        {("upper",): 40.0, ("lower",): -40.0},
+    ),
+    ("lux_phases", "p1_fuse_supervision_threshold_amperes", {("upper",): 20.0, ("lower",): -20.0}),
     ("smarty_lux.txt", "p1_apparent_power_import_volt_amperes", {(): 0.0}),
     ("smarty_lux.txt", "p1_apparent_power_export_volt_amperes", {(): 913.0}),
     ("lux_phases", "p1_apparent_power_import_volt_amperes", {(): 1234.0}),
@@ -242,8 +279,11 @@ CASES: list[tuple[str, str, Mapping[tuple[str, ...], float]]] = [
     ("smarty_lux.txt", "p1_mbus_breaker_state", {("1",): 0.0, ("2",): 0.0}),
     ("lux_phases", "p1_mbus_breaker_state", {("3",): 2.0}),
     ("fluvius_v171.txt", "p1_mbus_breaker_state", {}),
-    ("smarty_lux.txt", "p1_meter_info",
-     {("Lux5\\253663629_D", "4.2", "SAG1030700012701"): 1.0}),  # id from 0-0:42.0.0
+    (
+        "smarty_lux.txt",
+        "p1_meter_info",
+        {("Lux5\\253663629_D", "4.2", "SAG1030700012701"): 1.0},
+    ),  # id from 0-0:42.0.0
     ("smarty_lux.txt", "p1_meter_message_info", {}),  # 96.13.0 and 96.13.2-5 all empty
     ("smarty_lux.txt", "p1_gas_volume_cubic_meters_total", {("1",): 14_239.771}),
     ("fluvius_v171.txt", "p1_breaker_state", {(): 1.0}),
@@ -256,8 +296,11 @@ CASES: list[tuple[str, str, Mapping[tuple[str, ...], float]]] = [
     ("v2_2.txt", "p1_meter_clock_timestamp_seconds", {}),
     ("esy5q3da1004_v304.txt", "p1_meter_clock_timestamp_seconds", {}),
     ("v5.txt", "p1_meter_info", {("ISk5\\2MT382-1000", "5.0", "K8EG004046395507"): 1.0}),
-    ("v4_2.txt", "p1_meter_info",
-     {("KFM5KAIFA-METER", "4.2", "3960221976967177082151037881335713"): 1.0}),
+    (
+        "v4_2.txt",
+        "p1_meter_info",
+        {("KFM5KAIFA-METER", "4.2", "3960221976967177082151037881335713"): 1.0},
+    ),
     ("v2_2.txt", "p1_meter_info", {("ISk5\\2MT382-1004", "", "00000000000000"): 1.0}),
     ("fluvius_v171.txt", "p1_meter_info", {("FLU5\\253769484_A", "5.0", "1SAG3101021605"): 1.0}),
     ("v5_eon_hu.txt", "p1_meter_info", {("SAG5SAG-METER", "", "890082200002160"): 1.0}),
@@ -282,27 +325,45 @@ CASES: list[tuple[str, str, Mapping[tuple[str, ...], float]]] = [
     ("fluvius_v171_alt.txt", "p1_water_volume_cubic_meters_total", {("2",): 8.579}),
     ("unpadded_crc.txt", "p1_heat_energy_joules_total", {("1",): 240_860_000_000.0}),
     ("unpadded_crc.txt", "p1_gas_volume_cubic_meters_total", {}),
-    ("extras", "p1_mbus_reading_value",
-     {("3", "10", "J"): 12_345_000_000.0, ("4", "6", "m3"): 1.25}),
+    (
+        "extras",
+        "p1_mbus_reading_value",
+        {("3", "10", "J"): 12_345_000_000.0, ("4", "6", "m3"): 1.25},
+    ),
     ("v5.txt", "p1_mbus_reading_value", {}),
     ("v5.txt", "p1_mbus_reading_timestamp_seconds", {("1",): utc(2017, 1, 2, 15, 10, 5)}),
     ("v4_2.txt", "p1_mbus_reading_timestamp_seconds", {("1",): utc(2016, 11, 29, 19, 0, 0)}),
     # DSMR 2.2 sends no S/W: November is winter time, UTC+1.
     ("v2_2.txt", "p1_mbus_reading_timestamp_seconds", {("1",): utc(2016, 11, 7, 18, 0, 0)}),
     ("v3.txt", "p1_mbus_reading_timestamp_seconds", {("1",): utc(2009, 2, 12, 15, 0, 0)}),
-    ("fluvius_v171.txt", "p1_mbus_reading_timestamp_seconds",
-     {("1",): utc(2020, 5, 12, 11, 45, 58), ("2",): utc(2020, 5, 12, 11, 45, 58)}),
+    (
+        "fluvius_v171.txt",
+        "p1_mbus_reading_timestamp_seconds",
+        {("1",): utc(2020, 5, 12, 11, 45, 58), ("2",): utc(2020, 5, 12, 11, 45, 58)},
+    ),
     ("v5_two_mbus.txt", "p1_mbus_reading_timestamp_seconds", {("2",): utc(2020, 4, 26, 20, 30, 1)}),
     ("v5_invalid_gas_timestamp.txt", "p1_mbus_reading_timestamp_seconds", {}),
-    ("unpadded_crc.txt", "p1_mbus_reading_timestamp_seconds",
-     {("1",): utc(2026, 2, 15, 19, 5, 23)}),
-    ("extras", "p1_mbus_reading_timestamp_seconds",
-     {("3",): utc(2024, 1, 15, 7, 0, 0), ("4",): utc(2024, 1, 15, 7, 25, 0)}),
+    (
+        "unpadded_crc.txt",
+        "p1_mbus_reading_timestamp_seconds",
+        {("1",): utc(2026, 2, 15, 19, 5, 23)},
+    ),
+    (
+        "extras",
+        "p1_mbus_reading_timestamp_seconds",
+        {("3",): utc(2024, 1, 15, 7, 0, 0), ("4",): utc(2024, 1, 15, 7, 25, 0)},
+    ),
     ("v5.txt", "p1_mbus_device_info", {("1", "3", "2222ABCD123456789"): 1.0, ("2", "3", ""): 1.0}),
-    ("v5_two_mbus.txt", "p1_mbus_device_info",
-     {("1", "3", ""): 1.0, ("2", "3", "G0039001936990619"): 1.0}),
-    ("fluvius_v171.txt", "p1_mbus_device_info",
-     {("1", "3", "7FLO2119033733"): 1.0, ("2", "7", "8SAG1234567890"): 1.0}),
+    (
+        "v5_two_mbus.txt",
+        "p1_mbus_device_info",
+        {("1", "3", ""): 1.0, ("2", "3", "G0039001936990619"): 1.0},
+    ),
+    (
+        "fluvius_v171.txt",
+        "p1_mbus_device_info",
+        {("1", "3", "7FLO2119033733"): 1.0, ("2", "7", "8SAG1234567890"): 1.0},
+    ),
     ("unpadded_crc.txt", "p1_mbus_device_info", {("1", "4", "621848012D2C0B0C"): 1.0}),
     ("extras", "p1_mbus_device_info", {("3", "10", "COOL"): 1.0, ("4", "6", ""): 1.0}),
     ("iskra_ie.txt", "p1_mbus_device_info", {}),  # 0-1:96.1.1() alone: no device
@@ -312,33 +373,58 @@ CASES: list[tuple[str, str, Mapping[tuple[str, ...], float]]] = [
     # -- Belgian capacity tariff ---------------------------------------------------------
     ("fluvius_v171.txt", "p1_demand_average_watts", {(): 2351.0}),
     ("fluvius_v171.txt", "p1_demand_month_peak_watts", {(): 2589.0}),
-    ("fluvius_v171.txt", "p1_demand_month_peak_timestamp_seconds",
-     {(): utc(2020, 5, 9, 11, 45, 58)}),
+    (
+        "fluvius_v171.txt",
+        "p1_demand_month_peak_timestamp_seconds",
+        {(): utc(2020, 5, 9, 11, 45, 58)},
+    ),
     ("fluvius_v171_alt.txt", "p1_demand_average_watts", {(): 52.0}),
     ("fluvius_v171_alt.txt", "p1_demand_month_peak_watts", {(): 3064.0}),
-    ("fluvius_v171_alt.txt", "p1_demand_month_peak_timestamp_seconds",
-     {(): utc(2023, 11, 2, 10, 45, 0)}),
+    (
+        "fluvius_v171_alt.txt",
+        "p1_demand_month_peak_timestamp_seconds",
+        {(): utc(2023, 11, 2, 10, 45, 0)},
+    ),
     # Each entry is stamped with the end of its month (e.g. 200501000000S holds the peak of
     # 2020-04-23): the label is the month the peak belongs to.
-    ("fluvius_v171.txt", "p1_demand_history_peak_watts",
-     {("2020-04",): 3695.0, ("2020-03",): 5980.0, ("2020-02",): 4318.0}),
-    ("fluvius_v171_alt.txt", "p1_demand_history_peak_watts",
-     {("2023-07",): 0.0, ("2023-08",): 1862.0, ("2023-09",): 4229.0, ("2023-10",): 4927.0}),
+    (
+        "fluvius_v171.txt",
+        "p1_demand_history_peak_watts",
+        {("2020-04",): 3695.0, ("2020-03",): 5980.0, ("2020-02",): 4318.0},
+    ),
+    (
+        "fluvius_v171_alt.txt",
+        "p1_demand_history_peak_watts",
+        {("2023-07",): 0.0, ("2023-08",): 1862.0, ("2023-09",): 4229.0, ("2023-10",): 4927.0},
+    ),
     ("v5_eon_hu.txt", "p1_demand_history_peak_watts", {}),  # a billing record, not peaks
     ("v5.txt", "p1_demand_average_watts", {}),
     # -- wrong units: left out ------------------------------------------------------------
-    *[("wrong_units", metric, {}) for metric in (
-        "p1_power_import_watts", "p1_energy_import_joules_total", "p1_phase_voltage_volts",
-        "p1_phase_current_amperes", "p1_limiter_threshold_watts",
-        "p1_limiter_threshold_amperes", "p1_limiter_threshold_volt_amperes",
-        "p1_grid_frequency_hertz",
-        "p1_gas_volume_cubic_meters_total", "p1_water_volume_cubic_meters_total",
-        "p1_mbus_reading_value", "p1_mbus_reading_timestamp_seconds")],
+    *[
+        ("wrong_units", metric, {})
+        for metric in (
+            "p1_power_import_watts",
+            "p1_energy_import_joules_total",
+            "p1_phase_voltage_volts",
+            "p1_phase_current_amperes",
+            "p1_limiter_threshold_watts",
+            "p1_limiter_threshold_amperes",
+            "p1_limiter_threshold_volt_amperes",
+            "p1_grid_frequency_hertz",
+            "p1_gas_volume_cubic_meters_total",
+            "p1_water_volume_cubic_meters_total",
+            "p1_mbus_reading_value",
+            "p1_mbus_reading_timestamp_seconds",
+        )
+    ],
 ]
 
 
-@pytest.mark.parametrize(("fixture", "metric", "expected"), CASES,
-                         ids=[f"{fixture}-{metric}" for fixture, metric, _ in CASES])
+@pytest.mark.parametrize(
+    ("fixture", "metric", "expected"),
+    CASES,
+    ids=[f"{fixture}-{metric}" for fixture, metric, _ in CASES],
+)
 def test_metric_values(
     fixture: str, metric: str, expected: Mapping[tuple[str, ...], float]
 ) -> None:
@@ -357,8 +443,9 @@ def test_every_catalog_metric_is_produced_and_checked() -> None:
     never = sorted(set(METRICS) - set(produced) - SERVER_METRICS)
     assert not never, f"catalog metrics no telegram produces: {never}"
     checked = {metric for _, metric, expected in CASES if expected}
-    unchecked = sorted(name for name, spec in METRICS.items()
-                       if not spec.health and name not in checked)
+    unchecked = sorted(
+        name for name, spec in METRICS.items() if not spec.health and name not in checked
+    )
     assert not unchecked, f"catalog metrics without an exact value test: {unchecked}"
 
 
@@ -385,9 +472,14 @@ def test_produced_families_match_the_catalog(name: str) -> None:
 
 @pytest.mark.parametrize("name", [*FIXTURE_NAMES, *SYNTHETIC])
 def test_promtool_accepts_every_exposition(name: str) -> None:
-    result = subprocess.run([require_binary("promtool"), "check", "metrics"],
-                            input=exposition(name), capture_output=True, text=True, timeout=30,
-                            check=False)
+    result = subprocess.run(
+        [require_binary("promtool"), "check", "metrics"],
+        input=exposition(name),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
@@ -395,9 +487,9 @@ def test_placeholder_mbus_channels_yield_no_gas_sample() -> None:
     """An empty channel's ``(700101010000W)(00000000)`` or ``(632525252525S)(00000.000)``
     is "no reading", not 0 m3: a 0 would look like a meter reset to rate()/increase()."""
     for name in FIXTURE_NAMES:
-        for key, number in series(exposition(name)).get(
-            "p1_gas_volume_cubic_meters_total", {}
-        ).items():
+        for key, number in (
+            series(exposition(name)).get("p1_gas_volume_cubic_meters_total", {}).items()
+        ):
             assert number > 0, (name, key)
     assert ("1",) not in family_values("v5_two_mbus.txt", "p1_gas_volume_cubic_meters_total")
     assert family_values("v5_invalid_gas_timestamp.txt", "p1_gas_volume_cubic_meters_total") == {}
@@ -406,8 +498,10 @@ def test_placeholder_mbus_channels_yield_no_gas_sample() -> None:
 def test_tariff_total_only_without_tariff_registers() -> None:
     for name in FIXTURE_NAMES:
         text = load(name)
-        for register, metric in ((b"1-0:1.8.", "p1_energy_import_joules_total"),
-                                 (b"1-0:2.8.", "p1_energy_export_joules_total")):
+        for register, metric in (
+            (b"1-0:1.8.", "p1_energy_import_joules_total"),
+            (b"1-0:2.8.", "p1_energy_export_joules_total"),
+        ):
             tariffs = {key[0] for key in family_values(name, metric)}
             sends_tariffs = any(register + b"%d(" % t in text for t in range(1, 5))
             if sends_tariffs:
@@ -437,8 +531,9 @@ def test_health_metrics_start_at_zero_for_a_reader_that_read_nothing() -> None:
     reader = MeterReader(MeterConfig(url="sim://?seed=1", name="idle"))
     text = generate_latest(make_registry(lambda: [reader.snapshot], dict)).decode()
     # The process's own metrics (process_*, python_*) are tested in test_collector.
-    found = {name: v for name, v in series(text).items()
-             if not name.startswith(SELF_METRIC_PREFIXES)}
+    found = {
+        name: v for name, v in series(text).items() if not name.startswith(SELF_METRIC_PREFIXES)
+    }
     health = {name for name, spec in METRICS.items() if spec.health}
     assert found.pop("p1_exporter_http_auth_failures_total") == {
         frozenset({("reason", reason)}): 0.0 for reason in ("missing", "invalid", "busy")

@@ -53,24 +53,43 @@ VERSION = p1_exporter.__version__
 pytestmark = pytest.mark.timeout(300)
 
 _NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv*", "__pycache__", "*.pyc", "*.egg-info", "build", "dist", ".pytest_cache",
-    ".mypy_cache", ".ruff_cache", ".hypothesis",
+    ".git",
+    ".venv*",
+    "__pycache__",
+    "*.pyc",
+    "*.egg-info",
+    "build",
+    "dist",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
 )
 _RUNTIME_DEPENDENCIES = ("pyserial", "prometheus_client", "fastcrc", "bcrypt", "PyYAML", "h11")
 
 
 def _clean_env() -> dict[str, str]:
     """The environment for child processes, without anything pointing into this checkout."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
+    }
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env
 
 
 def _run(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """Run a command; fail with its output when it fails."""
-    result = subprocess.run(args, cwd=cwd, env=_clean_env(), capture_output=True, text=True,
-                            timeout=timeout, check=False)
+    result = subprocess.run(
+        args,
+        cwd=cwd,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert result.returncode == 0, (
         f"{' '.join(args)} exited {result.returncode}\n{result.stdout[-3000:]}\n"
         f"{result.stderr[-3000:]}"
@@ -131,7 +150,10 @@ def test_wheel_holds_the_package_and_no_tests(release: Release) -> None:
     dist_info = f"p1_exporter-{VERSION}.dist-info/"
     assert all(n.startswith(("p1_exporter/", dist_info)) for n in names), names
     modules = (
-        "__init__.py", "commands/cli.py", "commands/serve.py", "metrics/catalog.py",
+        "__init__.py",
+        "commands/cli.py",
+        "commands/serve.py",
+        "metrics/catalog.py",
         "sim/__init__.py",
     )
     for module in modules:
@@ -181,12 +203,27 @@ def test_sdist_is_the_full_source_release(release: Release) -> None:
         assert pkg_info is not None
         assert f"\nVersion: {VERSION}\n" in pkg_info.read().decode()
     needed = {
-        "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "p1_exporter/__init__.py",
-        "tests/helpers/binaries.py", "tests/test_packaging.py", "tests/fixtures/README.md",
-        "p1-exporter.rules.yml", "p1-exporter.recording.rules.yml", "prometheus.yml.example",
-        "grafana/provisioning/datasources/prometheus.yml", "grafana/dashboards/p1-home.json",
-        "contrib/p1-exporter.service", "contrib/99-p1-exporter.rules", "docs/metrics.md",
-        "Dockerfile", "docker-compose.yml", "scripts/test.sh", "scripts/venv.sh", ".ci/run",
+        "pyproject.toml",
+        "README.md",
+        "LICENSE",
+        "MANIFEST.in",
+        "p1_exporter/__init__.py",
+        "tests/helpers/binaries.py",
+        "tests/test_packaging.py",
+        "tests/fixtures/README.md",
+        "p1-exporter.rules.yml",
+        "p1-exporter.recording.rules.yml",
+        "prometheus.yml.example",
+        "grafana/provisioning/datasources/prometheus.yml",
+        "grafana/dashboards/p1-home.json",
+        "contrib/p1-exporter.service",
+        "contrib/99-p1-exporter.rules",
+        "docs/metrics.md",
+        "Dockerfile",
+        "docker-compose.yml",
+        "scripts/test.sh",
+        "scripts/venv.sh",
+        ".ci/run",
     }
     assert needed <= names, sorted(needed - names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
@@ -201,12 +238,35 @@ def installed(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Pat
     work = tmp_path_factory.mktemp("installed")
     wheelhouse = work / "wheelhouse"
     # Fetches (or takes from pip's cache) a wheel of every dependency, next to ours.
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheelhouse),
-          str(release.wheel)], cwd=work)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--wheel-dir",
+            str(wheelhouse),
+            str(release.wheel),
+        ],
+        cwd=work,
+    )
     venv = work / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], cwd=work)
-    _run([str(venv / "bin/python"), "-m", "pip", "install", "--quiet", "--no-index",
-          "--find-links", str(wheelhouse), f"p1-exporter=={VERSION}"], cwd=work)
+    _run(
+        [
+            str(venv / "bin/python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--find-links",
+            str(wheelhouse),
+            f"p1-exporter=={VERSION}",
+        ],
+        cwd=work,
+    )
     return venv
 
 
@@ -217,17 +277,19 @@ def test_installed_command_answers_help(installed: Path, tmp_path: Path) -> None
     for flag in ("--device", "--demo", "--web.listen-address", "--stale-after"):
         assert flag in help_text
     assert _run([exe, "--version"], cwd=tmp_path).stdout.strip() == f"p1-exporter {VERSION}"
-    where = _run([str(installed / "bin/python"), "-c",
-                  "import p1_exporter; print(p1_exporter.__file__)"], cwd=tmp_path).stdout
+    where = _run(
+        [str(installed / "bin/python"), "-c", "import p1_exporter; print(p1_exporter.__file__)"],
+        cwd=tmp_path,
+    ).stdout
     assert Path(where.strip()).is_relative_to(installed), "imported from the checkout"
 
 
 def _readme_shell_block(heading: str) -> list[str]:
     """The lines of the first ```sh block under a README heading."""
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index(f"\n{heading}\n"):]
-    block = section[section.index("```sh\n") + 6:]
-    return [line for line in block[:block.index("```")].splitlines() if line.strip()]
+    section = readme[readme.index(f"\n{heading}\n") :]
+    block = section[section.index("```sh\n") + 6 :]
+    return [line for line in block[: block.index("```")].splitlines() if line.strip()]
 
 
 def test_documented_pip_install_leaves_the_clone_clean(tmp_path: Path) -> None:
@@ -256,8 +318,11 @@ def test_documented_pip_install_leaves_the_clone_clean(tmp_path: Path) -> None:
         if "bin/p1-exporter" in line:
             continue  # starts the exporter on a serial port; --version below instead
         assert line.startswith(("sudo ", "git ", "rm ")), line
-        command = (line.removeprefix("sudo ").replace("/opt/p1-exporter", str(prefix))
-                   .replace("/tmp/p1-exporter.tar.gz", str(archive)))
+        command = (
+            line.removeprefix("sudo ")
+            .replace("/opt/p1-exporter", str(prefix))
+            .replace("/tmp/p1-exporter.tar.gz", str(archive))
+        )
         _run(["sh", "-c", command], cwd=clone, timeout=300)
 
     assert _run(status, cwd=clone).stdout == "", "the install left files in the clone"
@@ -269,14 +334,17 @@ def test_documented_pip_install_leaves_the_clone_clean(tmp_path: Path) -> None:
 def _raspberry_pi_wheel_table() -> dict[str, dict[str, str]]:
     """README "Raspberry Pi": {dependency: {machine: what pip installs there}}."""
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("\n## Raspberry Pi\n"):]
-    section = section[:section.index("\n## ", 1)]
-    rows = [[cell.strip() for cell in line.strip("|").split("|")]
-            for line in section.splitlines() if line.startswith("| ")]
+    section = readme[readme.index("\n## Raspberry Pi\n") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| ")
+    ]
     [header] = [row for row in rows if row[0] == "dependency"]
     machines = [re.search(r"\((\w+)\)", cell)[1] for cell in header[1:]]  # type: ignore[index]
     table: dict[str, dict[str, str]] = {}
-    for row in rows[rows.index(header) + 1:]:
+    for row in rows[rows.index(header) + 1 :]:
         for name in row[0].split(", "):
             table[name] = dict(zip(machines, row[1:], strict=True))
     return table
@@ -292,15 +360,15 @@ def test_dependency_markers_match_the_raspberry_pi_table() -> None:
     table = _raspberry_pi_wheel_table()
     assert set(table) == set(_RUNTIME_DEPENDENCIES), table
     assert set(next(iter(table.values()))) == {"aarch64", "armv7l"}
-    dependencies = [Requirement(r) for r in requires("p1-exporter") or []
-                    if "extra ==" not in r]
+    dependencies = [Requirement(r) for r in requires("p1-exporter") or [] if "extra ==" not in r]
     assert {d.name for d in dependencies} == set(_RUNTIME_DEPENDENCIES)
     for dependency in dependencies:
         for machine, installed in table[dependency.name].items():
             environment = {"platform_machine": machine, "python_version": "3.11"}
             required = dependency.marker is None or dependency.marker.evaluate(environment)
             assert required == (not installed.startswith("not installed")), (
-                f"{dependency}: on {machine} the README says {installed!r}")
+                f"{dependency}: on {machine} the README says {installed!r}"
+            )
         if dependency.name == "fastcrc":
             assert dependency.marker is not None
             assert dependency.marker.evaluate({"platform_machine": "x86_64"})
@@ -333,7 +401,7 @@ def _stages() -> list[list[tuple[str, str]]]:
 
 def _healthcheck_command() -> list[str]:
     [args] = [a for k, a in _dockerfile() if k == "HEALTHCHECK"]
-    command: list[str] = json.loads(args[args.index("CMD ") + 4:])
+    command: list[str] = json.loads(args[args.index("CMD ") + 4 :])
     return command
 
 
@@ -342,9 +410,11 @@ def demo(installed: Path, tmp_path: Path) -> Iterator[tuple[int, subprocess.Pope
     """The installed exporter serving its simulated meter on a free local port."""
     port = _free_port()
     process = subprocess.Popen(
-        [str(installed / "bin/p1-exporter"), "--demo", "--web.listen-address",
-         f"127.0.0.1:{port}"],
-        cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [str(installed / "bin/p1-exporter"), "--demo", "--web.listen-address", f"127.0.0.1:{port}"],
+        cwd=tmp_path,
+        env=_clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
     try:
@@ -356,8 +426,9 @@ def demo(installed: Path, tmp_path: Path) -> Iterator[tuple[int, subprocess.Pope
 
 
 @pytest.mark.slow
-def test_installed_demo_serves_metrics(installed: Path, tmp_path: Path,
-                                       demo: tuple[int, subprocess.Popen[str]]) -> None:
+def test_installed_demo_serves_metrics(
+    installed: Path, tmp_path: Path, demo: tuple[int, subprocess.Popen[str]]
+) -> None:
     port, process = demo
 
     def up() -> str:
@@ -376,8 +447,10 @@ def test_installed_demo_serves_metrics(installed: Path, tmp_path: Path,
     # The image's health check, pointed at this port, accepts the running exporter.
     command = _healthcheck_command()
     assert command[0] == "python" and "127.0.0.1:9357/metrics" in command[-1]
-    command = [str(installed / "bin/python"),
-               *[part.replace("127.0.0.1:9357", f"127.0.0.1:{port}") for part in command[1:]]]
+    command = [
+        str(installed / "bin/python"),
+        *[part.replace("127.0.0.1:9357", f"127.0.0.1:{port}") for part in command[1:]],
+    ]
     _run(command, cwd=tmp_path, timeout=10)
 
     process.send_signal(signal.SIGTERM)
@@ -422,8 +495,7 @@ def test_dockerfile_is_slim_multistage_and_non_root() -> None:
 
 
 @pytest.mark.slow
-def test_docker_build_stage_works_from_its_context_alone(release: Release,
-                                                         tmp_path: Path) -> None:
+def test_docker_build_stage_works_from_its_context_alone(release: Release, tmp_path: Path) -> None:
     """Replay the build stage on the files it COPYs, as .dockerignore lets them through."""
     context = tmp_path / "context"
     build_stage = _stages()[0]
@@ -442,8 +514,20 @@ def test_docker_build_stage_works_from_its_context_alone(release: Release,
                 shutil.copy2(file, context / relative)
             assert (context / source).exists(), f"COPY {source}: excluded by .dockerignore"
     assert not list(context.rglob("__pycache__"))
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
-          str(tmp_path / "wheels"), str(context)], cwd=tmp_path)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(tmp_path / "wheels"),
+            str(context),
+        ],
+        cwd=tmp_path,
+    )
     [wheel] = (tmp_path / "wheels").glob("*.whl")
     with zipfile.ZipFile(wheel) as ours, zipfile.ZipFile(release.wheel) as theirs:
         assert sorted(ours.namelist()) == sorted(theirs.namelist())
@@ -501,8 +585,12 @@ def test_systemd_unit_is_hardened() -> None:
     for key, expected in _HARDENING.items():
         assert values.get(key) == [expected], f"{key}={values.get(key)} (want {expected!r})"
     # USB adapters, and a Raspberry Pi's GPIO UARTs: ttyAMA0 (PL011), ttyS0 (mini UART).
-    assert set(values["DeviceAllow"]) == {"char-ttyUSB rw", "char-ttyACM rw", "char-ttyAMA rw",
-                                          "char-ttyS rw"}
+    assert set(values["DeviceAllow"]) == {
+        "char-ttyUSB rw",
+        "char-ttyACM rw",
+        "char-ttyAMA rw",
+        "char-ttyS rw",
+    }
     assert values["SystemCallFilter"][0] == "@system-service"
     assert values["EnvironmentFile"] == ["-/etc/default/p1-exporter"]
     assert values["ExecStart"] == ["/opt/p1-exporter/bin/p1-exporter"]
@@ -518,14 +606,23 @@ def test_systemd_analyze_accepts_the_unit(tmp_path: Path) -> None:
         pytest.skip("systemd-analyze is not installed")
     # verify wants ExecStart= to exist: point it at an executable that does.
     unit = tmp_path / "p1-exporter.service"
-    unit.write_text((ROOT / "contrib/p1-exporter.service").read_text().replace(
-        "ExecStart=/opt/p1-exporter/bin/p1-exporter", f"ExecStart={sys.executable}"))
-    result = subprocess.run([tool, "verify", str(unit)], capture_output=True, text=True,
-                            timeout=60, check=False)
+    unit.write_text(
+        (ROOT / "contrib/p1-exporter.service")
+        .read_text()
+        .replace("ExecStart=/opt/p1-exporter/bin/p1-exporter", f"ExecStart={sys.executable}")
+    )
+    result = subprocess.run(
+        [tool, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr
     # Exposure 2.0 or less (the file rates 1.6, "OK"); the threshold is in tenths.
-    result = subprocess.run([tool, "security", "--offline=yes", "--threshold=20", str(unit)],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [tool, "security", "--offline=yes", "--threshold=20", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
 
 
@@ -560,9 +657,22 @@ def test_environment_file_and_yaml_example_load() -> None:
 # -- README -------------------------------------------------------------------------------
 
 #: Flags of other programs that the README uses (docker, systemctl, git, pip).
-_FOREIGN_FLAGS = {"--build", "--group-add", "--health-cmd", "--name", "--no-healthcheck", "--now",
-                  "--restart", "--rm", "--prefix", "--no-deps", "--only-binary", "--platform",
-                  "--python-version", "--implementation"}
+_FOREIGN_FLAGS = {
+    "--build",
+    "--group-add",
+    "--health-cmd",
+    "--name",
+    "--no-healthcheck",
+    "--now",
+    "--restart",
+    "--rm",
+    "--prefix",
+    "--no-deps",
+    "--only-binary",
+    "--platform",
+    "--python-version",
+    "--implementation",
+}
 
 
 def test_readme_names_only_real_metrics_flags_and_variables() -> None:
@@ -623,7 +733,8 @@ def test_compose_stack_is_wired_together(tmp_path: Path) -> None:
     provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/p1.yml").read_text())
     assert grafana[provider["providers"][0]["options"]["path"]] == ROOT / "grafana/dashboards"
     datasource = yaml.safe_load(
-        (ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())
+        (ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text()
+    )
     assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
 
     # Prometheus: lay the mounted files out as the container sees them; promtool checks them.
@@ -639,8 +750,13 @@ def test_compose_stack_is_wired_together(tmp_path: Path) -> None:
     [job] = [j for j in config["scrape_configs"] if j["job_name"] == "p1"]
     assert job["static_configs"][0]["targets"] == ["exporter:9357"]
     promtool = require_binary("promtool")
-    result = subprocess.run([promtool, "check", "config", str(etc / "prometheus.yml")],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [promtool, "check", "config", str(etc / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -653,8 +769,9 @@ def _compose_command() -> list[str] | None:
         candidates.append(["docker-compose"])
     for command in candidates:
         try:
-            version = subprocess.run([*command, "version"], capture_output=True, text=True,
-                                     timeout=30, check=False)
+            version = subprocess.run(
+                [*command, "version"], capture_output=True, text=True, timeout=30, check=False
+            )
         except OSError:
             continue
         if version.returncode == 0 and re.search(r"v?([2-9]|\d\d+)\.\d+", version.stdout):
@@ -666,7 +783,12 @@ def test_compose_file_passes_docker_compose_config() -> None:
     command = _compose_command()
     if command is None:
         pytest.skip("no Docker Compose v2 client (docker compose / docker-compose)")
-    result = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config",
-                             "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                            check=False)
+    result = subprocess.run(
+        [*command, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr

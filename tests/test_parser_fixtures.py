@@ -353,9 +353,7 @@ def test_v5_two_mbus() -> None:
         "0-0:96.1.1": "E0044007382246019",
         "0-0:96.13.0": "",
     }
-    assert telegram.power_failure_log == (
-        PowerFailure(winter(2019, 3, 26, 9, 50, 15), 2014),
-    )
+    assert telegram.power_failure_log == (PowerFailure(winter(2019, 3, 26, 9, 50, 15), 2014),)
     # Channel 1 sends (700101010000W)(00000000): a placeholder, so no reading at all.
     assert telegram.mbus[1] == MBusDevice(1, 3, None, None, None, None)
     assert telegram.mbus[1].reading is None
@@ -1029,8 +1027,9 @@ def test_luxembourg_smarty_real_telegram() -> None:
         "0-0:96.13.5": "",
     }
     assert dict(telegram.mbus) == {
-        1: MBusDevice(1, 3, "FLO182370120350", base("14239.771*m3"),
-                      summer(2026, 4, 3, 17, 45, 42), 1),
+        1: MBusDevice(
+            1, 3, "FLO182370120350", base("14239.771*m3"), summer(2026, 4, 3, 17, 45, 42), 1
+        ),
     }
     check_clean(telegram)
 

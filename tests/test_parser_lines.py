@@ -27,8 +27,12 @@ GOOD_BEFORE = "1-0:1.8.1(000001.500*kWh)"
 GOOD_AFTER = "1-0:32.7.0(230.1*V)"
 V5_LINES = V5.decode("latin-1").split("\r\n")
 #: The codes realistic_stream changes every telegram (or often).
-MOVING = ("0-0:1.0.0(", "1-0:1.8.1(", "1-0:1.7.0(", *(f"1-0:{p}.7.0(" for p in (
-    "32", "52", "72", "31", "51", "71", "21", "41", "61")))
+MOVING = (
+    "0-0:1.0.0(",
+    "1-0:1.8.1(",
+    "1-0:1.7.0(",
+    *(f"1-0:{p}.7.0(" for p in ("32", "52", "72", "31", "51", "71", "21", "41", "61")),
+)
 
 
 def build(*lines: str, header: str = "TST5\\2LINES") -> bytes:
@@ -149,8 +153,11 @@ def test_unknown_obis_codes_are_kept_with_their_raw_value() -> None:
         # Exactness on both the fast and the general path (lower-case unit).
         ("1-0:1.8.1(000687.138*kWh)", "1-0:1.8.1", Register(2473696800.0, "J", "000687.138*kWh")),
         ("1-0:1.8.1(000687.138*kwh)", "1-0:1.8.1", Register(2473696800.0, "J", "000687.138*kwh")),
-        ("1-0:1.8.1*255(000687.138*kWh)", "1-0:1.8.1",
-         Register(2473696800.0, "J", "000687.138*kWh")),
+        (
+            "1-0:1.8.1*255(000687.138*kWh)",
+            "1-0:1.8.1",
+            Register(2473696800.0, "J", "000687.138*kWh"),
+        ),
         ("1.8.1(000687.138*kWh)", "1-0:1.8.1", Register(2473696800.0, "J", "000687.138*kWh")),
         ("1-0:1.7.0(-00.100*kW)", "1-0:1.7.0", Register(-100.0, "W", "-00.100*kW")),
         ("1-0:1.8.1(006545766*Wh)", "1-0:1.8.1", Register(23_564_757_600.0, "J", "006545766*Wh")),
@@ -161,10 +168,16 @@ def test_unknown_obis_codes_are_kept_with_their_raw_value() -> None:
         ("1-0:3.8.0(000001.250*kvarh)", "1-0:3.8.0", Register(1250.0, "varh", "000001.250*kvarh")),
         ("1-0:13.7.0(0.987)", "1-0:13.7.0", Register(0.987, "", "0.987")),
         ("0-0:96.7.21(00013)", "0-0:96.7.21", Register(13.0, "", "00013")),
-        ("1-0:1.8.1(" + "0" * 30 + "1.5*kWh)", "1-0:1.8.1",
-         Register(5_400_000.0, "J", "0" * 30 + "1.5*kWh")),
-        ("1-0:1.8.1(1." + "0" * 25 + "*kWh)", "1-0:1.8.1",
-         Register(3_600_000.0, "J", "1." + "0" * 25 + "*kWh")),
+        (
+            "1-0:1.8.1(" + "0" * 30 + "1.5*kWh)",
+            "1-0:1.8.1",
+            Register(5_400_000.0, "J", "0" * 30 + "1.5*kWh"),
+        ),
+        (
+            "1-0:1.8.1(1." + "0" * 25 + "*kWh)",
+            "1-0:1.8.1",
+            Register(3_600_000.0, "J", "1." + "0" * 25 + "*kWh"),
+        ),
         ("1-0:1.8.1(000001.500*kWh)   ", "1-0:1.8.1", Register(5_400_000.0, "J", "000001.500*kWh")),
     ],
 )
@@ -217,8 +230,7 @@ def test_empty_power_failure_log_forms(value: str) -> None:
 
 def test_power_failure_log_with_events() -> None:
     telegram = decode(
-        "1-0:99.97.0(2)(0-0:96.7.19)(190326095015W)(0000002014*s)"
-        "(200601120000S)(0000000060*s)"
+        "1-0:99.97.0(2)(0-0:96.7.19)(190326095015W)(0000002014*s)(200601120000S)(0000000060*s)"
     )
     assert telegram.power_failure_log == (
         PowerFailure(winter(2019, 3, 26, 9, 50, 15), 2014),
@@ -227,8 +239,9 @@ def test_power_failure_log_with_events() -> None:
 
 
 def test_kaifa_placeholder_entry_is_kept_without_a_time() -> None:
-    telegram = decode(GOOD_BEFORE, "1-0:99.97.0(1)(0-0:96.7.19)(000101000001W)(2147483647*s)",
-                      GOOD_AFTER)
+    telegram = decode(
+        GOOD_BEFORE, "1-0:99.97.0(1)(0-0:96.7.19)(000101000001W)(2147483647*s)", GOOD_AFTER
+    )
     assert telegram.power_failure_log == (PowerFailure(None, 2147483647),)  # as stated
     assert telegram.malformed == ()
     check_neighbours_parsed(telegram)
@@ -441,10 +454,13 @@ def test_memo_stays_under_its_bound_on_a_realistic_stream() -> None:
 
 DENSE = {
     # Records are the densest effects: a power-failure log and a peak history.
-    "failures": lambda i: "1-0:99.97.0(40)(0-0:96.7.19)" + "".join(
-        f"(0)({i * 40 + n}*s)" for n in range(40)),
-    "history": lambda i: "0-0:98.1.0(30)(1-0:1.6.0)(1-0:1.6.0)" + "".join(
-        f"()()({i * 30 + n}*kW)" for n in range(30)),
+    "failures": lambda i: (
+        "1-0:99.97.0(40)(0-0:96.7.19)" + "".join(f"(0)({i * 40 + n}*s)" for n in range(40))
+    ),
+    "history": lambda i: (
+        "0-0:98.1.0(30)(1-0:1.6.0)(1-0:1.6.0)"
+        + "".join(f"()()({i * 30 + n}*kW)" for n in range(30))
+    ),
     "unknown": lambda i: f"1-0:99.99.9({i:0200d})",
     "malformed": lambda i: f"garbage {i:0200d}",
     "text": lambda i: f"0-0:96.13.0({str(i).encode().hex():0>400})",
@@ -476,14 +492,24 @@ def test_memo_with_malformed_and_unknown_lines() -> None:
 
 
 ONE_OF_EACH = [
-    "1-0:32.7.0(0230.2*V)", "1-0:1.7.0(1)", "1-0:1.8.1(111111111111111111*kWh)",
-    "0-0:1.0.0(170102192002W)", "0-1:96.1.0(3232323241424344313233343536373839)",
-    "0-1:24.2.1(170102161005W)(00000.107*m3)", "0-1:24.1.0(003)", "0-1:24.4.0(1)",
+    "1-0:32.7.0(0230.2*V)",
+    "1-0:1.7.0(1)",
+    "1-0:1.8.1(111111111111111111*kWh)",
+    "0-0:1.0.0(170102192002W)",
+    "0-1:96.1.0(3232323241424344313233343536373839)",
+    "0-1:24.2.1(170102161005W)(00000.107*m3)",
+    "0-1:24.1.0(003)",
+    "0-1:24.4.0(1)",
     "1-0:99.97.0(40)(0-0:96.7.19)" + "()(1*s)" * 40,
     "1-0:99.97.0(40)(0-0:96.7.19)" + "".join(f"(0)({n + 1000}*s)" for n in range(40)),
     "0-0:98.1.0(30)(1-0:1.6.0)(1-0:1.6.0)" + "()()(1*kW)" * 30,
-    "0-0:96.13.0(" + "41" * 200 + ")", "1-0:99.99.9(" + "x" * 200 + ")", "1-0:1.1.1()",
-    "garbage" * 30, "x", "x" * 200 + "(1)", "1-0:31.4.0(1)(2)",
+    "0-0:96.13.0(" + "41" * 200 + ")",
+    "1-0:99.99.9(" + "x" * 200 + ")",
+    "1-0:1.1.1()",
+    "garbage" * 30,
+    "x",
+    "x" * 200 + "(1)",
+    "1-0:31.4.0(1)(2)",
 ]
 
 

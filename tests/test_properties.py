@@ -146,9 +146,7 @@ def test_random_chunking_of_real_telegrams(cuts: list[int]) -> None:
         st.one_of(
             st.sampled_from(list(FIXTURES.values())),
             st.binary(max_size=40),
-            st.sampled_from(
-                [b"/", b"!", b"\n!", b"\r\n", b"6EEE", b"/x\n!", b" " * 12, b"x" * 20]
-            ),
+            st.sampled_from([b"/", b"!", b"\n!", b"\r\n", b"6EEE", b"/x\n!", b" " * 12, b"x" * 20]),
         ),
         max_size=8,
     ),

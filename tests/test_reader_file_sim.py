@@ -217,15 +217,20 @@ def test_unexpected_errors_never_escape_the_thread(
         assert snap.source_errors == 3 and snap.connects == 3 and source.opens == 4
         assert snap.last_error is not None and "boom again" in snap.last_error
         # Each bug's traceback once, at error level; the repeat is counted, without one.
-        errors = [r for r in caplog_reader.records
-                  if r.levelno == logging.ERROR and "unexpected error" in r.getMessage()]
-        assert [str(r.exc_info[1]) for r in errors if r.exc_info] == [
-            "driver bug in open", "boom"]
-        assert all(getattr(r, "meter", None) == "test" and getattr(r, "err", None) == "internal"
-                   for r in errors)
+        errors = [
+            r
+            for r in caplog_reader.records
+            if r.levelno == logging.ERROR and "unexpected error" in r.getMessage()
+        ]
+        assert [str(r.exc_info[1]) for r in errors if r.exc_info] == ["driver bug in open", "boom"]
+        assert all(
+            getattr(r, "meter", None) == "test" and getattr(r, "err", None) == "internal"
+            for r in errors
+        )
         repeat = messages(caplog_reader, "boom again")
         assert len(repeat) == 1 and not any(
-            r.exc_info for r in caplog_reader.records if "boom again" in r.getMessage())
+            r.exc_info for r in caplog_reader.records if "boom again" in r.getMessage()
+        )
         # Said after the repeat (an error line with its traceback is not a logged condition).
         assert len(messages(caplog_reader, "valid telegrams", logging.INFO)) == 1
 
@@ -255,4 +260,5 @@ def test_listener_sees_each_new_telegram_once_and_cannot_break_the_reader(
     assert seen == telegrams
     assert ok_count(reader) == 4
     assert messages(caplog_reader, "telegram listener failed", logging.WARNING) == [
-        "meter test: telegram listener failed: RuntimeError('listener bug')"]
+        "meter test: telegram listener failed: RuntimeError('listener bug')"
+    ]

@@ -31,8 +31,17 @@ EVN_HEX = "36C66639E48A8CA4D6BC8B282A793BBB"
 KEY_HEX = "F0E1D2C3B4A5968778695A4B3C2D1E0F"
 KEYS = Keys(bytes.fromhex(KEY_HEX), LUXEMBOURG_AUTH_KEY)
 TITLE = b"SAG\x10\x00\x00\x00\x07"
-HAN_RESULTS = {"ok": 0, "crc_error": 0, "malformed": 0, "too_large": 0, "rejected": 0,
-               "decrypt_error": 0, "replay": 0, "no_key": 0, "unsupported": 0}
+HAN_RESULTS = {
+    "ok": 0,
+    "crc_error": 0,
+    "malformed": 0,
+    "too_large": 0,
+    "rejected": 0,
+    "decrypt_error": 0,
+    "replay": 0,
+    "no_key": 0,
+    "unsupported": 0,
+}
 #: Linux ptys refuse parity (EINVAL), so the pty tests fix 2400 8N1.
 SETTINGS = SerialSettings(2400, 8, "N")
 
@@ -44,8 +53,10 @@ def test_han_frames_from_a_pty_with_bad_ones_counted_and_logged_once(
     corrupt = bytearray(KAIFA)
     corrupt[40] ^= 0x01
     unknown = hdlc_frame(b"\xe6\xe7\x00\xe0" + KAIFA[13:-3])  # block transfer: not read
-    with pty_pair() as pty, running(fast_config(pty.path, protocol="han",
-                                                settings=SETTINGS)) as reader:
+    with (
+        pty_pair() as pty,
+        running(fast_config(pty.path, protocol="han", settings=SETTINGS)) as reader,
+    ):
         assert wait_for(lambda: reader.snapshot.connected)
         pty.write(KAIFA + bytes(corrupt) + bytes(corrupt) + unknown + unknown + AIDON)
         assert wait_for(lambda: ok_count(reader) == 2)
@@ -64,8 +75,9 @@ def test_han_autodetect_tries_2400_8e1_then_115200_8n1(
     caplog.set_level(logging.DEBUG)
     with pty_pair() as pty, running(fast_config(pty.path, protocol="han")) as reader:
         # A pty refuses 8E1 (as a USB adapter without parity support would): next candidate.
-        assert wait_for(lambda: reader.snapshot.connected
-                          and reader.snapshot.settings == "115200 8N1")
+        assert wait_for(
+            lambda: reader.snapshot.connected and reader.snapshot.settings == "115200 8N1"
+        )
         assert messages(caplog, "does not accept 2400 8E1")
         pty.write(KAIFA)
         assert wait_for(lambda: ok_count(reader) == 1)
@@ -75,8 +87,10 @@ def test_encrypted_p1_with_replay_and_wrong_key(caplog: pytest.LogCaptureFixture
     caplog.set_level(logging.DEBUG)
     frames = [encrypt(V5, KEYS, TITLE, n) for n in (1, 2, 2)]
     foreign = encrypt(V5, Keys(bytes(16), LUXEMBOURG_AUTH_KEY), TITLE, 3)
-    with pty_pair() as pty, running(fast_config(pty.path, protocol="encrypted",
-                                                keys=KEYS)) as reader:
+    with (
+        pty_pair() as pty,
+        running(fast_config(pty.path, protocol="encrypted", keys=KEYS)) as reader,
+    ):
         assert wait_for(lambda: reader.snapshot.connected)
         pty.write(b"".join(frames) + foreign + foreign)
         assert wait_for(lambda: sum(counts(reader.snapshot).values()) == 5)
@@ -93,9 +107,12 @@ def test_encrypted_stream_on_a_dsmr_meter_says_a_key_is_needed(
 ) -> None:
     caplog.set_level(logging.INFO)
     frames = b"".join(encrypt(V5, KEYS, TITLE, n) for n in range(1, 6))
-    with pty_pair() as pty, running(fast_config(pty.path, detect_timeout=60.0,
-                                                settings=SerialSettings(115200, 8, "N"))
-                                    ) as reader:
+    with (
+        pty_pair() as pty,
+        running(
+            fast_config(pty.path, detect_timeout=60.0, settings=SerialSettings(115200, 8, "N"))
+        ) as reader,
+    ):
         assert wait_for(lambda: reader.snapshot.connected)
         pty.write(frames)
         assert wait_for(lambda: reader.snapshot.bytes_read == len(frames))
@@ -122,8 +139,10 @@ def test_reader_keys_hidden_from_repr() -> None:
 )
 def test_bad_key_in_config_exits_two(tmp_path: Path, yaml_key: str, message: str) -> None:
     config = tmp_path / "p1.yml"
-    config.write_text(f"meters:\n  - device: /dev/ttyUSB0\n    protocol: han\n"
-                      f"    key: {yaml_key}\n", encoding="utf-8")
+    config.write_text(
+        f"meters:\n  - device: /dev/ttyUSB0\n    protocol: han\n    key: {yaml_key}\n",
+        encoding="utf-8",
+    )
     result = run_exporter("--config", str(config))
     assert result.returncode == 2
     assert message in result.stderr
@@ -150,17 +169,21 @@ def test_exporter_reads_an_encrypted_austrian_han_meter_and_keeps_the_key_secret
     config = tmp_path / "p1.yml"
     config.write_text(
         f"meters:\n  - name: evn\n    device: file:{capture}?pace=fast\n    protocol: han\n"
-        f"    key_file: {key_file}\n", encoding="utf-8")
-    with ExporterProcess(["--config", str(config), "--web.listen-address", "127.0.0.1:0"]
-                         ) as proc:
+        f"    key_file: {key_file}\n",
+        encoding="utf-8",
+    )
+    with ExporterProcess(["--config", str(config), "--web.listen-address", "127.0.0.1:0"]) as proc:
         proc.wait_listening()
         found: dict[str, Any] = {}
 
         def has_ok() -> bool:
             nonlocal found
             found = scrape(proc.url)
-            return any(v >= 1 for k, v in found.get("p1_telegrams_total", {}).items()
-                       if ("result", "ok") in k)
+            return any(
+                v >= 1
+                for k, v in found.get("p1_telegrams_total", {}).items()
+                if ("result", "ok") in k
+            )
 
         assert wait_for(has_ok, timeout=10)
         totals = found["p1_telegrams_total"]

@@ -461,10 +461,12 @@ def test_a_restarted_meter_continues_where_it_stopped() -> None:
         energy[0 if low else 1] += import_w * (end - t) / 3600
         energy[2 if low else 3] += export_w * (end - t) / 3600
         t = end
-    jumps = (after.import_low_wh - before.import_low_wh,
-             after.import_normal_wh - before.import_normal_wh,
-             after.export_low_wh - before.export_low_wh,
-             after.export_normal_wh - before.export_normal_wh)
+    jumps = (
+        after.import_low_wh - before.import_low_wh,
+        after.import_normal_wh - before.import_normal_wh,
+        after.export_low_wh - before.export_low_wh,
+        after.export_normal_wh - before.export_normal_wh,
+    )
     for jump, modelled in zip(jumps, energy, strict=True):
         assert abs(jump - modelled) < 1, (jumps, energy)
     # And it goes on from there as the first one would have.
@@ -480,8 +482,7 @@ MOMENTS = (utc(2024, 3, 12, 1, 0), WINTER_MORNING, utc(2024, 6, 18, 11, 0))
 #: The lines that a real meter's readings move in nearly every telegram at 1 s.
 MOVING = {
     "dsmr5": ("1-0:32.7.0", "1-0:52.7.0", "1-0:72.7.0"),
-    "belgian": ("1-0:32.7.0", "1-0:52.7.0", "1-0:72.7.0",
-                "1-0:31.7.0", "1-0:51.7.0", "1-0:71.7.0"),
+    "belgian": ("1-0:32.7.0", "1-0:52.7.0", "1-0:72.7.0", "1-0:31.7.0", "1-0:51.7.0", "1-0:71.7.0"),
 }
 
 
@@ -513,8 +514,11 @@ def test_telegrams_at_one_a_second_move_like_a_real_meters(
         for code in MOVING[dialect]:
             assert share[code] > 0.75, (code, share[code])
         # Each phase's power moves, whichever way it flows.
-        for imports, exports in (("1-0:21.7.0", "1-0:22.7.0"), ("1-0:41.7.0", "1-0:42.7.0"),
-                                 ("1-0:61.7.0", "1-0:62.7.0")):
+        for imports, exports in (
+            ("1-0:21.7.0", "1-0:22.7.0"),
+            ("1-0:41.7.0", "1-0:42.7.0"),
+            ("1-0:61.7.0", "1-0:62.7.0"),
+        ):
             assert share[imports] + share[exports] > 0.75, (imports, share)
         assert share["1-0:1.7.0"] + share["1-0:2.7.0"] > 0.75
         assert share["1-0:1.8.1"] + share["1-0:1.8.2"] < 0.5  # registers move in whole Wh
@@ -852,18 +856,26 @@ def test_the_demo_household_continues_across_restarts_of_the_command() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     seen = []
     for _ in range(2):
-        result = subprocess.run([sys.executable, "-m", "p1_exporter.sim", "--count", "1"],
-                                capture_output=True, cwd=ROOT, env=env, timeout=60, check=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "p1_exporter.sim", "--count", "1"],
+            capture_output=True,
+            cwd=ROOT,
+            env=env,
+            timeout=60,
+            check=True,
+        )
         telegram = parse(result.stdout)
         assert telegram.meter_time is not None
-        shown = tuple(telegram.value(code) for code in
-                      ("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2"))
+        shown = tuple(
+            telegram.value(code) for code in ("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2")
+        )
         seen.append((telegram.meter_time, shown))
         time.sleep(1.1)
     (first_time, first), (second_time, second) = seen
     assert second_time > first_time
-    assert all(b is not None and a is not None and b >= a
-               for a, b in zip(first, second, strict=True))
+    assert all(
+        b is not None and a is not None and b >= a for a, b in zip(first, second, strict=True)
+    )
     model = HouseholdModel(DEFAULT_SEED, first_time)
     for moment, values in seen:  # the meter clock shows whole seconds
         low, high = model.registers_at(moment - 1), model.registers_at(moment + 1)

@@ -62,28 +62,51 @@ def test_encrypted_dialect_is_dsmr5_under_the_key() -> None:
 
 def test_simulate_command_refuses_a_bad_key() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "p1_exporter", "simulate", "--dialect", "han-kaifa", "--key",
-         "abc", "--count", "1"], cwd=ROOT, capture_output=True, text=True, timeout=20,
-        check=False)
+        [
+            sys.executable,
+            "-m",
+            "p1_exporter",
+            "simulate",
+            "--dialect",
+            "han-kaifa",
+            "--key",
+            "abc",
+            "--count",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
     assert result.returncode == 2 and "32 hexadecimal" in result.stderr
 
 
 def test_exporter_serves_a_simulated_han_meter_and_promtool_accepts_it() -> None:
     promtool = require_binary("promtool")
-    args = ["--device", "sim://?dialect=han-aidon&interval=0.2&seed=4", "--protocol", "han",
-            "--web.listen-address", "127.0.0.1:0"]
+    args = [
+        "--device",
+        "sim://?dialect=han-aidon&interval=0.2&seed=4",
+        "--protocol",
+        "han",
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]
     with ExporterProcess(args) as proc:
         proc.wait_listening()
 
         def imported() -> bool:
             found = scrape(proc.url)
             return bool(found.get("p1_telegrams_total")) and any(
-                v >= 2 for k, v in found["p1_telegrams_total"].items() if ("result", "ok") in k)
+                v >= 2 for k, v in found["p1_telegrams_total"].items() if ("result", "ok") in k
+            )
 
         assert wait_for(imported, timeout=10)
         body = http_get(proc.url, "/metrics").body
-        check = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
-                               timeout=20, check=False)
+        check = subprocess.run(
+            [promtool, "check", "metrics"], input=body, capture_output=True, timeout=20, check=False
+        )
         assert check.returncode == 0, check.stderr + check.stdout
         assert b'result="unsupported"' in body  # the HAN reasons are counted from 0
         assert b'p1_power_import_watts{meter="main"}' in body
@@ -97,8 +120,10 @@ def test_line_faults_on_han_dialects_cost_only_the_damaged_frames(dialect: str) 
 
     from p1_exporter.sim.meter import SimOptions
 
-    options = SimOptions.from_url(f"sim://?dialect={dialect}&seed=3&crc_error_rate=0.2"
-                                  "&torn_rate=0.1&garbage_rate=0.2&start=1700000000")
+    options = SimOptions.from_url(
+        f"sim://?dialect={dialect}&seed=3&crc_error_rate=0.2"
+        "&torn_rate=0.1&garbage_rate=0.2&start=1700000000"
+    )
     meter = SimulatedMeter.from_options(options)
     stream = HanStream()
     results: Counter[str] = Counter()
@@ -110,5 +135,4 @@ def test_line_faults_on_han_dialects_cost_only_the_damaged_frames(dialect: str) 
     assert results["crc_error"] >= meter.faults.counts["crc_error"] - 10
     assert results["ok"] >= 300 - damaged - 10  # a good frame is never lost to a bad one
     # and no damaged one is accepted (a frame may be both corrupted and torn)
-    assert results["ok"] <= 300 - max(meter.faults.counts["crc_error"],
-                                      meter.faults.counts["torn"])
+    assert results["ok"] <= 300 - max(meter.faults.counts["crc_error"], meter.faults.counts["torn"])

@@ -22,8 +22,11 @@ from tests.helpers.wait import wait_for
     [
         ("sim://?interval=1e-300", "interval must be between 0.001 and 3600, not 1e-300"),
         ("sim://?speed=1e300", "speed must be between 0.001 and 86400, not 1e+300"),
-        ("sim://?interval=0.005", "interval/speed = 0.005 s between telegrams is too fast: at "
-                                  "least 0.01 s (at most 100 telegrams a second)"),
+        (
+            "sim://?interval=0.005",
+            "interval/speed = 0.005 s between telegrams is too fast: at "
+            "least 0.01 s (at most 100 telegrams a second)",
+        ),
         ("sim://?interval=1&speed=1000", "interval/speed = 0.001 s between telegrams"),
         ("sim://?start=1e300", "start must be between 2000-01-01T00:00Z and 2099-12-31T00:00Z"),
         ("sim://?pause_seconds=inf", "pause_seconds must be between 0 and 3600, not inf"),
@@ -34,8 +37,9 @@ from tests.helpers.wait import wait_for
 def test_out_of_range_sim_options_stop_the_exporter_at_start(url: str, reason: str) -> None:
     result = run_exporter("--device", url, "--web.listen-address", "127.0.0.1:0")
     assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith(f"p1-exporter: invalid configuration: --device {url!r}: "
-                                    f"{reason}"), result.stderr
+    assert result.stderr.startswith(
+        f"p1-exporter: invalid configuration: --device {url!r}: {reason}"
+    ), result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr  # one line: the reason
 
 
@@ -44,9 +48,11 @@ def test_a_config_file_meter_is_checked_the_same_way(tmp_path: Path) -> None:
     config.write_text("meters:\n  - name: home\n    device: sim://?speed=1e300\n")
     result = run_exporter("--config", str(config), "--web.listen-address", "127.0.0.1:0")
     assert result.returncode == 2, result.stderr
-    assert result.stderr == ("p1-exporter: invalid configuration: meters[0].device "
-                             "'sim://?speed=1e300': speed must be between 0.001 and 86400, "
-                             "not 1e+300\n")
+    assert result.stderr == (
+        "p1-exporter: invalid configuration: meters[0].device "
+        "'sim://?speed=1e300': speed must be between 0.001 and 86400, "
+        "not 1e+300\n"
+    )
 
 
 def test_the_fastest_allowed_pace_runs() -> None:

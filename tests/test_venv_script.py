@@ -21,16 +21,26 @@ pytestmark = pytest.mark.timeout(180)
 
 def _source(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """Source scripts/venv.sh in ``cwd`` as demo.sh and test.sh do."""
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHON", "VENV", "VIRTUAL_ENV")}
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "VENV", "VIRTUAL_ENV")}
     environ.update(env)
-    return subprocess.run(["sh", "-c", f'set -eu; . "{SCRIPT}"'], cwd=cwd, env=environ,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        ["sh", "-c", f'set -eu; . "{SCRIPT}"'],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _has_pip(venv: Path) -> bool:
-    result = subprocess.run([str(venv / "bin/python"), "-m", "pip", "--version"],
-                            capture_output=True, timeout=60, check=False)
+    result = subprocess.run(
+        [str(venv / "bin/python"), "-m", "pip", "--version"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     return result.returncode == 0
 
 
@@ -44,8 +54,9 @@ def test_both_quick_start_scripts_use_the_shared_venv_logic() -> None:
 def test_a_half_made_venv_is_made_again_and_a_good_one_kept(tmp_path: Path) -> None:
     venv = tmp_path / ".venv"
     # What `python3 -m venv .venv` leaves on Debian without python3-venv: no pip.
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
-                   timeout=60)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60
+    )
     (venv / "left-over").touch()
     assert (venv / "bin/python").exists() and not _has_pip(venv)
 

@@ -50,8 +50,12 @@ def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def get(server: ExporterHTTPServer, path: str = "/", headers: dict[str, str] | None = None,
-        conn: http.client.HTTPConnection | None = None) -> tuple[int, bytes]:
+def get(
+    server: ExporterHTTPServer,
+    path: str = "/",
+    headers: dict[str, str] | None = None,
+    conn: http.client.HTTPConnection | None = None,
+) -> tuple[int, bytes]:
     own = conn is None
     if conn is None:
         conn = http.client.HTTPConnection(*server.server_address, timeout=5)
@@ -188,8 +192,9 @@ def test_tls_keep_alive_with_large_answers_is_not_taken_for_a_slow_reader(
     pki = make_pki(tmp_path / "pki")
     server = serve(tls_config(pki, tmp_path), request_timeout=1.0)
     context = ssl.create_default_context(cafile=str(pki.ca_cert))
-    conn = http.client.HTTPSConnection("localhost", server.server_address[1], timeout=5,
-                                       context=context)
+    conn = http.client.HTTPSConnection(
+        "localhost", server.server_address[1], timeout=5, context=context
+    )
     try:
         for _ in range(4):
             assert get(server, "/big", conn=conn) == (200, BIG)
@@ -259,8 +264,11 @@ def test_auth_failures_are_logged_as_a_count(
         headers = basic("owner", f"nope-{index}") if index % 5 else {}
         assert get(server, headers=headers)[0] == 401
     assert get(server, path="/nowhere")[0] == 401  # before the 404
-    wait_for(lambda: any("failed basic-auth" in r.getMessage() for r in caplog.records), 5,
-             "the failure count in the log")
+    wait_for(
+        lambda: any("failed basic-auth" in r.getMessage() for r in caplog.records),
+        5,
+        "the failure count in the log",
+    )
     lines = [r.getMessage() for r in caplog.records if r.name == "p1_exporter.http"]
     assert len(lines) == 1, lines
     assert lines[0].startswith("26 failed basic-auth requests")

@@ -228,8 +228,15 @@ def handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> bool:
 
 @pytest.mark.parametrize(
     "curves",
-    [["CurveP256"], ["CurveP384"], ["CurveP521"], ["X25519"], ["X25519", "CurveP256"],
-     ["CurveP384", "CurveP521"], ["X25519", "X25519"]],
+    [
+        ["CurveP256"],
+        ["CurveP384"],
+        ["CurveP521"],
+        ["X25519"],
+        ["X25519", "CurveP256"],
+        ["CurveP384", "CurveP521"],
+        ["X25519", "X25519"],
+    ],
     ids=lambda c: "+".join(c),
 )
 def test_curve_preferences_load(pki: PKI, tmp_path: Path, curves: list[str]) -> None:

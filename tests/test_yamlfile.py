@@ -38,13 +38,15 @@ def refusal(path: str, *, strings: bool = False) -> str:
 def test_plain_file_loads_with_types(tmp_path: Path) -> None:
     text = "meters:\n  - name: a\n    stale_after: 5\n    x: 1.5\n    t: true\n    p: 2024.pem\n"
     assert load_yaml(write(tmp_path, text)) == {
-        "meters": [{"name": "a", "stale_after": 5, "x": 1.5, "t": True, "p": "2024.pem"}]}
+        "meters": [{"name": "a", "stale_after": 5, "x": 1.5, "t": True, "p": "2024.pem"}]
+    }
 
 
 def test_strings_mode_keeps_numbers_as_text(tmp_path: Path) -> None:
     path = write(tmp_path, "users:\n  1234: x\n  b: 2024-01-01\n  c: ~\n  d: false\n")
-    assert load_yaml(path, strings=True) == {"users": {"1234": "x", "b": "2024-01-01",
-                                                       "c": None, "d": False}}
+    assert load_yaml(path, strings=True) == {
+        "users": {"1234": "x", "b": "2024-01-01", "c": None, "d": False}
+    }
 
 
 def test_utf8_bom_and_empty_file(tmp_path: Path) -> None:
@@ -102,8 +104,7 @@ def test_number_of_values_is_capped(tmp_path: Path) -> None:
     many = "[" + "x," * (MAX_NODES + 10) + "]\n"
     assert len(many) < MAX_BYTES
     assert refusal(write(tmp_path, many)).startswith(f"more than {MAX_NODES} values")
-    assert len(load_yaml(write(tmp_path, "[" + "x," * (MAX_NODES - 10) + "]\n"))) == \
-        MAX_NODES - 10
+    assert len(load_yaml(write(tmp_path, "[" + "x," * (MAX_NODES - 10) + "]\n"))) == MAX_NODES - 10
 
 
 def test_size_is_capped(tmp_path: Path) -> None:
@@ -125,7 +126,8 @@ def test_size_is_capped(tmp_path: Path) -> None:
 )
 def test_binary_is_refused_by_offset(tmp_path: Path, data: bytes, offset: int) -> None:
     assert refusal(write(tmp_path, data)) == (
-        f"not a text file (binary data at byte {offset}); expected UTF-8 YAML")
+        f"not a text file (binary data at byte {offset}); expected UTF-8 YAML"
+    )
 
 
 def test_random_device_is_read_bounded() -> None:

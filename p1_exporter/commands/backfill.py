@@ -28,8 +28,9 @@ _OWN_LABELS = {"meter", *(name for spec in METRICS.values() for name in spec.lab
 def _label(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with a valid label name, "
-                                         f"not {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE with a valid label name, not {text!r}"
+        )
     if name in _OWN_LABELS:
         raise argparse.ArgumentTypeError(f"{name} is a label of the exporter's own metrics")
     return name, value
@@ -37,35 +38,64 @@ def _label(text: str) -> tuple[str, str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the backfill subcommand."""
-    parser.add_argument("files", nargs="+", metavar="FILE",
-                        help="captures (p1-exporter capture) or plain telegram dumps; rotated "
-                        "captures may be given in any order (oldest file first is used)")
-    parser.add_argument("--out", required=True, metavar="FILE.om",
-                        help="OpenMetrics file to write (for promtool tsdb "
-                        "create-blocks-from openmetrics); replaced only once complete, "
-                        "never one of the inputs. A symlink keeps pointing at its file, "
-                        "which gets the output; a device or pipe (/dev/stdout) is written "
-                        "into directly")
-    parser.add_argument("--meter", default="main", metavar="NAME",
-                        help="value of the meter label, as the exporter's --device NAME=URL "
-                        "(default main)")
-    parser.add_argument("--label", dest="labels", action="append", type=_label, default=[],
-                        metavar="NAME=VALUE",
-                        help="add a label to every series; repeat. Give the job and instance "
-                        "labels Prometheus adds to the live exporter's series (e.g. --label "
-                        "job=p1 --label instance=localhost:9357) so that history and live data "
-                        "are the same series")
-    parser.add_argument("--workers", type=_workers, metavar="N",
-                        help="worker processes (default: one per CPU, at most 4; one for "
-                        "small inputs)")
-    parser.add_argument("--tmpdir", metavar="DIR",
-                        help="where temporary files go (default: next to --out); they need "
-                        "about as much space as the output")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="captures (p1-exporter capture) or plain telegram dumps; rotated "
+        "captures may be given in any order (oldest file first is used)",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.om",
+        help="OpenMetrics file to write (for promtool tsdb "
+        "create-blocks-from openmetrics); replaced only once complete, "
+        "never one of the inputs. A symlink keeps pointing at its file, "
+        "which gets the output; a device or pipe (/dev/stdout) is written "
+        "into directly",
+    )
+    parser.add_argument(
+        "--meter",
+        default="main",
+        metavar="NAME",
+        help="value of the meter label, as the exporter's --device NAME=URL (default main)",
+    )
+    parser.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        type=_label,
+        default=[],
+        metavar="NAME=VALUE",
+        help="add a label to every series; repeat. Give the job and instance "
+        "labels Prometheus adds to the live exporter's series (e.g. --label "
+        "job=p1 --label instance=localhost:9357) so that history and live data "
+        "are the same series",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="worker processes (default: one per CPU, at most 4; one for small inputs)",
+    )
+    parser.add_argument(
+        "--tmpdir",
+        metavar="DIR",
+        help="where temporary files go (default: next to --out); they need "
+        "about as much space as the output",
+    )
     bar = parser.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
-                     help="show a progress bar (default: when stderr is a terminal)")
-    bar.add_argument("--no-progress", dest="progress", action="store_false",
-                     help="never show the progress bar")
+    bar.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show a progress bar (default: when stderr is a terminal)",
+    )
+    bar.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="never show the progress bar"
+    )
 
 
 class ProgressBar:
@@ -126,11 +156,15 @@ def summary(tally: Tally, out_path: str, files: int, seconds: float) -> list[str
         + (f" ({refused})" if refused else "")
     )
     if tally.receive_time:
-        lines.append(f"backfill: {tally.receive_time} telegram(s) without a meter clock were "
-                     "timed by their capture receive time")
+        lines.append(
+            f"backfill: {tally.receive_time} telegram(s) without a meter clock were "
+            "timed by their capture receive time"
+        )
     if tally.truncated_records or tally.damaged_records:
-        lines.append(f"backfill: capture damage: {tally.truncated_records} cut-off record(s), "
-                     f"{tally.damaged_records} damaged stretch(es) skipped")
+        lines.append(
+            f"backfill: capture damage: {tally.truncated_records} cut-off record(s), "
+            f"{tally.damaged_records} damaged stretch(es) skipped"
+        )
         lines.extend(f"  {issue}" for issue in tally.issues)
     return lines
 
@@ -151,9 +185,15 @@ def run(args: argparse.Namespace, err: TextIO | None = None) -> int:
     bar = ProgressBar(err) if show else None
     started = time.monotonic()
     try:
-        tally, inputs = backfill(args.files, args.out, meter=args.meter,
-                                 labels=tuple(args.labels), workers=args.workers,
-                                 tmpdir=args.tmpdir, progress=bar)
+        tally, inputs = backfill(
+            args.files,
+            args.out,
+            meter=args.meter,
+            labels=tuple(args.labels),
+            workers=args.workers,
+            tmpdir=args.tmpdir,
+            progress=bar,
+        )
     except OutputRefused as exc:
         print(f"p1-exporter backfill: {exc}", file=err)
         return 2
@@ -178,8 +218,11 @@ def run(args: argparse.Namespace, err: TextIO | None = None) -> int:
         print("p1-exporter backfill: no telegram could be written", file=err)
         return 1
     flag = block_duration_flag(tally)
-    print(f"next: promtool tsdb create-blocks-from openmetrics {flag}{args.out} DATA_DIR "
-          "(see docs/history.md)", file=err)
+    print(
+        f"next: promtool tsdb create-blocks-from openmetrics {flag}{args.out} DATA_DIR "
+        "(see docs/history.md)",
+        file=err,
+    )
     return 0
 
 

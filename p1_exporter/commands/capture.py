@@ -73,29 +73,56 @@ def _seconds(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the capture subcommand."""
-    parser.add_argument("--device", required=True, metavar="URL",
-                        help="the meter: serial device, socket://host:port, rfc2217://, "
-                        "http://, file: or sim:// (as for the exporter)")
-    parser.add_argument("--out", required=True, metavar="FILE",
-                        help="capture file; appended to when it exists")
-    parser.add_argument("--max-bytes", type=parse_size, default=10 * 1024 * 1024,
-                        metavar="SIZE", help="rotate when the file would grow past this "
-                        "(default 10M; 0: never)")
-    parser.add_argument("--backups", type=_count, default=5, metavar="N",
-                        help="rotated files kept: FILE.1 (newest) .. FILE.N (default 5)")
-    parser.add_argument("--count", type=_count, metavar="N",
-                        help="stop after N telegrams (valid or not)")
-    parser.add_argument("--duration", type=_seconds, metavar="SECONDS",
-                        help="stop after this many seconds")
-    serial = parser.add_argument_group("serial ports (default: auto-detect 115200 8N1, then "
-                                       "9600 7E1)")
+    parser.add_argument(
+        "--device",
+        required=True,
+        metavar="URL",
+        help="the meter: serial device, socket://host:port, rfc2217://, "
+        "http://, file: or sim:// (as for the exporter)",
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="FILE", help="capture file; appended to when it exists"
+    )
+    parser.add_argument(
+        "--max-bytes",
+        type=parse_size,
+        default=10 * 1024 * 1024,
+        metavar="SIZE",
+        help="rotate when the file would grow past this (default 10M; 0: never)",
+    )
+    parser.add_argument(
+        "--backups",
+        type=_count,
+        default=5,
+        metavar="N",
+        help="rotated files kept: FILE.1 (newest) .. FILE.N (default 5)",
+    )
+    parser.add_argument(
+        "--count", type=_count, metavar="N", help="stop after N telegrams (valid or not)"
+    )
+    parser.add_argument(
+        "--duration", type=_seconds, metavar="SECONDS", help="stop after this many seconds"
+    )
+    serial = parser.add_argument_group(
+        "serial ports (default: auto-detect 115200 8N1, then 9600 7E1)"
+    )
     serial.add_argument("--baudrate", type=_positive, help="fix the speed, e.g. 115200")
     serial.add_argument("--bytesize", type=int, choices=[7, 8], help="fix the byte size")
     serial.add_argument("--parity", choices=["N", "E", "O"], help="fix the parity")
-    parser.add_argument("--log.level", dest="log_level", default="info",
-                        choices=["debug", "info", "warn", "error"], help="default info")
-    parser.add_argument("--log.format", dest="log_format", default="logfmt",
-                        choices=["logfmt", "json"], help="default logfmt")
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=["debug", "info", "warn", "error"],
+        help="default info",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        default="logfmt",
+        choices=["logfmt", "json"],
+        help="default logfmt",
+    )
 
 
 @contextlib.contextmanager
@@ -119,9 +146,16 @@ def _stop_on_sigterm(capture: Capture) -> Iterator[None]:
 class Capture:
     """The capture loop: read, frame, write records; reconnect on failures."""
 
-    def __init__(self, source: Source, writer: CaptureWriter, *, count: int | None = None,
-                 duration: float | None = None, stop: threading.Event | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        source: Source,
+        writer: CaptureWriter,
+        *,
+        count: int | None = None,
+        duration: float | None = None,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.source = source
         self.writer = writer
         self.count = count
@@ -132,12 +166,20 @@ class Capture:
         self.reconnects = 0
         self.bytes_read = 0
         self.link = LinkSupervisor(
-            silence_timeout=SILENCE_TIMEOUT, detect_timeout=DETECT_TIMEOUT,
+            silence_timeout=SILENCE_TIMEOUT,
+            detect_timeout=DETECT_TIMEOUT,
             autodetect=isinstance(source, SerialSource) and source.autodetect,
-            backoff=Backoff(0.5, 10.0))
+            backoff=Backoff(0.5, 10.0),
+        )
         self._cancellable = cancellable(source)
-        self._limiter = LogLimiter(log, interval=60.0, budget=10, window=60.0,
-                                   fields={"source": source.description}, clock=clock)
+        self._limiter = LogLimiter(
+            log,
+            interval=60.0,
+            budget=10,
+            window=60.0,
+            fields={"source": source.description},
+            clock=clock,
+        )
 
     def wake(self) -> None:
         """Cut a blocking read short (a stop, or a test that moved the clock on)."""
@@ -163,9 +205,11 @@ class Capture:
             self.writer.write(record)
             self.results[record.result] += 1
             if record.result != "ok":
-                self._limiter.log(f"refused:{record.result}", logging.WARNING,
-                                  f"telegram refused ({record.result}), recorded: "
-                                  f"{record.reason or 'no reason'}")
+                self._limiter.log(
+                    f"refused:{record.result}",
+                    logging.WARNING,
+                    f"telegram refused ({record.result}), recorded: {record.reason or 'no reason'}",
+                )
 
     def run(self) -> None:
         """Capture until the count, the duration, a stop or the end of a replayed file."""
@@ -180,14 +224,17 @@ class Capture:
             if not first:
                 self.reconnects += 1
             first = False
-            self._limiter.budgeted("connect", logging.INFO if not self.reconnects else
-                                   logging.DEBUG, f"capturing {self.source.description} to "
-                                   f"{self.writer.path}")
+            self._limiter.budgeted(
+                "connect",
+                logging.INFO if not self.reconnects else logging.DEBUG,
+                f"capturing {self.source.description} to {self.writer.path}",
+            )
             try:
                 ended = self._session()
             except SourceError as exc:
-                self._limiter.log(f"source:{exc.kind}", logging.WARNING, f"{exc}; reconnecting",
-                                  err=exc.kind)
+                self._limiter.log(
+                    f"source:{exc.kind}", logging.WARNING, f"{exc}; reconnecting", err=exc.kind
+                )
                 ended = False
             finally:
                 self.source.close()
@@ -249,13 +296,18 @@ class Capture:
                     return True
                 action = link.check(now)
                 if action is LinkAction.SILENT:
-                    raise SourceError("silent", f"no bytes from {source.description} for "
-                                      f"{SILENCE_TIMEOUT:g} s")
+                    raise SourceError(
+                        "silent", f"no bytes from {source.description} for {SILENCE_TIMEOUT:g} s"
+                    )
                 if action is LinkAction.NEXT_SETTINGS:
                     assert isinstance(source, SerialSource)
                     settings = source.next_settings()
-                    log.info("no valid telegram in %g s; trying %s", DETECT_TIMEOUT, settings,
-                             extra={"source": source.description})
+                    log.info(
+                        "no valid telegram in %g s; trying %s",
+                        DETECT_TIMEOUT,
+                        settings,
+                        extra={"source": source.description},
+                    )
                     self._write(recorder.flush(time.time()))
                     recorder = CaptureRecorder()
             # Stopped: a telegram still arriving is not a torn one; drop it. Line noise
@@ -288,8 +340,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"p1-exporter capture: {exc}", file=sys.stderr)
         return 2
     if writer.torn_tail:
-        log.warning("%s ends in a cut-off record (an earlier capture was interrupted); "
-                    "readers skip it, appending after it", args.out)
+        log.warning(
+            "%s ends in a cut-off record (an earlier capture was interrupted); "
+            "readers skip it, appending after it",
+            args.out,
+        )
     capture = Capture(source, writer, count=args.count, duration=args.duration)
     started = time.monotonic()
     code = 0
@@ -304,9 +359,21 @@ def run(args: argparse.Namespace) -> int:
     finally:
         source.close()
         writer.close()
-    results = " ".join(f"{result}={capture.results[result]}" for result in RESULTS
-                       if capture.results[result]) or "none"
-    log.info("captured %d telegrams (%s) in %.0f s to %s: %d bytes written, %d rotation(s), "
-             "%d reconnect(s)", capture.written, results, time.monotonic() - started,
-             args.out, writer.bytes_written, writer.rotations, capture.reconnects)
+    results = (
+        " ".join(
+            f"{result}={capture.results[result]}" for result in RESULTS if capture.results[result]
+        )
+        or "none"
+    )
+    log.info(
+        "captured %d telegrams (%s) in %.0f s to %s: %d bytes written, %d rotation(s), "
+        "%d reconnect(s)",
+        capture.written,
+        results,
+        time.monotonic() - started,
+        args.out,
+        writer.bytes_written,
+        writer.rotations,
+        capture.reconnects,
+    )
     return code

@@ -16,13 +16,19 @@ from collections.abc import Sequence
 
 #: name -> (module, one-line summary)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "decode": ("p1_exporter.commands.decode",
-               "decode a telegram or capture file and show what the exporter reads"),
+    "decode": (
+        "p1_exporter.commands.decode",
+        "decode a telegram or capture file and show what the exporter reads",
+    ),
     "simulate": ("p1_exporter.sim.cli", "run the built-in simulated meter (pty, TCP or stdout)"),
-    "capture": ("p1_exporter.commands.capture",
-                "record every telegram a meter sends to a capture file"),
-    "backfill": ("p1_exporter.commands.backfill",
-                 "convert captures and dumps into OpenMetrics for promtool backfilling"),
+    "capture": (
+        "p1_exporter.commands.capture",
+        "record every telegram a meter sends to a capture file",
+    ),
+    "backfill": (
+        "p1_exporter.commands.backfill",
+        "convert captures and dumps into OpenMetrics for promtool backfilling",
+    ),
 }
 
 

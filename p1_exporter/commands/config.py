@@ -78,8 +78,11 @@ class Limit:
 
     def check(self, value: float) -> str | None:
         """None if ``value`` is in range, else why not."""
-        if (not math.isfinite(value) or not self.low <= value <= self.high
-                or (self.integer and value != int(value))):
+        if (
+            not math.isfinite(value)
+            or not self.low <= value <= self.high
+            or (self.integer and value != int(value))
+        ):
             return f"must be {self.describe()}"
         return None
 
@@ -122,8 +125,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad flag in one line (the usage would be a dozen)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: invalid configuration: {message} "
-                     f"(see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: invalid configuration: {message} (see {self.prog} --help)\n")
 
 
 def _path(text: str) -> str:
@@ -154,61 +156,114 @@ def build_parser() -> argparse.ArgumentParser:
         "  p1-exporter --demo",
     )
     meters = parser.add_argument_group("meters")
-    meters.add_argument("--device", action="append", metavar="[NAME=]URL",
-                        help="a meter: serial device path, socket://host:port, "
-                        "rfc2217://host:port, http://host/path, file:PATH or sim://. Repeat "
-                        "with NAME=URL for several meters (default name: main)")
+    meters.add_argument(
+        "--device",
+        action="append",
+        metavar="[NAME=]URL",
+        help="a meter: serial device path, socket://host:port, "
+        "rfc2217://host:port, http://host/path, file:PATH or sim://. Repeat "
+        "with NAME=URL for several meters (default name: main)",
+    )
     meters.add_argument("--config", metavar="FILE", help="YAML file with meters and settings")
-    meters.add_argument("--demo", action="store_true",
-                        help=f"read the built-in simulated meter ({DEMO_URL})")
-    meters.add_argument("--stale-after", type=_ranged("stale_after"), metavar="SECONDS",
-                        help="age at which a meter counts as silent and its values are "
-                        "withdrawn (default 60)")
-    serial = parser.add_argument_group("serial ports (default: auto-detect 115200 8N1, then "
-                                       "9600 7E1)")
-    serial.add_argument("--baudrate", type=_ranged("baudrate"),
-                        help="fix the speed, e.g. 115200")
+    meters.add_argument(
+        "--demo", action="store_true", help=f"read the built-in simulated meter ({DEMO_URL})"
+    )
+    meters.add_argument(
+        "--stale-after",
+        type=_ranged("stale_after"),
+        metavar="SECONDS",
+        help="age at which a meter counts as silent and its values are withdrawn (default 60)",
+    )
+    serial = parser.add_argument_group(
+        "serial ports (default: auto-detect 115200 8N1, then 9600 7E1)"
+    )
+    serial.add_argument("--baudrate", type=_ranged("baudrate"), help="fix the speed, e.g. 115200")
     serial.add_argument("--bytesize", type=int, choices=[7, 8], help="fix the byte size")
     serial.add_argument("--parity", choices=["N", "E", "O"], help="fix the parity")
-    serial.add_argument("--detect-timeout", type=_ranged("detect_timeout"), metavar="SECONDS",
-                        help="time without a valid telegram before trying the other "
-                        "settings (default 25)")
-    serial.add_argument("--protocol", choices=["dsmr", "encrypted", "han"],
-                        help="what the --device meters send: dsmr (plain telegrams, the "
-                        "default), encrypted (DLMS-encrypted P1: Luxembourg, Austria) or han "
-                        "(DLMS/COSEM frames: Norway, Sweden, Denmark, Austria; auto-detects "
-                        "2400 8E1 and 115200 8N1)")
-    serial.add_argument("--key-file", metavar="FILE",
-                        help="file with the --device meters' key (and auth_key); or set "
-                        "P1_EXPORTER_KEY / P1_EXPORTER_AUTH_KEY. Never put a key in --device")
+    serial.add_argument(
+        "--detect-timeout",
+        type=_ranged("detect_timeout"),
+        metavar="SECONDS",
+        help="time without a valid telegram before trying the other settings (default 25)",
+    )
+    serial.add_argument(
+        "--protocol",
+        choices=["dsmr", "encrypted", "han"],
+        help="what the --device meters send: dsmr (plain telegrams, the "
+        "default), encrypted (DLMS-encrypted P1: Luxembourg, Austria) or han "
+        "(DLMS/COSEM frames: Norway, Sweden, Denmark, Austria; auto-detects "
+        "2400 8E1 and 115200 8N1)",
+    )
+    serial.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="file with the --device meters' key (and auth_key); or set "
+        "P1_EXPORTER_KEY / P1_EXPORTER_AUTH_KEY. Never put a key in --device",
+    )
     link = parser.add_argument_group("links")
-    link.add_argument("--silence-timeout", type=_ranged("silence_timeout"), metavar="SECONDS",
-                      help="reconnect when no bytes arrive for this long (default 30)")
-    link.add_argument("--poll-interval", type=_ranged("poll_interval"), metavar="SECONDS",
-                      help="how often http:// sources are polled (default 1)")
+    link.add_argument(
+        "--silence-timeout",
+        type=_ranged("silence_timeout"),
+        metavar="SECONDS",
+        help="reconnect when no bytes arrive for this long (default 30)",
+    )
+    link.add_argument(
+        "--poll-interval",
+        type=_ranged("poll_interval"),
+        metavar="SECONDS",
+        help="how often http:// sources are polled (default 1)",
+    )
     web = parser.add_argument_group("web")
-    web.add_argument("--web.listen-address", dest="web_listen_address", metavar="ADDRESS",
-                     help="address to listen on (default :9357, all interfaces)")
-    web.add_argument("--web.telemetry-path", dest="web_telemetry_path", type=_path,
-                     metavar="PATH", help="path of the metrics (default /metrics)")
-    web.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
-                     help="TLS and basic-auth settings in the Prometheus exporter-toolkit "
-                     "format")
-    web.add_argument("--web.request-timeout", dest="web_request_timeout",
-                     type=_ranged("request_timeout"),
-                     metavar="SECONDS", help="time a client has to send its request "
-                     "(default 10)")
-    web.add_argument("--web.max-connections", dest="web_max_connections",
-                     type=_ranged("max_connections"),
-                     metavar="N", help="connections served at once (default 512)")
-    web.add_argument("--web.max-connections-per-client", dest="web_max_connections_per_client",
-                     type=_ranged("max_connections_per_client"), metavar="N",
-                     help="connections from one client address at once (default 64)")
+    web.add_argument(
+        "--web.listen-address",
+        dest="web_listen_address",
+        metavar="ADDRESS",
+        help="address to listen on (default :9357, all interfaces)",
+    )
+    web.add_argument(
+        "--web.telemetry-path",
+        dest="web_telemetry_path",
+        type=_path,
+        metavar="PATH",
+        help="path of the metrics (default /metrics)",
+    )
+    web.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="TLS and basic-auth settings in the Prometheus exporter-toolkit format",
+    )
+    web.add_argument(
+        "--web.request-timeout",
+        dest="web_request_timeout",
+        type=_ranged("request_timeout"),
+        metavar="SECONDS",
+        help="time a client has to send its request (default 10)",
+    )
+    web.add_argument(
+        "--web.max-connections",
+        dest="web_max_connections",
+        type=_ranged("max_connections"),
+        metavar="N",
+        help="connections served at once (default 512)",
+    )
+    web.add_argument(
+        "--web.max-connections-per-client",
+        dest="web_max_connections_per_client",
+        type=_ranged("max_connections_per_client"),
+        metavar="N",
+        help="connections from one client address at once (default 64)",
+    )
     logs = parser.add_argument_group("logging")
-    logs.add_argument("--log.level", dest="log_level",
-                      choices=["debug", "info", "warn", "error"], help="default info")
-    logs.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"],
-                      help="default logfmt")
+    logs.add_argument(
+        "--log.level",
+        dest="log_level",
+        choices=["debug", "info", "warn", "error"],
+        help="default info",
+    )
+    logs.add_argument(
+        "--log.format", dest="log_format", choices=["logfmt", "json"], help="default logfmt"
+    )
     from p1_exporter import __version__
 
     parser.add_argument("--version", action="version", version=f"p1-exporter {__version__}")
@@ -255,25 +310,48 @@ def _apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, st
         # flag replaces them instead of adding to them (flag beats environment).
         defaults["device_env" if action.dest == "device" else action.dest] = value
     parser.set_defaults(**defaults)
-    return [_unknown_variable(name, known) for name in sorted(environ)
-            if name.startswith(ENV_PREFIX) and name not in known]
+    return [
+        _unknown_variable(name, known)
+        for name in sorted(environ)
+        if name.startswith(ENV_PREFIX) and name not in known
+    ]
 
 
 def _unknown_variable(name: str, known: Sequence[str]) -> str:
     # Compare what follows the shared prefix, or every name would look close.
     suffixes = [k.removeprefix(ENV_PREFIX) for k in known]
     close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1, cutoff=0.6)
-    hint = (f"did you mean {ENV_PREFIX}{close[0]}?" if close
-            else "p1-exporter --help lists the flags; each has a variable")
+    hint = (
+        f"did you mean {ENV_PREFIX}{close[0]}?"
+        if close
+        else "p1-exporter --help lists the flags; each has a variable"
+    )
     return f"environment variable {name} is not a p1-exporter setting and is ignored ({hint})"
 
 
-_METER_KEYS = {"name", "device", "baudrate", "bytesize", "parity", "stopbits", "stale_after",
-               "detect_timeout", "silence_timeout", "poll_interval", "backoff_cap"}
+_METER_KEYS = {
+    "name",
+    "device",
+    "baudrate",
+    "bytesize",
+    "parity",
+    "stopbits",
+    "stale_after",
+    "detect_timeout",
+    "silence_timeout",
+    "poll_interval",
+    "backoff_cap",
+}
 _METER_KEYS |= meter_keys.YAML_KEYS
 _TOP_KEYS = {"meters", "web", "log", "defaults"}
-_WEB_KEYS = {"listen_address", "telemetry_path", "config_file", "request_timeout",
-             "max_connections", "max_connections_per_client"}
+_WEB_KEYS = {
+    "listen_address",
+    "telemetry_path",
+    "config_file",
+    "request_timeout",
+    "max_connections",
+    "max_connections_per_client",
+}
 _LOG_KEYS = {"level", "format"}
 
 
@@ -296,8 +374,12 @@ def _show(value: object, limit: int = 40) -> str:
 def _number(where: str, value: object, key: str) -> float:
     """A YAML number checked against ``LIMITS[key]``."""
     limit = LIMITS[key]
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or (limit.integer and not isinstance(value, int)) or limit.check(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (limit.integer and not isinstance(value, int))
+        or limit.check(value)
+    ):
         raise ConfigError(f"{where}: must be {limit.describe()}, not {_show(value)}")
     return float(value)
 
@@ -322,8 +404,7 @@ def _meter_from_mapping(where: str, item: object, defaults: Mapping[str, Any]) -
         raise ConfigError(f"{where}.device: required (a device path or URL)")
     _check_device(f"{where}.device", entry["device"])
     kwargs: dict[str, Any] = {"url": entry["device"], "name": str(entry.get("name", "main"))}
-    for key in ("stale_after", "detect_timeout", "silence_timeout", "poll_interval",
-                "backoff_cap"):
+    for key in ("stale_after", "detect_timeout", "silence_timeout", "poll_interval", "backoff_cap"):
         if key in entry:
             kwargs[key] = _number(f"{where}.{key}", entry[key], key)
     if any(k in entry for k in ("baudrate", "bytesize", "parity", "stopbits")):
@@ -385,8 +466,9 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ExporterConf
     if args.poll_interval is not None:
         overrides["poll_interval"] = args.poll_interval
     if args.baudrate or args.bytesize or args.parity:
-        overrides["settings"] = SerialSettings(args.baudrate or 115200, args.bytesize or 8,
-                                               args.parity or "N")
+        overrides["settings"] = SerialSettings(
+            args.baudrate or 115200, args.bytesize or 8, args.parity or "N"
+        )
     devices = list(args.device or getattr(args, "device_env", None) or [])
     origin = "--device" if args.device else f"environment variable {ENV_PREFIX}DEVICE:"
     if args.demo:
@@ -398,41 +480,47 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> ExporterConf
         meters.append(MeterConfig(url=url, name=name))
         device_names.add(name)
     try:
-        meters = meter_keys.apply_flags(meters, device_names, args.protocol, args.key_file,
-                                        environ)
+        meters = meter_keys.apply_flags(meters, device_names, args.protocol, args.key_file, environ)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     meters = [dataclasses.replace(m, **overrides) for m in meters]
     if not meters:
-        raise ConfigError("no meter configured: pass --device URL (or --demo, or --config "
-                          "FILE with meters)")
+        raise ConfigError(
+            "no meter configured: pass --device URL (or --demo, or --config FILE with meters)"
+        )
     seen: set[str] = set()
     for meter in meters:
         if not _NAME.fullmatch(meter.name):
             raise ConfigError(f"meter name {meter.name!r}: use letters, digits, '_', '-', '.'")
         if meter.name in seen:
-            raise ConfigError(f"meter name {meter.name!r} is used twice; name each meter "
-                              "with NAME=URL")
+            raise ConfigError(
+                f"meter name {meter.name!r} is used twice; name each meter with NAME=URL"
+            )
         seen.add(meter.name)
     web = WebSettings(
         listen_address=args.web_listen_address or str(web_file.get("listen_address", ":9357")),
-        telemetry_path=args.web_telemetry_path or str(web_file.get("telemetry_path",
-                                                                    "/metrics")),
+        telemetry_path=args.web_telemetry_path or str(web_file.get("telemetry_path", "/metrics")),
         config_file=args.web_config_file or web_file.get("config_file"),
         request_timeout=args.web_request_timeout
-        or _number("web.request_timeout", web_file.get("request_timeout", 10.0),
-                   "request_timeout"),
+        or _number("web.request_timeout", web_file.get("request_timeout", 10.0), "request_timeout"),
         max_connections=args.web_max_connections
-        or int(_number("web.max_connections", web_file.get("max_connections", 512),
-                       "max_connections")),
+        or int(
+            _number("web.max_connections", web_file.get("max_connections", 512), "max_connections")
+        ),
         max_connections_per_client=args.web_max_connections_per_client
-        or int(_number("web.max_connections_per_client",
-                       web_file.get("max_connections_per_client", 64),
-                       "max_connections_per_client")),
+        or int(
+            _number(
+                "web.max_connections_per_client",
+                web_file.get("max_connections_per_client", 64),
+                "max_connections_per_client",
+            )
+        ),
     )
     if not web.telemetry_path.startswith("/") or web.telemetry_path in ("/", "/healthz"):
-        raise ConfigError(f"web.telemetry_path {web.telemetry_path!r}: must be a path of its "
-                          "own, such as /metrics")
+        raise ConfigError(
+            f"web.telemetry_path {web.telemetry_path!r}: must be a path of its "
+            "own, such as /metrics"
+        )
     level = args.log_level or log_file.get("level", "info")
     fmt = args.log_format or log_file.get("format", "logfmt")
     if level not in ("debug", "info", "warn", "error"):

@@ -33,18 +33,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="text: readable listing (default); json: decoded values; "
         "metrics: the exposition text /metrics would serve",
     )
-    parser.add_argument("--json", dest="format", action="store_const", const="json",
-                        help="same as --format json")
-    parser.add_argument("--metrics", dest="format", action="store_const", const="metrics",
-                        help="same as --format metrics")
-    parser.add_argument("--protocol", choices=["auto", "dsmr", "encrypted", "han"],
-                        default="auto", help="what the file holds (default: recognised)")
-    parser.add_argument("--key", metavar="HEX", help="encryption key (32 hex digits) of an "
-                        "encrypted meter; visible in ps, prefer --key-file")
-    parser.add_argument("--auth-key", metavar="HEX", help="authentication key (default for "
-                        "encrypted P1: Luxembourg's published one)")
-    parser.add_argument("--key-file", metavar="FILE", help="file with key: HEX (and "
-                        "auth_key: HEX) lines")
+    parser.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="same as --format json"
+    )
+    parser.add_argument(
+        "--metrics",
+        dest="format",
+        action="store_const",
+        const="metrics",
+        help="same as --format metrics",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=["auto", "dsmr", "encrypted", "han"],
+        default="auto",
+        help="what the file holds (default: recognised)",
+    )
+    parser.add_argument(
+        "--key",
+        metavar="HEX",
+        help="encryption key (32 hex digits) of an "
+        "encrypted meter; visible in ps, prefer --key-file",
+    )
+    parser.add_argument(
+        "--auth-key",
+        metavar="HEX",
+        help="authentication key (default for encrypted P1: Luxembourg's published one)",
+    )
+    parser.add_argument(
+        "--key-file", metavar="FILE", help="file with key: HEX (and auth_key: HEX) lines"
+    )
 
 
 def _read(path: str) -> bytes:
@@ -85,8 +103,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             continue
         accepted += 1
         if args.ignore_crc and not outcome.telegram.crc_verified:
-            print(f"telegram {index}: CRC not verified, decoded because of --ignore-crc",
-                  file=err)
+            print(f"telegram {index}: CRC not verified, decoded because of --ignore-crc", file=err)
         print(render(outcome.telegram), file=out)
     if accepted + refused == 0:
         print(f"p1-exporter decode: no telegram found in {args.file}", file=err)
@@ -118,11 +135,19 @@ def _outcomes(data: bytes, args: argparse.Namespace) -> list[Outcome]:
             require_crypto()
         except RuntimeError as exc:
             raise ValueError(str(exc)) from None
-        authentication = parse_key(auth, "--auth-key") if auth else (
-            LUXEMBOURG_AUTH_KEY if protocol == "encrypted" else None)
+        authentication = (
+            parse_key(auth, "--auth-key")
+            if auth
+            else (LUXEMBOURG_AUTH_KEY if protocol == "encrypted" else None)
+        )
         keys = Keys(parse_key(key, "--key"), authentication)
     if protocol == "dsmr":
         return list(iter_telegrams(data, check_crc=not getattr(args, "ignore_crc", False)))
-    stream = make_stream(protocol, keys, FrameCounter(),
-                         check_crc=not getattr(args, "ignore_crc", False), max_size=64 * 1024)
+    stream = make_stream(
+        protocol,
+        keys,
+        FrameCounter(),
+        check_crc=not getattr(args, "ignore_crc", False),
+        max_size=64 * 1024,
+    )
     return stream.feed(data) + stream.flush()

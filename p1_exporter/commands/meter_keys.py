@@ -36,10 +36,12 @@ def read_key_file(path: str) -> tuple[str, str | None]:
         with open(path, encoding="ascii") as handle:
             text = handle.read(4096)
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"key file {path}: cannot read it ({exc.__class__.__name__})"
-                         ) from None
-    lines = [line.strip() for line in text.splitlines()
-             if line.strip() and not line.lstrip().startswith("#")]
+        raise ValueError(f"key file {path}: cannot read it ({exc.__class__.__name__})") from None
+    lines = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     values: dict[str, str] = {}
     for index, line in enumerate(lines):
         name, sep, value = line.partition(":")
@@ -59,13 +61,17 @@ def _keys(where: str, protocol: str, key: str | None, auth: str | None) -> Keys 
         if auth is not None:
             raise ValueError(f"{where}: an auth_key without a key")
         if protocol == "encrypted":
-            raise ValueError(f"{where}: protocol encrypted needs the meter's key (32 hex "
-                             "digits, from the grid operator; Luxembourg: the supplier's "
-                             "customer portal)")
+            raise ValueError(
+                f"{where}: protocol encrypted needs the meter's key (32 hex "
+                "digits, from the grid operator; Luxembourg: the supplier's "
+                "customer portal)"
+            )
         return None
     if protocol == "dsmr":
-        raise ValueError(f"{where}: a key is configured but protocol is dsmr; set protocol "
-                         "encrypted (encrypted P1) or han")
+        raise ValueError(
+            f"{where}: a key is configured but protocol is dsmr; set protocol "
+            "encrypted (encrypted P1) or han"
+        )
     encryption = parse_key(key, f"{where}.key")
     if auth is not None:
         authentication: bytes | None = parse_key(auth, f"{where}.auth_key")

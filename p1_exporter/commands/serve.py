@@ -25,6 +25,7 @@ from p1_exporter.web.webconfig import WebConfigError
 
 log = logging.getLogger("p1_exporter.main")
 
+
 def build(config: ExporterConfig) -> tuple[MeterSet, ExporterHTTPServer]:
     """Create (but do not start) the meters and the server; raises ConfigError."""
     web_config = None
@@ -42,8 +43,12 @@ def build(config: ExporterConfig) -> tuple[MeterSet, ExporterHTTPServer]:
     def auth_failures() -> Mapping[str, float]:
         return dict(server.auth_failures.totals) if server is not None else {}
 
-    app = ExporterApp(lambda: [driver.snapshot for driver in drivers],
-                      config.web.telemetry_path, histories, auth_failures)
+    app = ExporterApp(
+        lambda: [driver.snapshot for driver in drivers],
+        config.web.telemetry_path,
+        histories,
+        auth_failures,
+    )
     for meter in config.meters:
         history = histories[meter.name]
 
@@ -58,7 +63,9 @@ def build(config: ExporterConfig) -> tuple[MeterSet, ExporterHTTPServer]:
     meters = MeterSet(drivers)
     try:
         server = ExporterHTTPServer(
-            config.web.listen_address, app, web_config,
+            config.web.listen_address,
+            app,
+            web_config,
             request_timeout=config.web.request_timeout,
             max_connections=config.web.max_connections,
             max_connections_per_client=config.web.max_connections_per_client,
@@ -89,9 +96,15 @@ async def serve(config: ExporterConfig, meters: MeterSet, server: ExporterHTTPSe
     await server.start_serving()
     host, port = server.server_address[:2]
     scheme = "https" if server.tls_enabled else "http"
-    log.info("p1-exporter %s listening on %s://%s:%d%s for %s", __version__, scheme,
-             f"[{host}]" if ":" in host else host, port, config.web.telemetry_path,
-             ", ".join(f"{m.config.name}={m.description}" for m in meters))
+    log.info(
+        "p1-exporter %s listening on %s://%s:%d%s for %s",
+        __version__,
+        scheme,
+        f"[{host}]" if ":" in host else host,
+        port,
+        config.web.telemetry_path,
+        ", ".join(f"{m.config.name}={m.description}" for m in meters),
+    )
     await stop.wait()
     await server.aclose()
     # Network meters are cancelled on the loop; the threads (serial ports, files) share one
@@ -113,8 +126,10 @@ def run(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
         print(f"p1-exporter: invalid configuration: {reason}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"p1-exporter: cannot listen on {config.web.listen_address}: {exc.strerror}",
-              file=sys.stderr)
+        print(
+            f"p1-exporter: cannot listen on {config.web.listen_address}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 1
     asyncio.run(serve(config, meters, server))
     log.info("stopped")

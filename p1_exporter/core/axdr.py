@@ -45,7 +45,14 @@ _FIXED: dict[int, tuple[int, str]] = {
     27: (4, ""),  # time
 }
 _ARRAY, _STRUCTURE, _BIT_STRING, _OCTET_STRING, _VISIBLE_STRING, _UTF8_STRING, _BCD = (
-    1, 2, 4, 9, 10, 12, 13)
+    1,
+    2,
+    4,
+    9,
+    10,
+    12,
+    13,
+)
 
 
 class AxdrError(ParseError):

@@ -183,8 +183,9 @@ def decrypt(frame: Ciphered, keys: Keys) -> bytes:
     iv = _iv(frame)
     if sc in _AUTHENTICATED:
         if keys.authentication is None:
-            raise DecryptError("the frame is authenticated (SC 0x30) but no authentication "
-                               "key is configured")
+            raise DecryptError(
+                "the frame is authenticated (SC 0x30) but no authentication key is configured"
+            )
         if len(frame.data) < TAG_LENGTH:
             raise DecryptError("authenticated frame shorter than its tag")
         ciphertext, tag = frame.data[:-TAG_LENGTH], frame.data[-TAG_LENGTH:]
@@ -200,8 +201,9 @@ def decrypt(frame: Ciphered, keys: Keys) -> bytes:
                 "(or a damaged frame)"
             ) from None
     # Encrypted only: GCM's keystream without its tag is AES-CTR from counter block IV ‖ 2.
-    stream = Cipher(algorithms.AES(keys.encryption), modes.CTR(iv + b"\x00\x00\x00\x02")
-                    ).decryptor()
+    stream = Cipher(
+        algorithms.AES(keys.encryption), modes.CTR(iv + b"\x00\x00\x00\x02")
+    ).decryptor()
     return stream.update(frame.data) + stream.finalize()
 
 
@@ -225,8 +227,9 @@ def encrypt(
         encryptor.authenticate_additional_data(bytes([security_control]) + keys.authentication)
         body = encryptor.update(plain) + encryptor.finalize() + encryptor.tag[:TAG_LENGTH]
     elif security_control in ENCRYPTED_ONLY:
-        stream = Cipher(algorithms.AES(keys.encryption),
-                        modes.CTR(iv + b"\x00\x00\x00\x02")).encryptor()
+        stream = Cipher(
+            algorithms.AES(keys.encryption), modes.CTR(iv + b"\x00\x00\x00\x02")
+        ).encryptor()
         body = stream.update(plain) + stream.finalize()
     else:
         raise ValueError(f"unsupported security control 0x{security_control:02X}")
@@ -249,8 +252,7 @@ def open_checked(frame: Ciphered, keys: Keys | None, counter: FrameCounter, sent
     plaintext proved valid.
     """
     if keys is None:
-        raise NoKeyError(f"this meter sends encrypted {sent} and no key is configured: "
-                         f"{KEY_HELP}")
+        raise NoKeyError(f"this meter sends encrypted {sent} and no key is configured: {KEY_HELP}")
     counter.check(frame)
     return decrypt(frame, keys)
 

@@ -47,8 +47,18 @@ UNITS: dict[int, tuple[int, str]] = {
     44: (1, "Hz"),
     255: (1, ""),  # count, ratio (power factor)
 }
-_UNIT_NAMES = {27: "W", 28: "VA", 29: "var", 30: "Wh", 31: "VAh", 32: "varh", 33: "A",
-               35: "V", 44: "Hz", 255: ""}
+_UNIT_NAMES = {
+    27: "W",
+    28: "VA",
+    29: "var",
+    30: "Wh",
+    31: "VAh",
+    32: "varh",
+    33: "A",
+    35: "V",
+    44: "Hz",
+    255: "",
+}
 
 _KAIFA_THREE = HAN_KAIFA_THREE_PHASE
 _KAIFA_SINGLE = _KAIFA_THREE[:8] + _KAIFA_THREE[10:11] + _KAIFA_THREE[13:]
@@ -112,8 +122,10 @@ def parse_notification(apdu: bytes) -> Notification:
         raise AxdrError("empty APDU")
     tag = apdu[0]
     if tag != DATA_NOTIFICATION:
-        raise UnsupportedFrame(f"unknown APDU tag 0x{tag:02X} (a data-notification, 0x0F, "
-                               "or general-glo-ciphering, 0xDB, is expected)")
+        raise UnsupportedFrame(
+            f"unknown APDU tag 0x{tag:02X} (a data-notification, 0x0F, "
+            "or general-glo-ciphering, 0xDB, is expected)"
+        )
     if len(apdu) < 6:
         raise AxdrError("data-notification shorter than its header")
     invoke_id = int.from_bytes(apdu[1:5], "big")
@@ -150,8 +162,14 @@ def cosem_time(raw: bytes) -> float | None:
     deviation = int.from_bytes(raw[9:11], "big", signed=True)
     if deviation == -0x8000 or not -720 <= deviation <= 720:
         return None
-    if not (1970 <= year <= 2200 and 1 <= month <= 12 and 1 <= day <= 31 and hour < 24
-            and minute < 60 and second < 60):
+    if not (
+        1970 <= year <= 2200
+        and 1 <= month <= 12
+        and 1 <= day <= 31
+        and hour < 24
+        and minute < 60
+        and second < 60
+    ):
         return None
     try:
         local = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
@@ -195,8 +213,13 @@ class _Builder:
                 self.equipment_id = text
             self.texts[code] = text
             return
-        if isinstance(value, int) and not isinstance(value, bool) and scaling is not None \
-                and KINDS.get(code) is Kind.NUMBER and scaling[1] in UNITS:
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and scaling is not None
+            and KINDS.get(code) is Kind.NUMBER
+            and scaling[1] in UNITS
+        ):
             self.registers[code] = _register(value, *scaling)
             return
         self.unknown.append(ObisLine(code, f"({value!r}{_scaling_text(scaling)})"))
@@ -256,8 +279,13 @@ def decode_body(body: Value, builder: _Builder) -> str:
             item = body[index]
             if not _is_code(item) or index + 1 >= len(body):
                 index += 1  # a list version, clock or meter number standing alone
-                if (builder.equipment_id is None and isinstance(item, bytes)
-                        and 8 <= len(item) <= 32 and item.isascii() and item.isalnum()):
+                if (
+                    builder.equipment_id is None
+                    and isinstance(item, bytes)
+                    and 8 <= len(item) <= 32
+                    and item.isascii()
+                    and item.isalnum()
+                ):
                     builder.equipment_id = item.decode("ascii")  # Austrian meter number
                 continue
             assert isinstance(item, bytes)
@@ -272,13 +300,13 @@ def decode_body(body: Value, builder: _Builder) -> str:
                 scaling = _maker_scaling(maker, code)
             builder.add(code, value, scaling)
         if not scaled and maker not in ("Kamstrup", "Kaifa"):
-            raise UnsupportedFrame("values without scaler and unit from an unknown meter "
-                                   "maker: unknown layout")
+            raise UnsupportedFrame(
+                "values without scaler and unit from an unknown meter maker: unknown layout"
+            )
         return "list with codes" + (f" ({maker})" if maker else "")
     codes = KAIFA_LAYOUTS.get(len(body))
     if codes is None or (len(body) > 1 and _maker(body[:1]) != "Kaifa"):
-        raise UnsupportedFrame(f"list of {len(body)} elements without OBIS codes: "
-                               "unknown layout")
+        raise UnsupportedFrame(f"list of {len(body)} elements without OBIS codes: unknown layout")
     for code, value in zip(codes, body, strict=True):
         fixed = _maker_scaling("Kaifa", code) if isinstance(value, int) else None
         builder.add(code, value, fixed)

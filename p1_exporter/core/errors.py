@@ -12,8 +12,17 @@ from __future__ import annotations
 from typing import ClassVar, Literal, get_args
 
 #: A telegram's outcome, as counted in ``p1_telegrams_total{result}`` and in captures.
-Result = Literal["ok", "crc_error", "malformed", "too_large", "rejected",
-                 "decrypt_error", "replay", "no_key", "unsupported"]
+Result = Literal[
+    "ok",
+    "crc_error",
+    "malformed",
+    "too_large",
+    "rejected",
+    "decrypt_error",
+    "replay",
+    "no_key",
+    "unsupported",
+]
 #: The outcomes every meter counts, in the order the exporter lists them (counters start at 0).
 RESULTS: tuple[Result, ...] = get_args(Result)[:5]
 #: Outcomes only encrypted and HAN meters produce (counted from 0 on those meters only).

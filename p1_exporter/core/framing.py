@@ -37,8 +37,15 @@ Event = bytes | FramingError
 class Framer:
     """Incremental framer. Feed chunks of any size; collect frames and framing errors."""
 
-    __slots__ = ("_bang", "_buf", "_noise_bytes", "_noise_starts", "_scanned", "garbage_bytes",
-                 "max_size")
+    __slots__ = (
+        "_bang",
+        "_buf",
+        "_noise_bytes",
+        "_noise_starts",
+        "_scanned",
+        "garbage_bytes",
+        "max_size",
+    )
 
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
         self.max_size = max_size
@@ -85,19 +92,28 @@ class Framer:
         if self._bang >= 0:
             events.append(self._take(len(self._buf)))
         elif self._buf:
-            events.append(TornTelegram(f"stream ended inside a telegram ({len(self._buf)} bytes)",
-                                       len(self._buf)))
+            events.append(
+                TornTelegram(
+                    f"stream ended inside a telegram ({len(self._buf)} bytes)", len(self._buf)
+                )
+            )
             self._reset(len(self._buf))
         return events
 
     def _emit_noise(self, events: list[Event]) -> None:
         starts, size = self._noise_starts, self._noise_bytes
         if starts == 1:
-            events.append(TornTelegram(f"torn telegram: a new one started after {size} bytes",
-                                       size))
+            events.append(
+                TornTelegram(f"torn telegram: a new one started after {size} bytes", size)
+            )
         elif starts:
-            events.append(TornTelegram(f"line noise: {starts} telegram starts ('/') in {size} "
-                                       "bytes, none of them a telegram", size))
+            events.append(
+                TornTelegram(
+                    f"line noise: {starts} telegram starts ('/') in {size} "
+                    "bytes, none of them a telegram",
+                    size,
+                )
+            )
         self._noise_bytes = self._noise_starts = 0
 
     def _noise(self, buf: bytearray, restart: int, events: list[Event]) -> None:
@@ -156,8 +172,11 @@ class Framer:
                         self._noise(buf, restart, events)
                         continue
                     self._emit_noise(events)
-                    events.append(TornTelegram(
-                        f"torn telegram: a new one started after {restart} bytes", restart))
+                    events.append(
+                        TornTelegram(
+                            f"torn telegram: a new one started after {restart} bytes", restart
+                        )
+                    )
                     self._reset(restart)
                     continue
                 if end < 0:
@@ -187,8 +206,11 @@ class Framer:
             elif len(buf) - bang > _MAX_CRC_LINE:
                 events.append(self._take(bang + 1 + _MAX_CRC_LINE))
             elif len(buf) > self.max_size:  # its CRC line would take it past the cap
-                events.append(TelegramTooLarge(
-                    f"telegram exceeds {self.max_size} bytes with its CRC line", len(buf)))
+                events.append(
+                    TelegramTooLarge(
+                        f"telegram exceeds {self.max_size} bytes with its CRC line", len(buf)
+                    )
+                )
                 self._reset(len(buf))
                 return
             else:

@@ -48,9 +48,14 @@ class LinkFrame(NamedTuple):
     raw: bytes
 
 
-def hdlc_frame(information: bytes, *, segmented: bool = False,
-               destination: bytes = b"\x41", source: bytes = b"\x08\x83",
-               control: int = 0x13) -> bytes:
+def hdlc_frame(
+    information: bytes,
+    *,
+    segmented: bool = False,
+    destination: bytes = b"\x41",
+    source: bytes = b"\x08\x83",
+    control: int = 0x13,
+) -> bytes:
     """Build one HDLC frame (with flags) around ``information`` (simulator, tests)."""
     header_len = 2 + len(destination) + len(source) + 1 + 2
     length = header_len + len(information) + (2 if information else 0)
@@ -65,8 +70,14 @@ def hdlc_frame(information: bytes, *, segmented: bool = False,
     return bytes([FLAG]) + body + bytes([FLAG])
 
 
-def mbus_frames(apdu: bytes, *, chunk: int = 245, control: int = 0x53, address: int = 0xFF,
-                tsap: bytes = b"\x01\x67") -> bytes:
+def mbus_frames(
+    apdu: bytes,
+    *,
+    chunk: int = 245,
+    control: int = 0x53,
+    address: int = 0xFF,
+    tsap: bytes = b"\x01\x67",
+) -> bytes:
     """Split ``apdu`` into M-Bus long frames as Austrian meters send it (simulator, tests)."""
     pieces = [apdu[i : i + chunk] for i in range(0, len(apdu), chunk)] or [b""]
     out = bytearray()
@@ -156,8 +167,9 @@ class HanFramer:
         if buf[1] == FLAG:
             return None, 1
         if buf[1] >> 4 != 0xA:
-            return FramingError(f"byte 0x{buf[1]:02X} after a flag is not an HDLC frame "
-                                "format (0xA_)"), 1
+            return FramingError(
+                f"byte 0x{buf[1]:02X} after a flag is not an HDLC frame format (0xA_)"
+            ), 1
         length = ((buf[1] & 0x07) << 8) | buf[2]
         if length < 7:
             return FramingError(f"HDLC frame of {length} bytes is too short"), 1
@@ -173,8 +185,9 @@ class HanFramer:
         fcs = int.from_bytes(body[-2:], "little")
         if fcs16(body[:-2]) != fcs:
             # The closing flag may open the next frame: keep it.
-            return CRCError("HDLC frame check sequence (FCS) does not match: corrupt frame"), \
-                total - 1
+            return CRCError(
+                "HDLC frame check sequence (FCS) does not match: corrupt frame"
+            ), total - 1
         try:
             pos = _address_end(body, 2, len(body))
             pos = _address_end(body, pos, len(body))
@@ -244,9 +257,12 @@ class Reassembler:
         if frame.kind == "mbus" and frame.sequence != self._next:
             if frame.sequence != 0:
                 self.reset()
-                out.append(FramingError(
-                    f"M-Bus segment {frame.sequence} arrived without the one before it: "
-                    "the APDU is incomplete"))
+                out.append(
+                    FramingError(
+                        f"M-Bus segment {frame.sequence} arrived without the one before it: "
+                        "the APDU is incomplete"
+                    )
+                )
                 return out
             out.append(FramingError("M-Bus segment 0 restarted an unfinished APDU"))
             self.reset()

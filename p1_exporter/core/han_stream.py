@@ -58,8 +58,11 @@ class ListMerger:
         """``telegram`` with the still-fresh values of earlier lists added."""
         self._frame += 1
         frame = self._frame
-        if (telegram.equipment_id is not None and self.equipment_id is not None
-                and telegram.equipment_id != self.equipment_id):
+        if (
+            telegram.equipment_id is not None
+            and self.equipment_id is not None
+            and telegram.equipment_id != self.equipment_id
+        ):
             self._registers.clear()  # another meter (a replaced one): nothing carries over
             self._texts.clear()
         if telegram.equipment_id is not None:
@@ -141,13 +144,16 @@ class HanStream(ReportsNoiseAtOnce):
             raise FramingError("ciphered APDU is shorter than its length says")
         plain = open_checked(frame, self.keys, self.counter, "frames")
         try:
-            telegram = telegram_from_apdu(plain, raw, _TRANSPORT.get(transport, transport)
-                                          + ", encrypted")
+            telegram = telegram_from_apdu(
+                plain, raw, _TRANSPORT.get(transport, transport) + ", encrypted"
+            )
         except (AxdrError, UnsupportedFrame) as error:
             if frame.security_control in ENCRYPTED_ONLY:
                 # No tag: unreadable plaintext is what a wrong key gives.
-                raise DecryptError(f"decrypted APDU is unreadable ({error}): wrong "
-                                   "encryption key, or a damaged frame") from None
+                raise DecryptError(
+                    f"decrypted APDU is unreadable ({error}): wrong "
+                    "encryption key, or a damaged frame"
+                ) from None
             raise
         self.counter.accept(frame)
         return telegram

@@ -88,63 +88,160 @@ def lower_bound(code: str) -> str:
     return code + "[lower]"
 
 
-def _row(code: str, kind: Kind, description: str, *, unit: str = "", metric: str = "",
-         labels: Labels = (), scale: float = 1.0, cumulative: bool = False,
-         total_of: tuple[str, ...] = (), feeds: tuple[str, ...] = (), pattern: str = "") -> None:
-    ROWS.append(Row(code, kind, description, unit, metric, labels, scale, cumulative, total_of,
-                    feeds, pattern or code))
+def _row(
+    code: str,
+    kind: Kind,
+    description: str,
+    *,
+    unit: str = "",
+    metric: str = "",
+    labels: Labels = (),
+    scale: float = 1.0,
+    cumulative: bool = False,
+    total_of: tuple[str, ...] = (),
+    feeds: tuple[str, ...] = (),
+    pattern: str = "",
+) -> None:
+    ROWS.append(
+        Row(
+            code,
+            kind,
+            description,
+            unit,
+            metric,
+            labels,
+            scale,
+            cumulative,
+            total_of,
+            feeds,
+            pattern or code,
+        )
+    )
 
 
-def _value(code: str, description: str, unit: str, metric: str, *, counter: bool = False,
-           scale: float = 1.0, pattern: str = "", **labels: str) -> None:
+def _value(
+    code: str,
+    description: str,
+    unit: str,
+    metric: str,
+    *,
+    counter: bool = False,
+    scale: float = 1.0,
+    pattern: str = "",
+    **labels: str,
+) -> None:
     """A numeric register feeding ``metric``; ``counter`` marks it cumulative."""
-    _row(code, Kind.NUMBER, description, unit=unit, metric=metric, labels=tuple(labels.items()),
-         scale=scale, cumulative=counter, pattern=pattern or code)
+    _row(
+        code,
+        Kind.NUMBER,
+        description,
+        unit=unit,
+        metric=metric,
+        labels=tuple(labels.items()),
+        scale=scale,
+        cumulative=counter,
+        pattern=pattern or code,
+    )
 
 
 def _tariffs(c: int, what: str, unit: str, metric: str, scale: float = 1.0) -> None:
     """``1-0:C.8.1..4`` per tariff, and ``1-0:C.8.0``, exported only without them."""
     parts = tuple(f"1-0:{c}.8.{t}" for t in TARIFFS)
     for t, code in zip(TARIFFS, parts, strict=True):
-        _value(code, f"{what}, tariff {t}", unit, metric, counter=True, scale=scale,
-               pattern=f"1-0:{c}.8.{TARIFFS[0]}..{TARIFFS[-1]}", tariff=str(t))
-    _row(f"1-0:{c}.8.0", Kind.NUMBER, f"{what}, total", unit=unit, metric=metric,
-         labels=(("tariff", "total"),), scale=scale, cumulative=True, total_of=parts)
+        _value(
+            code,
+            f"{what}, tariff {t}",
+            unit,
+            metric,
+            counter=True,
+            scale=scale,
+            pattern=f"1-0:{c}.8.{TARIFFS[0]}..{TARIFFS[-1]}",
+            tariff=str(t),
+        )
+    _row(
+        f"1-0:{c}.8.0",
+        Kind.NUMBER,
+        f"{what}, total",
+        unit=unit,
+        metric=metric,
+        labels=(("tariff", "total"),),
+        scale=scale,
+        cumulative=True,
+        total_of=parts,
+    )
 
 
-def _phases(offset: int, d: int, e: int, what: str, unit: str, metric: str,
-            counter: bool = False) -> None:
+def _phases(
+    offset: int, d: int, e: int, what: str, unit: str, metric: str, counter: bool = False
+) -> None:
     """``1-0:(20|40|60 + offset).d.e`` for L1, L2, L3."""
     pattern = "1-0:" + "/".join(str(base + offset) for _, base in PHASES) + f".{d}.{e}"
     for phase, base in PHASES:
-        _value(f"1-0:{base + offset}.{d}.{e}", f"{what}, {phase}", unit, metric,
-               counter=counter, pattern=pattern, phase=phase)
+        _value(
+            f"1-0:{base + offset}.{d}.{e}",
+            f"{what}, {phase}",
+            unit,
+            metric,
+            counter=counter,
+            pattern=pattern,
+            phase=phase,
+        )
 
 
-def _channels(d_e: str, kind: Kind, what: str, metric: str = "",
-              feeds: tuple[str, ...] = ()) -> None:
+def _channels(
+    d_e: str, kind: Kind, what: str, metric: str = "", feeds: tuple[str, ...] = ()
+) -> None:
     """``0-n:d_e`` for M-Bus channels 1-4 (a register feeding ``metric``, or ``kind``)."""
     for ch in CHANNELS:
         code = f"0-{ch}:{d_e}"
         labels: Labels = (("channel", str(ch)),) if metric else ()
-        _row(code, kind, f"M-Bus channel {ch}: {what}", metric=metric, labels=labels,
-             feeds=feeds, pattern=f"0-n:{d_e}")
+        _row(
+            code,
+            kind,
+            f"M-Bus channel {ch}: {what}",
+            metric=metric,
+            labels=labels,
+            feeds=feeds,
+            pattern=f"0-n:{d_e}",
+        )
 
 
 # -- energy ---------------------------------------------------------------------------
 _JOULES, _VARH, _VAR_SECONDS = "J", "varh", 3600.0
 _tariffs(1, "active energy imported", _JOULES, "p1_energy_import_joules_total")
 _tariffs(2, "active energy exported", _JOULES, "p1_energy_export_joules_total")
-_tariffs(3, "reactive energy imported", _VARH, "p1_reactive_energy_import_var_seconds_total",
-         _VAR_SECONDS)
-_tariffs(4, "reactive energy exported", _VARH, "p1_reactive_energy_export_var_seconds_total",
-         _VAR_SECONDS)
+_tariffs(
+    3,
+    "reactive energy imported",
+    _VARH,
+    "p1_reactive_energy_import_var_seconds_total",
+    _VAR_SECONDS,
+)
+_tariffs(
+    4,
+    "reactive energy exported",
+    _VARH,
+    "p1_reactive_energy_export_var_seconds_total",
+    _VAR_SECONDS,
+)
 for _q in (1, 2, 3, 4):
-    _value(f"1-0:{4 + _q}.8.0", f"reactive energy, quadrant Q{_q}", _VARH,
-           "p1_reactive_energy_quadrant_var_seconds_total", counter=True, scale=_VAR_SECONDS,
-           pattern="1-0:5.8.0..8.8.0", quadrant=f"Q{_q}")
-_value("1-0:15.8.0", "absolute active energy (import + export)", _JOULES,
-       "p1_energy_absolute_joules_total", counter=True)
+    _value(
+        f"1-0:{4 + _q}.8.0",
+        f"reactive energy, quadrant Q{_q}",
+        _VARH,
+        "p1_reactive_energy_quadrant_var_seconds_total",
+        counter=True,
+        scale=_VAR_SECONDS,
+        pattern="1-0:5.8.0..8.8.0",
+        quadrant=f"Q{_q}",
+    )
+_value(
+    "1-0:15.8.0",
+    "absolute active energy (import + export)",
+    _JOULES,
+    "p1_energy_absolute_joules_total",
+    counter=True,
+)
 
 # -- power, all phases ----------------------------------------------------------------
 _value("1-0:1.7.0", "active power imported", "W", "p1_power_import_watts")
@@ -152,8 +249,14 @@ _value("1-0:2.7.0", "active power exported", "W", "p1_power_export_watts")
 _value("1-0:3.7.0", "reactive power imported", "var", "p1_reactive_power_import_var")
 _value("1-0:4.7.0", "reactive power exported", "var", "p1_reactive_power_export_var")
 for _q in (1, 2, 3, 4):
-    _value(f"1-0:{4 + _q}.7.0", f"reactive power, quadrant Q{_q}", "var",
-           "p1_reactive_power_quadrant_var", pattern="1-0:5.7.0..8.7.0", quadrant=f"Q{_q}")
+    _value(
+        f"1-0:{4 + _q}.7.0",
+        f"reactive power, quadrant Q{_q}",
+        "var",
+        "p1_reactive_power_quadrant_var",
+        pattern="1-0:5.7.0..8.7.0",
+        quadrant=f"Q{_q}",
+    )
 _value("1-0:9.7.0", "apparent power imported", "VA", "p1_apparent_power_import_volt_amperes")
 _value("1-0:10.7.0", "apparent power exported", "VA", "p1_apparent_power_export_volt_amperes")
 _value("1-0:13.7.0", "power factor", "", "p1_power_factor")
@@ -166,8 +269,7 @@ _phases(2, 7, 0, "active power exported", "W", "p1_phase_power_export_watts")
 _phases(3, 7, 0, "reactive power imported", "var", "p1_phase_reactive_power_import_var")
 _phases(4, 7, 0, "reactive power exported", "var", "p1_phase_reactive_power_export_var")
 _phases(9, 7, 0, "apparent power imported", "VA", "p1_phase_apparent_power_import_volt_amperes")
-_phases(10, 7, 0, "apparent power exported", "VA",
-        "p1_phase_apparent_power_export_volt_amperes")
+_phases(10, 7, 0, "apparent power exported", "VA", "p1_phase_apparent_power_export_volt_amperes")
 _phases(12, 7, 0, "voltage", "V", "p1_phase_voltage_volts")
 _phases(12, 24, 0, "average voltage", "V", "p1_phase_voltage_average_volts")
 _phases(11, 7, 0, "current", "A", "p1_phase_current_amperes")
@@ -180,34 +282,66 @@ _phases(12, 36, 0, "voltage swells", "", "p1_voltage_swells_total", counter=True
 ACTIVE_TARIFF = "0-0:96.14.0"
 _value(ACTIVE_TARIFF, "active tariff", "", "p1_active_tariff")
 _value("0-0:96.7.21", "power failures, any phase", "", "p1_power_failures_total", counter=True)
-_value("0-0:96.7.9", "long power failures, any phase", "", "p1_long_power_failures_total",
-       counter=True)
+_value(
+    "0-0:96.7.9", "long power failures, any phase", "", "p1_long_power_failures_total", counter=True
+)
 #: The long power-failure log; its layout is read by the parser (named code).
 POWER_FAILURE_LOG = "1-0:99.97.0"
-_row(POWER_FAILURE_LOG, Kind.FAILURE_LOG, "long power-failure event log",
-     feeds=("p1_power_failure_last_duration_seconds",
-            "p1_power_failure_last_end_timestamp_seconds"))
+_row(
+    POWER_FAILURE_LOG,
+    Kind.FAILURE_LOG,
+    "long power-failure event log",
+    feeds=("p1_power_failure_last_duration_seconds", "p1_power_failure_last_end_timestamp_seconds"),
+)
 # The limiter threshold comes in kW (DSMR 4/5), A (DSMR 3) or kVA (Luxembourg): one row
 # per unit, each feeding the metric of its unit.
 LIMITER_THRESHOLD = "0-0:17.0.0"
-_value(LIMITER_THRESHOLD, "actual threshold (limiter)", "W", "p1_limiter_threshold_watts",
-       pattern=f"{LIMITER_THRESHOLD} (kW)")
-_value(LIMITER_THRESHOLD, "actual threshold (limiter)", "A", "p1_limiter_threshold_amperes",
-       pattern=f"{LIMITER_THRESHOLD} (A)")
-_value(LIMITER_THRESHOLD, "actual threshold (limiter)", "VA",
-       "p1_limiter_threshold_volt_amperes", pattern=f"{LIMITER_THRESHOLD} (kVA)")
-_row("1-1:31.4.0", Kind.BOUNDS, "fuse supervision threshold", unit="A",
-     metric="p1_fuse_supervision_threshold_amperes")
+_value(
+    LIMITER_THRESHOLD,
+    "actual threshold (limiter)",
+    "W",
+    "p1_limiter_threshold_watts",
+    pattern=f"{LIMITER_THRESHOLD} (kW)",
+)
+_value(
+    LIMITER_THRESHOLD,
+    "actual threshold (limiter)",
+    "A",
+    "p1_limiter_threshold_amperes",
+    pattern=f"{LIMITER_THRESHOLD} (A)",
+)
+_value(
+    LIMITER_THRESHOLD,
+    "actual threshold (limiter)",
+    "VA",
+    "p1_limiter_threshold_volt_amperes",
+    pattern=f"{LIMITER_THRESHOLD} (kVA)",
+)
+_row(
+    "1-1:31.4.0",
+    Kind.BOUNDS,
+    "fuse supervision threshold",
+    unit="A",
+    metric="p1_fuse_supervision_threshold_amperes",
+)
 _value("0-0:96.3.10", "breaker state (0 off, 1 on, 2 ready)", "", "p1_breaker_state")
 _channels("96.3.10", Kind.NUMBER, "breaker state", "p1_mbus_breaker_state")
 
 # -- Belgian capacity tariff (layouts read by the parser: named code) ------------------
 DEMAND_MONTH_PEAK = "1-0:1.6.0"
-_row(DEMAND_MONTH_PEAK, Kind.MONTH_PEAK, "peak quarter-hour demand this month",
-     feeds=("p1_demand_month_peak_watts", "p1_demand_month_peak_timestamp_seconds"))
+_row(
+    DEMAND_MONTH_PEAK,
+    Kind.MONTH_PEAK,
+    "peak quarter-hour demand this month",
+    feeds=("p1_demand_month_peak_watts", "p1_demand_month_peak_timestamp_seconds"),
+)
 DEMAND_HISTORY = "0-0:98.1.0"
-_row(DEMAND_HISTORY, Kind.PEAK_HISTORY, "monthly history (peaks or billing values)",
-     feeds=("p1_demand_history_peak_watts",))
+_row(
+    DEMAND_HISTORY,
+    Kind.PEAK_HISTORY,
+    "monthly history (peaks or billing values)",
+    feeds=("p1_demand_history_peak_watts",),
+)
 
 # -- identification, clock, texts ------------------------------------------------------
 CLOCK = "0-0:1.0.0"
@@ -235,13 +369,18 @@ MESSAGE_TEXT = "0-0:96.13.0"
 _row(MESSAGE_CODE, Kind.HEX_TEXT, "text message code", feeds=("p1_meter_message_info",))
 _row(MESSAGE_TEXT, Kind.HEX_TEXT, "text message", feeds=("p1_meter_message_info",))
 for _line in (2, 3, 4, 5):  # Luxembourg: more message lines, usually empty
-    _row(f"0-0:96.13.{_line}", Kind.HEX_TEXT, f"text message, line {_line}",
-         pattern="0-0:96.13.2..5")
+    _row(
+        f"0-0:96.13.{_line}", Kind.HEX_TEXT, f"text message, line {_line}", pattern="0-0:96.13.2..5"
+    )
 
 # -- M-Bus devices (device typing is named code: MBUS_DEVICE_TYPES) --------------------
-_READING = ("p1_gas_volume_cubic_meters_total", "p1_water_volume_cubic_meters_total",
-            "p1_heat_energy_joules_total", "p1_mbus_reading_value",
-            "p1_mbus_reading_timestamp_seconds")
+_READING = (
+    "p1_gas_volume_cubic_meters_total",
+    "p1_water_volume_cubic_meters_total",
+    "p1_heat_energy_joules_total",
+    "p1_mbus_reading_value",
+    "p1_mbus_reading_timestamp_seconds",
+)
 _channels("24.1.0", Kind.MBUS_TYPE, "device type", feeds=("p1_mbus_device_info",))
 _channels("96.1.0", Kind.MBUS_ID, "equipment identifier", feeds=("p1_mbus_device_info",))
 _channels("96.1.1", Kind.MBUS_ID, "equipment identifier", feeds=("p1_mbus_device_info",))
@@ -272,7 +411,8 @@ MBUS_DEVICE_TYPES: dict[int, str] = {
 # -- derived views ---------------------------------------------------------------------
 #: code -> how its line is read (the parser's table).
 _BY_METRIC: dict[tuple[str, Labels], str] = {
-    (row.metric, tuple(sorted(row.labels))): row.code for row in ROWS if row.metric}
+    (row.metric, tuple(sorted(row.labels))): row.code for row in ROWS if row.metric
+}
 
 
 def code_of(metric: str, **labels: str) -> str:
@@ -326,7 +466,22 @@ HAN_IDENTITY: dict[str, str] = {
 #: Kaifa, Norway: the code at each position of NVE list 3, three-phase (lists 1, 2 and the
 #: single-phase variants are cut from it in :mod:`p1_exporter.core.cosem`).
 HAN_KAIFA_THREE_PHASE: tuple[str, ...] = (
-    "1-0:0.2.129", "0-0:96.1.0", "0-0:96.1.7", "1-0:1.7.0", "1-0:2.7.0", "1-0:3.7.0",
-    "1-0:4.7.0", "1-0:31.7.0", "1-0:51.7.0", "1-0:71.7.0", "1-0:32.7.0", "1-0:52.7.0",
-    "1-0:72.7.0", CLOCK, "1-0:1.8.0", "1-0:2.8.0", "1-0:3.8.0", "1-0:4.8.0",
+    "1-0:0.2.129",
+    "0-0:96.1.0",
+    "0-0:96.1.7",
+    "1-0:1.7.0",
+    "1-0:2.7.0",
+    "1-0:3.7.0",
+    "1-0:4.7.0",
+    "1-0:31.7.0",
+    "1-0:51.7.0",
+    "1-0:71.7.0",
+    "1-0:32.7.0",
+    "1-0:52.7.0",
+    "1-0:72.7.0",
+    CLOCK,
+    "1-0:1.8.0",
+    "1-0:2.8.0",
+    "1-0:3.8.0",
+    "1-0:4.8.0",
 )

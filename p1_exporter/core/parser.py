@@ -376,9 +376,7 @@ def _dsmr_version(texts: dict[str, str]) -> str | None:
     return f"{version[0]}.{version[1]}"
 
 
-def parse_content(
-    frame: bytes, checked: CheckedFrame, memo: LineMemo | None = None
-) -> Telegram:
+def parse_content(frame: bytes, checked: CheckedFrame, memo: LineMemo | None = None) -> Telegram:
     """Decode a frame whose CRC has been checked (see :func:`check_frame`)."""
     text = frame[: checked.content_end - 1].decode("latin-1")
     if "\r" in text:

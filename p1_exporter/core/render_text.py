@@ -73,8 +73,10 @@ def format_telegram(telegram: Telegram, index: int | None = None) -> str:
         out.append(f"  power-failure log ({len(telegram.power_failure_log)} events):")
         for event in telegram.power_failure_log:
             if event.end_time is None:  # e.g. Kaifa's default entry: 2000-01-01, 2^31-1 s
-                out.append(f"    placeholder entry (no real end time; lasted "
-                           f"{event.duration_seconds} s), not exported")
+                out.append(
+                    f"    placeholder entry (no real end time; lasted "
+                    f"{event.duration_seconds} s), not exported"
+                )
                 continue
             ended = format_time(event.end_time)
             out.append(f"    ended {ended}, lasted {event.duration_seconds} s")

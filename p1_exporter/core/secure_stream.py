@@ -68,14 +68,18 @@ class CipherFramer:
                 continue
             if frame is None:
                 if len(buf) > self.max_size:
-                    events.append(TelegramTooLarge(
-                        f"ciphered frame exceeds {self.max_size} bytes; dropped"))
+                    events.append(
+                        TelegramTooLarge(f"ciphered frame exceeds {self.max_size} bytes; dropped")
+                    )
                     del buf[:1]
                     continue
                 return events
             if frame.length > self.max_size:
-                events.append(TelegramTooLarge(
-                    f"ciphered frame of {frame.length} bytes exceeds {self.max_size}"))
+                events.append(
+                    TelegramTooLarge(
+                        f"ciphered frame of {frame.length} bytes exceeds {self.max_size}"
+                    )
+                )
                 del buf[:1]
                 continue
             events.append(bytes(buf[: frame.length]))
@@ -142,23 +146,32 @@ class EncryptedTelegramStream(ReportsNoiseAtOnce):
         if frame.security_control in ENCRYPTED_ONLY:
             # No tag: the telegram's CRC is the only proof the key was right.
             try:
-                telegram = decode_plaintext(plain, check_crc=True, max_size=self.max_size,
-                                            memo=self.memo)
+                telegram = decode_plaintext(
+                    plain, check_crc=True, max_size=self.max_size, memo=self.memo
+                )
             except P1Error as error:
-                raise DecryptError(f"decrypted data is not a valid telegram ({error}): "
-                                   "wrong encryption key, or a damaged frame") from None
+                raise DecryptError(
+                    f"decrypted data is not a valid telegram ({error}): "
+                    "wrong encryption key, or a damaged frame"
+                ) from None
             if not telegram.crc_verified:
-                raise DecryptError("encrypted-only frame whose telegram has no CRC: nothing "
-                                   "proves it was decrypted with the right key")
+                raise DecryptError(
+                    "encrypted-only frame whose telegram has no CRC: nothing "
+                    "proves it was decrypted with the right key"
+                )
         else:
-            telegram = decode_plaintext(plain, check_crc=self.check_crc,
-                                        max_size=self.max_size, memo=self.memo)
+            telegram = decode_plaintext(
+                plain, check_crc=self.check_crc, max_size=self.max_size, memo=self.memo
+            )
         self.counter.accept(frame)
         return telegram
 
 
 def decode_plaintext(
-    plain: bytes, *, check_crc: bool = True, max_size: int = DEFAULT_MAX_SIZE,
+    plain: bytes,
+    *,
+    check_crc: bool = True,
+    max_size: int = DEFAULT_MAX_SIZE,
     memo: LineMemo | None = None,
 ) -> Telegram:
     """The one telegram in decrypted bytes, through the plain framer, CRC check and parser."""
@@ -169,7 +182,5 @@ def decode_plaintext(
         errors = [event for event in events if isinstance(event, P1Error)]
         if errors:
             raise errors[0]
-        raise FramingError(
-            f"decrypted data holds {len(frames)} telegrams, not one (wrong key?)"
-        )
+        raise FramingError(f"decrypted data holds {len(frames)} telegrams, not one (wrong key?)")
     return decode_frame(frames[0], check_crc=check_crc, memo=memo)

@@ -32,9 +32,7 @@ class Outcome(NamedTuple):
         return "ok" if self.error is None else self.error.result
 
 
-def decode_frame(
-    frame: bytes, *, check_crc: bool = True, memo: LineMemo | None = None
-) -> Telegram:
+def decode_frame(frame: bytes, *, check_crc: bool = True, memo: LineMemo | None = None) -> Telegram:
     """Check and decode one complete frame; raise a P1Error when refused."""
     return parse_content(frame, check_frame(frame, check_crc=check_crc), memo)
 

@@ -107,8 +107,17 @@ class Tally:
 
     def add(self, other: Tally) -> None:
         """Add another worker's counts."""
-        for name in ("read", "written", "samples", "duplicates", "backwards", "no_clock",
-                     "receive_time", "damaged_records", "truncated_records"):
+        for name in (
+            "read",
+            "written",
+            "samples",
+            "duplicates",
+            "backwards",
+            "no_clock",
+            "receive_time",
+            "damaged_records",
+            "truncated_records",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.refused.update(other.refused)
         self.issues.extend(other.issues[: max(0, MAX_ISSUES - len(self.issues))])
@@ -262,8 +271,9 @@ class Converter:
     text column by column when buffers are flushed.
     """
 
-    def __init__(self, workdir: str, meter: str, log_times: bool = False,
-                 extra: Labels = ()) -> None:
+    def __init__(
+        self, workdir: str, meter: str, log_times: bool = False, extra: Labels = ()
+    ) -> None:
         self.workdir = workdir
         self.meter = meter
         self.extra = extra
@@ -378,8 +388,15 @@ class Converter:
         )
 
 
-def convert(parts: Iterable[Part], workdir: str, meter: str, *, log_times: bool = False,
-            progress: Progress | None = None, extra: Labels = ()) -> WorkerResult:
+def convert(
+    parts: Iterable[Part],
+    workdir: str,
+    meter: str,
+    *,
+    log_times: bool = False,
+    progress: Progress | None = None,
+    extra: Labels = (),
+) -> WorkerResult:
     """Convert byte ranges of input files, in order, into series files under ``workdir``."""
     os.makedirs(workdir, exist_ok=True)
     converter = Converter(workdir, meter, log_times, extra)
@@ -616,8 +633,9 @@ def resolve_output(out_path: str, inputs: Sequence[str]) -> Output:
             continue  # reported as a missing input elsewhere
         if (info.st_dev, info.st_ino) == (existing.st_dev, existing.st_ino):
             same = "" if os.path.abspath(path) == os.path.abspath(out_path) else f" ({path})"
-            raise OutputRefused(f"{out_path}: is one of the input files{same}; "
-                                "give --out a new file name")
+            raise OutputRefused(
+                f"{out_path}: is one of the input files{same}; give --out a new file name"
+            )
     stream = through_proc or not stat.S_ISREG(existing.st_mode)
     return Output(out_path, target, stream, existing)
 
@@ -643,8 +661,9 @@ def open_output(output: Output) -> Iterator[BinaryIO]:
             partial = ""
         else:
             directory, name = os.path.split(output.target)
-            fd, partial = tempfile.mkstemp(prefix=f".p1-backfill-{name}.", suffix=".part",
-                                           dir=directory)
+            fd, partial = tempfile.mkstemp(
+                prefix=f".p1-backfill-{name}.", suffix=".part", dir=directory
+            )
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, output.path) from None
     if output.stream:
@@ -691,8 +710,7 @@ def _init_worker(shared: Any) -> None:
     _shared_progress = shared
 
 
-def _work(index: int, parts: list[Part], workdir: str, meter: str,
-          extra: Labels) -> WorkerResult:
+def _work(index: int, parts: list[Part], workdir: str, meter: str, extra: Labels) -> WorkerResult:
     shared = _shared_progress
 
     def report(done: int, read: int) -> None:
@@ -758,25 +776,42 @@ def backfill(
     return tally, inputs
 
 
-def _run(runs: list[list[Part]], workdir: str, meter: str, extra: Labels, total: int,
-         progress: Callable[[int, int, int], None] | None) -> list[WorkerResult]:
+def _run(
+    runs: list[list[Part]],
+    workdir: str,
+    meter: str,
+    extra: Labels,
+    total: int,
+    progress: Callable[[int, int, int], None] | None,
+) -> list[WorkerResult]:
     if len(runs) <= 1:
+
         def report(done: int, read: int) -> None:
             if progress is not None:
                 progress(done, total, read)
 
-        return [convert(runs[0] if runs else [], os.path.join(workdir, "w0"), meter,
-                        progress=report, extra=extra)]
+        return [
+            convert(
+                runs[0] if runs else [],
+                os.path.join(workdir, "w0"),
+                meter,
+                progress=report,
+                extra=extra,
+            )
+        ]
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     shared = context.Array("q", 2 * len(runs), lock=False)
-    with ProcessPoolExecutor(len(runs), mp_context=context, initializer=_init_worker,
-                             initargs=(shared,)) as pool:
-        futures = [pool.submit(_work, index, parts, os.path.join(workdir, f"w{index}"), meter,
-                               extra) for index, parts in enumerate(runs)]
+    with ProcessPoolExecutor(
+        len(runs), mp_context=context, initializer=_init_worker, initargs=(shared,)
+    ) as pool:
+        futures = [
+            pool.submit(_work, index, parts, os.path.join(workdir, f"w{index}"), meter, extra)
+            for index, parts in enumerate(runs)
+        ]
         while True:
             finished, running = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
             if progress is not None:

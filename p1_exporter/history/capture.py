@@ -66,8 +66,7 @@ def is_capture(head: bytes) -> bool:
 
 def _quote(text: str) -> str:
     text = text[:MAX_REASON]
-    return (text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-            .replace("\r", "\\r"))
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _unquote(text: str) -> str:
@@ -99,8 +98,9 @@ def parse_header(line: bytes) -> tuple[float, str, int, str] | None:
     plain = _PLAIN_HEADER.fullmatch(line)  # the usual case: no reason
     if plain is not None:
         size = int(plain[3])
-        return (float(plain[1]), plain[2].decode("ascii"), size, "") if (
-            size <= MAX_RECORD) else None
+        return (
+            (float(plain[1]), plain[2].decode("ascii"), size, "") if (size <= MAX_RECORD) else None
+        )
     parts = line.split(b" ", 5)
     if len(parts) < 5 or parts[0] != b"#P1CAPTURE" or parts[1] != b"v1":
         return None
@@ -155,8 +155,10 @@ class CaptureReader:
     @property
     def issues(self) -> list[str]:
         """What was skipped, in words."""
-        lines = [f"{self.name}: {skip.what} at offset {skip.offset} ({skip.size} bytes) skipped"
-                 for skip in self._skips]
+        lines = [
+            f"{self.name}: {skip.what} at offset {skip.offset} ({skip.size} bytes) skipped"
+            for skip in self._skips
+        ]
         return lines + ([self._cut] if self._cut else [])
 
     def __iter__(self) -> Iterator[Record]:
@@ -201,12 +203,16 @@ class CaptureReader:
                 buf, base, pos = buf[pos:] + chunk, base + pos, 0
                 continue
             if data_end >= len(buf) and buf.find(MAGIC, pos + 1) < 0:
-                self._cut_off(base + pos, f"{max(0, len(buf) - data_start)} of {length} bytes "
-                              "present")
+                self._cut_off(
+                    base + pos, f"{max(0, len(buf) - data_start)} of {length} bytes present"
+                )
                 pos = len(buf)
                 break
-            if (data_end >= len(buf) or buf[data_end] != 0x0A
-                    or buf.find(MAGIC, data_start, data_end) >= 0):
+            if (
+                data_end >= len(buf)
+                or buf[data_end] != 0x0A
+                or buf.find(MAGIC, data_start, data_end) >= 0
+            ):
                 pos = self._skip(buf, pos, base, final, "damaged record", 1)
                 continue
             pos = data_end + 1
@@ -216,11 +222,12 @@ class CaptureReader:
 
     def _cut_off(self, offset: int, how: str) -> None:
         self.truncated += 1
-        self._cut = (f"{self.name}: the last record (offset {offset}) is cut off, {how} "
-                     "(the capture was interrupted); skipped")
+        self._cut = (
+            f"{self.name}: the last record (offset {offset}) is cut off, {how} "
+            "(the capture was interrupted); skipped"
+        )
 
-    def _skip(self, buf: bytes, pos: int, base: int, final: bool, what: str,
-              offset: int) -> int:
+    def _skip(self, buf: bytes, pos: int, base: int, final: bool, what: str, offset: int) -> int:
         """Skip to the next record header; remember what was skipped."""
         nxt = buf.find(MAGIC, pos + offset)
         if nxt < 0:
@@ -259,7 +266,7 @@ def next_record_start(handle: BinaryIO, offset: int) -> int:
             return position + found
         keep = min(len(window), len(MAGIC) - 1)
         position += len(window) - keep
-        tail = window[len(window) - keep:]
+        tail = window[len(window) - keep :]
 
 
 def tail_is_complete(path: str) -> bool:
@@ -312,8 +319,10 @@ class CaptureWriter:
         except OSError as exc:
             raise CaptureError(f"cannot read {self.path}: {exc.strerror}") from exc
         if head and not is_capture(head):
-            raise CaptureError(f"{self.path} exists and is not a p1-exporter capture; "
-                               "refusing to append to it (choose another --out)")
+            raise CaptureError(
+                f"{self.path} exists and is not a p1-exporter capture; "
+                "refusing to append to it (choose another --out)"
+            )
         self.torn_tail = bool(head) and not tail_is_complete(self.path)
         self._open()
 
@@ -341,7 +350,7 @@ class CaptureWriter:
         view = memoryview(blob)
         try:
             while view:
-                view = view[os.write(self._fd, view):]
+                view = view[os.write(self._fd, view) :]
         except OSError as exc:
             raise CaptureError(f"cannot write {self.path}: {exc.strerror}") from exc
         self._size += len(blob)

@@ -17,10 +17,18 @@ from collections.abc import Callable, Mapping
 class LogLimiter:
     """Per-key rate limit for log lines, so a broken meter gives a line, not a flood."""
 
-    def __init__(self, logger: logging.Logger, interval: float = 300.0,
-                 max_keys: int = 256, *, budget: int = 0, window: float = 60.0,
-                 subject: str = "", fields: Mapping[str, str] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval: float = 300.0,
+        max_keys: int = 256,
+        *,
+        budget: int = 0,
+        window: float = 60.0,
+        subject: str = "",
+        fields: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.logger = logger
         #: Structured fields every line carries (``meter``, ``source``): logfmt/JSON keys.
         self.fields = dict(fields or {})
@@ -103,8 +111,14 @@ class LogLimiter:
             subject = f"{self.subject}: " if self.subject else ""
             self.logger.warning(
                 "%s%d more log lines held back in the last %.0f s (at most %d a window): %s; "
-                "the metrics count every one", subject, total, now - start, self.budget, kinds,
-                extra=self.fields)
+                "the metrics count every one",
+                subject,
+                total,
+                now - start,
+                self.budget,
+                kinds,
+                extra=self.fields,
+            )
         self._held.clear()
         self._window_start = None
         self._window_lines = 0

@@ -7,8 +7,12 @@ import logging
 import sys
 import time
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -28,35 +32,41 @@ FIELDS = ("meter", "source", "err")
 
 
 def _fields(record: logging.LogRecord) -> dict[str, str]:
-    return {key: str(value) for key in FIELDS
-            if (value := getattr(record, key, None)) is not None}
+    return {key: str(value) for key in FIELDS if (value := getattr(record, key, None)) is not None}
 
 
 class LogfmtFormatter(logging.Formatter):
     """``ts=... level=info logger=reader meter=main source=... err=silent msg="..."``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        level = {"WARNING": "warn", "CRITICAL": "error"}.get(record.levelname,
-                                                             record.levelname.lower())
+        level = {"WARNING": "warn", "CRITICAL": "error"}.get(
+            record.levelname, record.levelname.lower()
+        )
         message = record.getMessage()
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)
         logger = record.name.removeprefix("p1_exporter.")
-        fields = "".join(f"{key}={_logfmt_value(value)} "
-                         for key, value in _fields(record).items())
-        return (f"ts={_timestamp(record)} level={level} logger={logger} {fields}"
-                f"msg={_logfmt_value(message)}")
+        fields = "".join(f"{key}={_logfmt_value(value)} " for key, value in _fields(record).items())
+        return (
+            f"ts={_timestamp(record)} level={level} logger={logger} {fields}"
+            f"msg={_logfmt_value(message)}"
+        )
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        level = {"WARNING": "warn", "CRITICAL": "error"}.get(record.levelname,
-                                                             record.levelname.lower())
-        entry = {"ts": _timestamp(record), "level": level,
-                 "logger": record.name.removeprefix("p1_exporter."), **_fields(record),
-                 "msg": record.getMessage()}
+        level = {"WARNING": "warn", "CRITICAL": "error"}.get(
+            record.levelname, record.levelname.lower()
+        )
+        entry = {
+            "ts": _timestamp(record),
+            "level": level,
+            "logger": record.name.removeprefix("p1_exporter."),
+            **_fields(record),
+            "msg": record.getMessage(),
+        }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

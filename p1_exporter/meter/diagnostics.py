@@ -54,32 +54,37 @@ def classify_noise(sample: bytes) -> Finding:
     even = sum(1 for b in sample if not bin(b).count("1") & 1) / total
     if printable_7bit >= 0.9 and 0.15 <= high <= 0.85 and max(even, 1 - even) >= 0.9:
         return Finding(
-            "parity", "warning",
+            "parity",
+            "warning",
             "bytes look like 7-bit text with a parity bit: the meter probably speaks DSMR 2.2/3 "
             "at 9600 7E1 (let auto-detection run, or pass --baudrate 9600 --bytesize 7 "
             "--parity E)",
         )
     if printable >= 0.9:
         return Finding(
-            "shared_port", "warning",
+            "shared_port",
+            "warning",
             "text arrives but never a whole telegram: is another program (a second exporter, "
             "ModemManager, a serial console) reading the same port and taking part of the bytes?",
         )
     if high >= 0.8:
         return Finding(
-            "not_inverted", "warning",
+            "not_inverted",
+            "warning",
             "most bytes have their top bit set: the signal is probably not inverted. P1 is an "
             "inverted, open-collector output: use an inverting cable (FTDI with RXD inverted in "
             "FT_Prog) and a pull-up resistor",
         )
     if zeros >= 0.5:
         return Finding(
-            "wrong_speed", "warning",
+            "wrong_speed",
+            "warning",
             "bytes are mostly 0x00 (breaks and framing errors): the serial speed is probably "
             "wrong (DSMR 4/5: 115200 8N1; DSMR 2.2/3: 9600 7E1)",
         )
     return Finding(
-        "wrong_speed", "warning",
+        "wrong_speed",
+        "warning",
         "bytes arrive but they are noise, never a telegram: the serial speed is probably wrong "
         "(DSMR 4/5: 115200 8N1; DSMR 2.2/3: 9600 7E1), or the signal is not inverted",
     )
@@ -91,22 +96,33 @@ def classify_dlms(sample: bytes) -> Finding | None:
 
     if sample.count(b"\xdb\x08") >= 2:
         return Finding(
-            "encrypted", "warning",
+            "encrypted",
+            "warning",
             "the meter sends encrypted DLMS frames (general-glo-ciphering, as Luxembourg's "
             f"Smarty and Austrian meters do): set protocol encrypted (P1) or han, and {KEY_HELP}",
         )
     size = len(sample)
     # A frame start counts only where its length field leads to its closing byte.
-    hdlc = sum(1 for i in range(size - 2)
-               if sample[i] == 0x7E and sample[i + 1] >> 4 == 0xA
-               and (end := i + 1 + (((sample[i + 1] & 7) << 8) | sample[i + 2])) < size
-               and sample[end] == 0x7E)
-    mbus = sum(1 for i in range(size - 3)
-               if sample[i] == 0x68 == sample[i + 3] and sample[i + 1] == sample[i + 2]
-               and i + sample[i + 1] + 5 < size and sample[i + sample[i + 1] + 5] == 0x16)
+    hdlc = sum(
+        1
+        for i in range(size - 2)
+        if sample[i] == 0x7E
+        and sample[i + 1] >> 4 == 0xA
+        and (end := i + 1 + (((sample[i + 1] & 7) << 8) | sample[i + 2])) < size
+        and sample[end] == 0x7E
+    )
+    mbus = sum(
+        1
+        for i in range(size - 3)
+        if sample[i] == 0x68 == sample[i + 3]
+        and sample[i + 1] == sample[i + 2]
+        and i + sample[i + 1] + 5 < size
+        and sample[i + sample[i + 1] + 5] == 0x16
+    )
     if hdlc >= 2 or mbus >= 2:
         return Finding(
-            "han", "warning",
+            "han",
+            "warning",
             "the meter sends DLMS/COSEM HAN frames (HDLC or M-Bus), not DSMR telegrams: set "
             "protocol han for it (--protocol han, or protocol: han in --config)",
         )
@@ -156,8 +172,9 @@ class Diagnostics:
         if self._noise_bytes < NO_TELEGRAM_BYTES:
             return []
         finding = classify_noise(bytes(self._noise))
-        message = (f"{self.source}: {self._noise_bytes} bytes read without one telegram; "
-                   f"{finding.message}")
+        message = (
+            f"{self.source}: {self._noise_bytes} bytes read without one telegram; {finding.message}"
+        )
         self._noise.clear()
         self._noise_bytes = 0
         return self._raise(finding._replace(message=message))
@@ -175,24 +192,31 @@ class Diagnostics:
         torn_count = self._outcomes.count("torn")
         share = crc_errors / seen
         if share > CRC_ALARM:
-            findings += self._raise(Finding(
-                "crc", "warning",
-                f"{self.source}: CRC errors in {crc_errors} of the last {seen} telegrams "
-                f"({share:.0%}): check the wiring and connectors, the pull-up resistor, the cable "
-                "length, and that no other program reads the same port",
-            ))
+            findings += self._raise(
+                Finding(
+                    "crc",
+                    "warning",
+                    f"{self.source}: CRC errors in {crc_errors} of the last {seen} telegrams "
+                    f"({share:.0%}): check the wiring and connectors, the pull-up resistor, "
+                    "the cable length, and that no other program reads the same port",
+                )
+            )
         elif share < CRC_CLEAR and "crc" in self._active:
             self._active.discard("crc")
-            findings.append(Finding("crc_ok", "info",
-                                    f"{self.source}: CRC errors back below {CRC_CLEAR:.0%}"))
+            findings.append(
+                Finding("crc_ok", "info", f"{self.source}: CRC errors back below {CRC_CLEAR:.0%}")
+            )
         # Torn among whole ones means a shared port; only torn fragments is noise,
         # which bytes_read() diagnoses.
         if torn_count / seen > 0.2 and torn_count < seen:
-            findings += self._raise(Finding(
-                "torn", "warning",
-                f"{self.source}: {torn_count} of the last {seen} telegrams arrived torn: is "
-                "another program reading the same port?",
-            ))
+            findings += self._raise(
+                Finding(
+                    "torn",
+                    "warning",
+                    f"{self.source}: {torn_count} of the last {seen} telegrams arrived torn: is "
+                    "another program reading the same port?",
+                )
+            )
         elif torn_count == 0:
             self._active.discard("torn")
         return findings

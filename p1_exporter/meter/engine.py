@@ -102,10 +102,17 @@ class MeterEngine:
     exception from it is logged once and otherwise ignored.
     """
 
-    def __init__(self, config: MeterConfig, description: str, *, autodetect: bool = False,
-                 settings: str | None = None, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time,
-                 on_telegram: Callable[[Snapshot], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: MeterConfig,
+        description: str,
+        *,
+        autodetect: bool = False,
+        settings: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        on_telegram: Callable[[Snapshot], None] | None = None,
+    ) -> None:
         self.config = config
         self._on_telegram = on_telegram
         self._announced: Telegram | None = None
@@ -113,15 +120,30 @@ class MeterEngine:
         self.clock = clock
         self._wall = wall
         self.link = LinkSupervisor(
-            silence_timeout=config.silence_timeout, detect_timeout=config.detect_timeout,
-            autodetect=autodetect, backoff=Backoff(config.backoff_initial, config.backoff_cap))
+            silence_timeout=config.silence_timeout,
+            detect_timeout=config.detect_timeout,
+            autodetect=autodetect,
+            backoff=Backoff(config.backoff_initial, config.backoff_cap),
+        )
         fields = {"meter": config.name, "source": description}
         # Link failures and meter data have budgets of their own: a flood of either never
         # hides the other.
-        self._limiter = LogLimiter(log, budget=DATA_LOG_BUDGET, window=DATA_LOG_WINDOW,
-                                   subject=f"meter {config.name}", fields=fields, clock=clock)
-        self._data_log = LogLimiter(log, budget=DATA_LOG_BUDGET, window=DATA_LOG_WINDOW,
-                                    subject=f"meter {config.name}", fields=fields, clock=clock)
+        self._limiter = LogLimiter(
+            log,
+            budget=DATA_LOG_BUDGET,
+            window=DATA_LOG_WINDOW,
+            subject=f"meter {config.name}",
+            fields=fields,
+            clock=clock,
+        )
+        self._data_log = LogLimiter(
+            log,
+            budget=DATA_LOG_BUDGET,
+            window=DATA_LOG_WINDOW,
+            subject=f"meter {config.name}",
+            fields=fields,
+            clock=clock,
+        )
         self.fields = fields
         self._diagnostics = Diagnostics(f"meter {config.name}")
         self._guard = GlitchGuard()
@@ -166,8 +188,13 @@ class MeterEngine:
         self._connects += 1
         self._connected = True
         self.link.connected(now)
-        log.log(logging.INFO if self._connects == 1 else logging.DEBUG,
-                "meter %s: connected to %s", self.name, self.description, extra=self.fields)
+        log.log(
+            logging.INFO if self._connects == 1 else logging.DEBUG,
+            "meter %s: connected to %s",
+            self.name,
+            self.description,
+            extra=self.fields,
+        )
         self._new_stream()
         self._publish()
 
@@ -198,8 +225,11 @@ class MeterEngine:
         stream = self._stream
         if stream is not None and not stream.noise_pending:
             self._noise_since = None
-        elif (stream is not None and self._noise_since is not None
-              and now - self._noise_since >= NOISE_REPORT_SECONDS):
+        elif (
+            stream is not None
+            and self._noise_since is not None
+            and now - self._noise_since >= NOISE_REPORT_SECONDS
+        ):
             self._noise_since = None
             for outcome in stream.release_noise():
                 self._handle(outcome, now)
@@ -222,14 +252,21 @@ class MeterEngine:
 
     def silent_error(self) -> SourceError:
         """The failure a silent link is reported as."""
-        return SourceError("silent", f"no bytes from {self.description} for "
-                           f"{self.config.silence_timeout:g} s; reconnecting")
+        return SourceError(
+            "silent",
+            f"no bytes from {self.description} for {self.config.silence_timeout:g} s; reconnecting",
+        )
 
     def settings_switched(self, settings: str, now: float) -> None:
         """The driver moved the port to other serial settings: a fresh framer."""
         self.settings = settings
-        log.info("meter %s: no valid telegram in %g s; trying %s", self.name,
-                 self.config.detect_timeout, settings, extra=self.fields)
+        log.info(
+            "meter %s: no valid telegram in %g s; trying %s",
+            self.name,
+            self.config.detect_timeout,
+            settings,
+            extra=self.fields,
+        )
         self._new_stream()
         self._publish()
 
@@ -259,8 +296,13 @@ class MeterEngine:
             self._tracebacks.add(site)
             self._errors += 1
             self._last_error = message
-            log.error("meter %s: %s", self.name, message, exc_info=exc,
-                      extra={**self.fields, "err": "internal"})
+            log.error(
+                "meter %s: %s",
+                self.name,
+                message,
+                exc_info=exc,
+                extra={**self.fields, "err": "internal"},
+            )
             self._limiter.forget("source:internal")
             return
         self.failure("internal", message)
@@ -272,8 +314,9 @@ class MeterEngine:
 
     def replay_finished(self) -> None:
         """A replayed file ended: said once."""
-        self._limiter.log("ended", logging.INFO,
-                          f"meter {self.name}: {self.description} replay finished")
+        self._limiter.log(
+            "ended", logging.INFO, f"meter {self.name}: {self.description} replay finished"
+        )
 
     def reconnect_delay(self) -> float:
         """Seconds to wait before the next connection attempt."""
@@ -306,17 +349,25 @@ class MeterEngine:
             try:
                 self._on_telegram(self._snapshot)
             except Exception as exc:  # a listener must not cost the meter its readings
-                self._limiter.log("listener", logging.ERROR,
-                                  f"meter {self.name}: telegram listener failed: {exc!r}")
+                self._limiter.log(
+                    "listener",
+                    logging.ERROR,
+                    f"meter {self.name}: telegram listener failed: {exc!r}",
+                )
 
     def _new_stream(self) -> Stream:
         """A fresh decoder for a new connection or new line settings (no half frame kept)."""
         config = self.config
         self._garbage = self._garbage_bytes()
         self._noise_since = None
-        self._stream = make_stream(config.protocol, config.keys, self._frame_counter,
-                                   check_crc=config.check_crc,
-                                   max_size=config.max_telegram_size, merger=self._merger)
+        self._stream = make_stream(
+            config.protocol,
+            config.keys,
+            self._frame_counter,
+            check_crc=config.check_crc,
+            max_size=config.max_telegram_size,
+            merger=self._merger,
+        )
         return self._stream
 
     def _garbage_bytes(self) -> int:
@@ -331,23 +382,30 @@ class MeterEngine:
         torn = isinstance(outcome.error, TornTelegram)
         self._report(self._diagnostics.outcome(result, torn=torn))
         if outcome.telegram is None:
-            self._data_log.log(f"refused:{result}", logging.WARNING,
-                               f"meter {name}: telegram refused ({result}): {outcome.error}")
+            self._data_log.log(
+                f"refused:{result}",
+                logging.WARNING,
+                f"meter {name}: telegram refused ({result}): {outcome.error}",
+            )
             return
         if self.link.valid_telegram(now):
             log.info("meter %s: detected %s", name, self.settings, extra=self.fields)
         failing = [key for key in FAILURE_KEYS if self._limiter.active(key)]
         if failing:
             self._limiter.forget(*failing)
-            self._limiter.budgeted("recovered", logging.INFO, f"meter {name}: valid telegrams "
-                                   f"from {self.description} again")
+            self._limiter.budgeted(
+                "recovered",
+                logging.INFO,
+                f"meter {name}: valid telegrams from {self.description} again",
+            )
         telegram, glitches, note = self._guard.filter(outcome.telegram)
         if note:
             self._data_log.log("meter replaced", logging.WARNING, f"meter {name}: {note}")
         for glitch in glitches:
             self._glitches += 1
             self._data_log.log(
-                f"glitch:{glitch.key}", logging.WARNING,
+                f"glitch:{glitch.key}",
+                logging.WARNING,
                 f"meter {name}: {glitch.key} went backwards ({glitch.previous:g} -> "
                 f"{glitch.value:g}); value withheld",
             )
@@ -355,11 +413,17 @@ class MeterEngine:
         self._malformed += len(telegram.malformed)
         for issue in telegram.malformed:
             shown = issue.line if len(issue.line) <= _SHOWN else issue.line[:_SHOWN] + "..."
-            self._data_log.log(issue_key(issue.line, issue.reason), logging.WARNING,
-                               f"meter {name}: skipped line {shown!r}: {issue.reason[:_SHOWN]}")
+            self._data_log.log(
+                issue_key(issue.line, issue.reason),
+                logging.WARNING,
+                f"meter {name}: skipped line {shown!r}: {issue.reason[:_SHOWN]}",
+            )
         for line in telegram.unknown:
-            self._data_log.log(f"unknown:{line.obis}", logging.DEBUG,
-                               f"meter {name}: unknown OBIS line {line.obis}{line.raw[:_SHOWN]}")
+            self._data_log.log(
+                f"unknown:{line.obis}",
+                logging.DEBUG,
+                f"meter {name}: unknown OBIS line {line.obis}{line.raw[:_SHOWN]}",
+            )
         self._latest = telegram
         self._received_at = self._wall()
         self._received_mono = now

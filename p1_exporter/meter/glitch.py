@@ -60,8 +60,10 @@ class GlitchGuard:
         note = None
         if telegram.equipment_id != self.equipment_id:
             if self.equipment_id is not None and telegram.equipment_id is not None:
-                note = (f"meter replaced: equipment id {self.equipment_id} -> "
-                        f"{telegram.equipment_id}; accepting its registers as new")
+                note = (
+                    f"meter replaced: equipment id {self.equipment_id} -> "
+                    f"{telegram.equipment_id}; accepting its registers as new"
+                )
                 self._last.clear()
                 self._lower_run.clear()
                 self._mbus_ids.clear()

@@ -30,8 +30,9 @@ class LinkSupervisor:
     Once a valid telegram arrived the settings are locked for good (also across reconnects).
     """
 
-    def __init__(self, *, silence_timeout: float, detect_timeout: float, autodetect: bool,
-                 backoff: Backoff) -> None:
+    def __init__(
+        self, *, silence_timeout: float, detect_timeout: float, autodetect: bool, backoff: Backoff
+    ) -> None:
         self.silence_timeout = silence_timeout
         self.detect_timeout = detect_timeout
         self.detecting = autodetect

@@ -108,10 +108,15 @@ class LoopMeter:
     :meth:`wake`). Raises ValueError for an address it cannot serve.
     """
 
-    def __init__(self, config: MeterConfig, *, clock: Callable[[], float] = time.monotonic,
-                 connect_timeout: float = CONNECT_TIMEOUT,
-                 http_timeout: float = HTTP_TIMEOUT,
-                 on_telegram: Callable[[Snapshot], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: MeterConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        http_timeout: float = HTTP_TIMEOUT,
+        on_telegram: Callable[[Snapshot], None] | None = None,
+    ) -> None:
         url = config.url
         if not loop_driven(url):
             raise ValueError(f"{url}: not a socket://, http:// or sim:// address")
@@ -127,8 +132,9 @@ class LoopMeter:
         self._host = parts.hostname or ""
         self._port = parts.port or 0  # check_address: socket:// has one
         self._settings = str(config.settings or DSMR45) if url.startswith("socket://") else None
-        self.engine = MeterEngine(config, self.description, settings=self._settings, clock=clock,
-                                  on_telegram=on_telegram)
+        self.engine = MeterEngine(
+            config, self.description, settings=self._settings, clock=clock, on_telegram=on_telegram
+        )
         self._alarm = _Alarm()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -192,16 +198,23 @@ class LoopMeter:
         try:
             transport, _ = await asyncio.wait_for(
                 loop.create_connection(lambda: protocol, self._host, self._port),
-                self.connect_timeout)
+                self.connect_timeout,
+            )
         except ConnectionRefusedError:
-            raise SourceError("refused", f"connection to {self.description} refused; is the "
-                              "dongle or ser2net running and listening on that port?") from None
+            raise SourceError(
+                "refused",
+                f"connection to {self.description} refused; is the "
+                "dongle or ser2net running and listening on that port?",
+            ) from None
         except asyncio.TimeoutError:
-            raise SourceError("open_failed", f"cannot open {self.description}: no answer "
-                              f"within {self.connect_timeout:g} s") from None
+            raise SourceError(
+                "open_failed",
+                f"cannot open {self.description}: no answer within {self.connect_timeout:g} s",
+            ) from None
         except OSError as exc:
-            raise SourceError("open_failed", f"cannot open {self.description}: "
-                              f"{exc.strerror or exc}") from None
+            raise SourceError(
+                "open_failed", f"cannot open {self.description}: {exc.strerror or exc}"
+            ) from None
         self._transport = transport
         engine = self.engine
         engine.connected(self.clock(), self._settings)
@@ -255,32 +268,38 @@ class LoopMeter:
         try:
             return await asyncio.wait_for(self._get(), self.http_timeout)
         except asyncio.TimeoutError:
-            raise SourceError("http", f"cannot poll {self.description}: no complete answer "
-                              f"within {self.http_timeout:g} s") from None
+            raise SourceError(
+                "http",
+                f"cannot poll {self.description}: no complete answer "
+                f"within {self.http_timeout:g} s",
+            ) from None
         except ConnectionRefusedError:
-            raise SourceError("refused", f"cannot poll {self.description}: connection "
-                              "refused") from None
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ValueError) as exc:
-            raise SourceError("http", f"cannot poll {self.description}: "
-                              f"{exc.__class__.__name__}: {exc}") from None
+            raise SourceError(
+                "refused", f"cannot poll {self.description}: connection refused"
+            ) from None
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+            raise SourceError(
+                "http", f"cannot poll {self.description}: {exc.__class__.__name__}: {exc}"
+            ) from None
 
     async def _get(self) -> bytes:
         parts = urllib.parse.urlsplit(self.url)
         tls = parts.scheme == "https"
         port = self._port or (443 if tls else 80)
         reader, writer = await asyncio.open_connection(
-            self._host, port, ssl=ssl.create_default_context() if tls else None,
-            limit=HTTP_MAX_HEAD)
+            self._host, port, ssl=ssl.create_default_context() if tls else None, limit=HTTP_MAX_HEAD
+        )
         try:
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             host = parts.hostname or ""
             host = f"[{host}]" if ":" in host else host
             if parts.port:
                 host += f":{parts.port}"
-            writer.write(f"GET {target} HTTP/1.0\r\nHost: {host}\r\n"
-                         "Accept: text/plain, */*\r\nUser-Agent: p1-exporter\r\n"
-                         "Connection: close\r\n\r\n".encode("ascii", "replace"))
+            writer.write(
+                f"GET {target} HTTP/1.0\r\nHost: {host}\r\n"
+                "Accept: text/plain, */*\r\nUser-Agent: p1-exporter\r\n"
+                "Connection: close\r\n\r\n".encode("ascii", "replace")
+            )
             head = await reader.readuntil(b"\r\n\r\n")
             status_line, _, header_block = head.partition(b"\r\n")
             match = _STATUS.match(status_line)
@@ -289,9 +308,11 @@ class LoopMeter:
             code = int(match[1])
             if not 200 <= code < 300:
                 raise SourceError("http", f"{self.description} answered HTTP {code}")
-            lengths = {value.strip() for name, _, value in
-                       (line.partition(b":") for line in header_block.split(b"\r\n"))
-                       if name.strip().lower() == b"content-length"}
+            lengths = {
+                value.strip()
+                for name, _, value in (line.partition(b":") for line in header_block.split(b"\r\n"))
+                if name.strip().lower() == b"content-length"
+            }
             if len(lengths) > 1 or not all(v.isdigit() for v in lengths):
                 raise SourceError("http", f"{self.description} sent a bad Content-Length")
             limit = min(HTTP_MAX_BODY, int(next(iter(lengths)))) if lengths else HTTP_MAX_BODY

@@ -44,9 +44,13 @@ class Meter(Protocol):
     def wake(self) -> None: ...
 
 
-def make_meter(config: MeterConfig, source: Source | None = None, *,
-               clock: Callable[[], float] = time.monotonic,
-               on_telegram: Callable[[Snapshot], None] | None = None) -> LoopMeter | MeterReader:
+def make_meter(
+    config: MeterConfig,
+    source: Source | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    on_telegram: Callable[[Snapshot], None] | None = None,
+) -> LoopMeter | MeterReader:
     """The driver for one meter (a loop meter where possible); ValueError for a bad address.
 
     ``on_telegram`` is called with each snapshot that carries a new telegram (see
@@ -70,8 +74,9 @@ class MeterSet:
         self._running = threading.Event()
 
     @classmethod
-    def from_configs(cls, configs: Iterable[MeterConfig], *,
-                     clock: Callable[[], float] = time.monotonic) -> MeterSet:
+    def from_configs(
+        cls, configs: Iterable[MeterConfig], *, clock: Callable[[], float] = time.monotonic
+    ) -> MeterSet:
         """One driver per config; ValueError (naming no meter) for a bad address."""
         return cls(make_meter(config, clock=clock) for config in configs)
 
@@ -89,8 +94,10 @@ class MeterSet:
         """Run every meter until ``stop`` is set; then stop them all (threads within 1 s)."""
         for reader in self._threads:
             reader.start()
-        tasks = [asyncio.create_task(meter.run(), name=f"p1-meter-{meter.config.name}")
-                 for meter in self._loop_meters]
+        tasks = [
+            asyncio.create_task(meter.run(), name=f"p1-meter-{meter.config.name}")
+            for meter in self._loop_meters
+        ]
         try:
             await stop.wait()
         finally:

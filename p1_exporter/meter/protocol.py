@@ -53,8 +53,9 @@ def make_stream(
     """A fresh decoder for one connection; ``counter`` (replay check) and ``merger`` (HAN
     lists carried forward) outlive it, so a reconnect forgets neither."""
     if protocol == "encrypted":
-        return EncryptedTelegramStream(keys, check_crc=check_crc, max_size=max_size,
-                                       counter=counter)
+        return EncryptedTelegramStream(
+            keys, check_crc=check_crc, max_size=max_size, counter=counter
+        )
     if protocol == "han":
         return HanStream(keys, max_size=max_size, counter=counter, merger=merger)
     return TelegramStream(check_crc=check_crc, max_size=max_size, sticky_crc=True)
@@ -77,8 +78,14 @@ def unhex(data: bytes) -> bytes:
 def detect_protocol(data: bytes) -> str:
     """dsmr, encrypted or han: whichever kind of frame starts first in ``data``."""
     candidates = []
-    for protocol, marker in (("dsmr", b"/"), ("encrypted", b"\xdb\x08"), ("han", b"\x7e\xa0"),
-                             ("han", b"\x7e\xa1"), ("han", b"\x7e\xa2"), ("han", b"\x68")):
+    for protocol, marker in (
+        ("dsmr", b"/"),
+        ("encrypted", b"\xdb\x08"),
+        ("han", b"\x7e\xa0"),
+        ("han", b"\x7e\xa1"),
+        ("han", b"\x7e\xa2"),
+        ("han", b"\x68"),
+    ):
         index = data.find(marker)
         if index >= 0:
             candidates.append((index, protocol))

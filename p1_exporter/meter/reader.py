@@ -30,8 +30,14 @@ from p1_exporter.meter.sources.address import open_source
 from p1_exporter.meter.sources.base import Source, SourceError
 from p1_exporter.meter.sources.serial import SerialSource
 
-__all__ = ["DATA_LOG_BUDGET", "DATA_LOG_WINDOW", "MAX_BLOCK", "MeterConfig", "MeterReader",
-           "issue_key"]
+__all__ = [
+    "DATA_LOG_BUDGET",
+    "DATA_LOG_WINDOW",
+    "MAX_BLOCK",
+    "MeterConfig",
+    "MeterReader",
+    "issue_key",
+]
 
 log = logging.getLogger("p1_exporter.reader")
 
@@ -55,18 +61,27 @@ class MeterReader:
     then calls :meth:`wake`).
     """
 
-    def __init__(self, config: MeterConfig, source: Source | None = None, *,
-                 clock: Callable[[], float] = time.monotonic,
-                 on_telegram: Callable[[Snapshot], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: MeterConfig,
+        source: Source | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_telegram: Callable[[Snapshot], None] | None = None,
+    ) -> None:
         self.config = config
         self.source = source or open_source(config.url, config.settings, config.poll_interval)
         serial = self.source if isinstance(self.source, SerialSource) else None
         if config.protocol == "han" and serial is not None and serial.autodetect:
             serial.candidates = list(HAN_SERIAL)  # HAN ports: 2400 8E1, then 115200 8N1
         self.engine = MeterEngine(
-            config, self.source.description, autodetect=bool(serial and serial.autodetect),
-            settings=str(serial.settings) if serial else None, clock=clock,
-            on_telegram=on_telegram)
+            config,
+            self.source.description,
+            autodetect=bool(serial and serial.autodetect),
+            settings=str(serial.settings) if serial else None,
+            clock=clock,
+            on_telegram=on_telegram,
+        )
         self.clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -58,8 +58,9 @@ def meter_values(
             for s in telegram_samples(telegram)
         ]
     except Exception as exc:  # any failure here stays with this meter
-        limiter.log(f"values:{meter}", logging.ERROR,
-                    f"meter {meter}: values left out of /metrics: {exc!r}")
+        limiter.log(
+            f"values:{meter}", logging.ERROR, f"meter {meter}: values left out of /metrics: {exc!r}"
+        )
         return []
 
 
@@ -73,8 +74,10 @@ def health_samples(snap: Snapshot, fresh: bool) -> list[tuple[str, tuple[str, ..
     ]
     # Every meter counts RESULTS from 0; encrypted and HAN meters add their own outcomes.
     results = (*RESULTS, *(r for r in snap.telegrams if r not in RESULTS))
-    samples += [("p1_telegrams_total", (meter, result), float(snap.telegrams.get(result, 0)))
-                for result in results]
+    samples += [
+        ("p1_telegrams_total", (meter, result), float(snap.telegrams.get(result, 0)))
+        for result in results
+    ]
     samples += [
         ("p1_source_connects_total", (meter,), float(snap.connects)),
         ("p1_source_errors_total", (meter,), float(snap.source_errors)),
@@ -91,8 +94,9 @@ def health_samples(snap: Snapshot, fresh: bool) -> list[tuple[str, tuple[str, ..
 class P1Collector(Collector):
     """Collects all meters' metrics from ``snapshots()`` at each scrape."""
 
-    def __init__(self, snapshots: SnapshotSource,
-                 auth_failures: CounterSource | None = None) -> None:
+    def __init__(
+        self, snapshots: SnapshotSource, auth_failures: CounterSource | None = None
+    ) -> None:
         self.snapshots = snapshots
         self.auth_failures = auth_failures
         self._limiter = LogLimiter(log)
@@ -105,11 +109,14 @@ class P1Collector(Collector):
     def exporter_samples(self) -> list[tuple[str, tuple[str, ...], float]]:
         """The exporter-wide samples (no meter label), read at each scrape."""
         samples: list[tuple[str, tuple[str, ...], float]] = [
-            ("p1_exporter_build_info", (__version__, platform.python_version()), 1.0)]
+            ("p1_exporter_build_info", (__version__, platform.python_version()), 1.0)
+        ]
         if self.auth_failures is not None:
             failures = self.auth_failures()
-            samples += [("p1_exporter_http_auth_failures_total", (reason,),
-                         float(failures.get(reason, 0))) for reason in AUTH_FAILURE_REASONS]
+            samples += [
+                ("p1_exporter_http_auth_failures_total", (reason,), float(failures.get(reason, 0)))
+                for reason in AUTH_FAILURE_REASONS
+            ]
         return samples
 
     def collect(self) -> Iterable[Metric]:
@@ -141,8 +148,12 @@ class P1Collector(Collector):
 SELF_METRIC_PREFIXES = ("process_", "python_")
 
 
-def make_registry(snapshots: SnapshotSource, auth_failures: CounterSource | None = None, *,
-                  self_metrics: bool = True) -> CollectorRegistry:
+def make_registry(
+    snapshots: SnapshotSource,
+    auth_failures: CounterSource | None = None,
+    *,
+    self_metrics: bool = True,
+) -> CollectorRegistry:
     """A registry of our own (not the global one): the P1 collector and, with
     ``self_metrics``, the exporter process's own ``process_*`` and ``python_*`` metrics.
 
@@ -171,6 +182,12 @@ def telegram_exposition(telegram: Telegram, meter: str = "main") -> str:
     """
     from prometheus_client.exposition import generate_latest
 
-    snap = Snapshot(meter, "decode", stale_after=float("inf"), telegram=telegram,
-                    received_at=telegram.meter_time or 0.0, received_monotonic=time.monotonic())
+    snap = Snapshot(
+        meter,
+        "decode",
+        stale_after=float("inf"),
+        telegram=telegram,
+        received_at=telegram.meter_time or 0.0,
+        received_monotonic=time.monotonic(),
+    )
     return generate_latest(make_registry(lambda: [snap], self_metrics=False)).decode()

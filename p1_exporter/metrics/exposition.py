@@ -84,7 +84,8 @@ def _encode(families: Iterable[Metric], openmetrics: bool, escaping: str = UNDER
     """The encoder's output for ``families``, without OpenMetrics' closing ``# EOF``."""
     if openmetrics:
         body: bytes = openmetrics_encoder(  # type: ignore[no-untyped-call]
-            _Families(families), escaping=escaping)
+            _Families(families), escaping=escaping
+        )
         if not body.endswith(_EOF):
             raise ValueError(f"OpenMetrics exposition without # EOF: {body[-80:]!r}")
         return body[: -len(_EOF)]
@@ -114,8 +115,11 @@ def _same_escapings(openmetrics: bool) -> frozenset[str]:
         family.add_metric(['a"b\\c\nd.e-\u00e9'] * len(family_labels(spec)), 1.5)
         probe.append(family)
     default = _encode(probe, openmetrics)
-    return frozenset(scheme for scheme in (UNDERSCORES, ALLOWUTF8, VALUES, DOTS)
-                     if _encode(probe, openmetrics, scheme) == default)
+    return frozenset(
+        scheme
+        for scheme in (UNDERSCORES, ALLOWUTF8, VALUES, DOTS)
+        if _encode(probe, openmetrics, scheme) == default
+    )
 
 
 _SAME_ESCAPINGS = (_same_escapings(False), _same_escapings(True))
@@ -131,16 +135,20 @@ def _prefixes(metric: str, labels: tuple[str, ...]) -> tuple[str, str]:
         family.add_metric(list(labels), _PROBE)
         body = _encode([family], openmetrics)
         header = _HEADERS[openmetrics][index]
-        if not body.startswith(header) or not body.endswith(_PROBE_TAIL) or body.count(
-                b"\n", len(header)) != 1:
+        if (
+            not body.startswith(header)
+            or not body.endswith(_PROBE_TAIL)
+            or body.count(b"\n", len(header)) != 1
+        ):
             raise ValueError(f"unexpected exposition for {metric}: {body!r}")
-        out.append(body[len(header): -len(_PROBE_TAIL) + 1].decode())
+        out.append(body[len(header) : -len(_PROBE_TAIL) + 1].decode())
     text, om = out
     return text, (text if om == text else om)  # one object when the formats agree
 
 
-def _pieces(samples: Sequence[_Sample], known: dict[SeriesKey, Series],
-            used: dict[SeriesKey, Series]) -> tuple[Pieces, Pieces]:
+def _pieces(
+    samples: Sequence[_Sample], known: dict[SeriesKey, Series], used: dict[SeriesKey, Series]
+) -> tuple[Pieces, Pieces]:
     """One meter's samples as pieces per family in catalog order, per format (the same
     pieces when the formats write every series alike, as they do for these families).
 
@@ -172,15 +180,13 @@ class _Entry:
 
     __slots__ = ("fresh", "series", "snapshot", "stale")
 
-    def __init__(self, snapshot: Snapshot,
-                 series: dict[SeriesKey, Series]) -> None:
+    def __init__(self, snapshot: Snapshot, series: dict[SeriesKey, Series]) -> None:
         self.snapshot = snapshot
         self.series = series
         self.fresh: tuple[Pieces, Pieces] | None = None
         self.stale: tuple[Pieces, Pieces] | None = None
 
-    def pieces(self, fresh: bool, openmetrics: bool,
-               limiter: LogLimiter) -> Pieces:
+    def pieces(self, fresh: bool, openmetrics: bool, limiter: LogLimiter) -> Pieces:
         cached = self.fresh if fresh else self.stale
         if cached is None:
             snap = self.snapshot
@@ -207,8 +213,13 @@ class CachedExposition:
     names, other OpenMetrics versions), so every Accept header still gets a right answer.
     """
 
-    def __init__(self, snapshots: SnapshotSource, auth_failures: CounterSource | None = None,
-                 *, self_metrics: bool = True) -> None:
+    def __init__(
+        self,
+        snapshots: SnapshotSource,
+        auth_failures: CounterSource | None = None,
+        *,
+        self_metrics: bool = True,
+    ) -> None:
         self.snapshots = snapshots
         self.own = CollectorRegistry(auto_describe=False)
         self.registry = CollectorRegistry(auto_describe=False)
@@ -229,8 +240,9 @@ class CachedExposition:
         now = time.monotonic()
         buckets: list[list[bytes]] = [[] for _ in _NAMES]
         used: dict[SeriesKey, Series] = {}
-        layout, blobs = _pieces(self.collector.exporter_samples(), self._exporter_series,
-                                used)[openmetrics]
+        layout, blobs = _pieces(self.collector.exporter_samples(), self._exporter_series, used)[
+            openmetrics
+        ]
         self._exporter_series = used
         runs: list[tuple[tuple[int, ...], list[tuple[bytes, ...]]]] = [(layout, [blobs])]
         entries = self._entries
@@ -268,8 +280,7 @@ class CachedExposition:
         only joins bytes: for a publisher that would rather pay here than at the scrape."""
         entry = self._entries.get(snap.name)
         if entry is None or entry.snapshot is not snap:
-            entry = self._entries[snap.name] = _Entry(
-                snap, {} if entry is None else entry.series)
+            entry = self._entries[snap.name] = _Entry(snap, {} if entry is None else entry.series)
         entry.pieces(True, False, self._limiter)
 
     def text(self, escaping: str = UNDERSCORES) -> bytes:
@@ -279,7 +290,8 @@ class CachedExposition:
     def openmetrics(self, escaping: str = UNDERSCORES) -> bytes:
         """The whole exposition in OpenMetrics 1.0.0, ``# EOF`` included."""
         own: bytes = openmetrics_encoder(  # type: ignore[no-untyped-call]
-            self.own, escaping=escaping)
+            self.own, escaping=escaping
+        )
         return self.meters(True) + own
 
     def encode(self, encoder: Encoder) -> bytes:
@@ -290,11 +302,17 @@ class CachedExposition:
         keywords = encoder.keywords if isinstance(encoder, functools.partial) else {}
         escaping = keywords.get("escaping", UNDERSCORES)
         if not args:
-            if (func is text_encoder and set(keywords) <= {"escaping"}
-                    and escaping in _SAME_ESCAPINGS[False]):
+            if (
+                func is text_encoder
+                and set(keywords) <= {"escaping"}
+                and escaping in _SAME_ESCAPINGS[False]
+            ):
                 return self.text(escaping)
-            if (func is openmetrics_encoder and keywords.get("version", "1.0.0") == "1.0.0"
-                    and set(keywords) <= {"escaping", "version"}
-                    and escaping in _SAME_ESCAPINGS[True]):
+            if (
+                func is openmetrics_encoder
+                and keywords.get("version", "1.0.0") == "1.0.0"
+                and set(keywords) <= {"escaping", "version"}
+                and escaping in _SAME_ESCAPINGS[True]
+            ):
                 return self.openmetrics(escaping)
         return encoder(self.registry)

@@ -41,8 +41,9 @@ def render() -> str:
         if spec.health:
             health.append(f"| `{spec.name}` | {spec.type} | {labels} | {spec.help} |")
         else:
-            lines.append(f"| `{spec.name}` | {spec.type} | {labels} | {spec.source} | "
-                         f"{spec.help} |")
+            lines.append(
+                f"| `{spec.name}` | {spec.type} | {labels} | {spec.source} | {spec.help} |"
+            )
     own = [
         "",
         "**The exporter process's own metrics**, as every exporter has them, come from "

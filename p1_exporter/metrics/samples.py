@@ -46,9 +46,15 @@ def _build() -> None:
             continue
         if row.kind is Kind.BOUNDS:
             REGISTER_MAP.setdefault(row.code, {})[row.unit] = (
-                row.metric, (*row.labels, ("bound", "upper")), row.scale)
+                row.metric,
+                (*row.labels, ("bound", "upper")),
+                row.scale,
+            )
             REGISTER_MAP.setdefault(lower_bound(row.code), {})[row.unit] = (
-                row.metric, (*row.labels, ("bound", "lower")), row.scale)
+                row.metric,
+                (*row.labels, ("bound", "lower")),
+                row.scale,
+            )
         else:
             REGISTER_MAP.setdefault(row.code, {})[row.unit] = (row.metric, row.labels, row.scale)
         if row.total_of:
@@ -111,12 +117,17 @@ def _info_samples(telegram: Telegram, add: Callable[[Sample], None]) -> None:
     """Named code: the meter clock and the info labels (identification, text message)."""
     if telegram.meter_time is not None:
         add(Sample("p1_meter_clock_timestamp_seconds", (), telegram.meter_time))
-    add(Sample(
-        "p1_meter_info",
-        (("header", telegram.header), ("dsmr_version", telegram.dsmr_version or ""),
-         ("equipment_id", telegram.equipment_id or "")),
-        1.0,
-    ))
+    add(
+        Sample(
+            "p1_meter_info",
+            (
+                ("header", telegram.header),
+                ("dsmr_version", telegram.dsmr_version or ""),
+                ("equipment_id", telegram.equipment_id or ""),
+            ),
+            1.0,
+        )
+    )
     message = telegram.texts.get(MESSAGE_TEXT, "")
     code = telegram.texts.get(MESSAGE_CODE, "")
     if message or code:
@@ -129,8 +140,11 @@ def _failure_log_samples(telegram: Telegram, add: Callable[[Sample], None]) -> N
     An entry without one is a placeholder (Kaifa sends 2000-01-01 lasting 2^31-1 s when
     the log is empty): it says nothing about a failure, so it is not exported.
     """
-    dated = [(event.end_time, event.duration_seconds)
-             for event in telegram.power_failure_log if event.end_time is not None]
+    dated = [
+        (event.end_time, event.duration_seconds)
+        for event in telegram.power_failure_log
+        if event.end_time is not None
+    ]
     if dated:
         end, duration = max(dated)
         add(Sample("p1_power_failure_last_duration_seconds", (), float(duration)))
@@ -159,11 +173,23 @@ def _mbus_samples(telegram: Telegram, add: Callable[[Sample], None]) -> None:
         channel = str(device.channel)
         device_type = "" if device.device_type is None else str(device.device_type)
         if device.device_type is not None or device.equipment_id:
-            add(Sample("p1_mbus_device_info", (("channel", channel), ("device_type", device_type),
-                         ("equipment_id", device.equipment_id or "")), 1.0))
+            add(
+                Sample(
+                    "p1_mbus_device_info",
+                    (
+                        ("channel", channel),
+                        ("device_type", device_type),
+                        ("equipment_id", device.equipment_id or ""),
+                    ),
+                    1.0,
+                )
+            )
         if device.valve_position is not None:
-            add(Sample("p1_mbus_valve_position", (("channel", channel),),
-                         float(device.valve_position)))
+            add(
+                Sample(
+                    "p1_mbus_valve_position", (("channel", channel),), float(device.valve_position)
+                )
+            )
         reading = device.reading
         if reading is None:
             continue
@@ -173,8 +199,18 @@ def _mbus_samples(telegram: Telegram, add: Callable[[Sample], None]) -> None:
                 continue
             add(Sample(known[0], (("channel", channel),), reading.value))
         else:
-            add(Sample("p1_mbus_reading_value", (("channel", channel),
-                         ("device_type", device_type), ("unit", reading.unit)), reading.value))
+            add(
+                Sample(
+                    "p1_mbus_reading_value",
+                    (("channel", channel), ("device_type", device_type), ("unit", reading.unit)),
+                    reading.value,
+                )
+            )
         if device.reading_time is not None:
-            add(Sample("p1_mbus_reading_timestamp_seconds", (("channel", channel),),
-                         device.reading_time))
+            add(
+                Sample(
+                    "p1_mbus_reading_timestamp_seconds",
+                    (("channel", channel),),
+                    device.reading_time,
+                )
+            )

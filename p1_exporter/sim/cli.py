@@ -46,10 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="real seconds between telegrams (default: 1; real DSMR 4 and "
         "2.2 meters send every 10)",
     )
-    parser.add_argument("--seed", type=int,
-                        help="which household (default 1). The household is a function of "
-                        "the seed and the clock: a restarted simulator with the same seed "
-                        "continues where it was")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="which household (default 1). The household is a function of "
+        "the seed and the clock: a restarted simulator with the same seed "
+        "continues where it was",
+    )
     parser.add_argument(
         "--start",
         type=_start,

@@ -50,9 +50,21 @@ def cosem_datetime(epoch: float) -> bytes:
     """A COSEM date-time in UTC (deviation 0), 12 bytes."""
     moment = time.gmtime(epoch)
     weekday = moment.tm_wday + 1
-    return (struct.pack(">H", moment.tm_year) + bytes([
-        moment.tm_mon, moment.tm_mday, weekday, moment.tm_hour, moment.tm_min, moment.tm_sec,
-        0x00]) + b"\x00\x00\x00")
+    return (
+        struct.pack(">H", moment.tm_year)
+        + bytes(
+            [
+                moment.tm_mon,
+                moment.tm_mday,
+                weekday,
+                moment.tm_hour,
+                moment.tm_min,
+                moment.tm_sec,
+                0x00,
+            ]
+        )
+        + b"\x00\x00\x00"
+    )
 
 
 def _notification(body: bytes, epoch: float, *, with_time: bool) -> bytes:
@@ -69,14 +81,17 @@ def aidon_apdu(state: MeterState, epoch: float) -> bytes:
         b"\x02\x03" + _code(1, 0, 2, 7, 0) + _u32(state.export_w) + _scaled(0, 27),
     ]
     for index, c in enumerate((31, 51, 71)):
-        items.append(b"\x02\x03" + _code(1, 0, c, 7, 0) + _i16(state.current[index] * 10)
-                     + _scaled(-1, 33))
+        items.append(
+            b"\x02\x03" + _code(1, 0, c, 7, 0) + _i16(state.current[index] * 10) + _scaled(-1, 33)
+        )
     for index, c in enumerate((32, 52, 72)):
-        items.append(b"\x02\x03" + _code(1, 0, c, 7, 0) + _u16(state.voltage[index] * 10)
-                     + _scaled(-1, 35))
+        items.append(
+            b"\x02\x03" + _code(1, 0, c, 7, 0) + _u16(state.voltage[index] * 10) + _scaled(-1, 35)
+        )
     for index, c in enumerate((21, 41, 61)):
-        items.append(b"\x02\x03" + _code(1, 0, c, 7, 0) + _u32(state.phase_import_w[index])
-                     + _scaled(0, 27))
+        items.append(
+            b"\x02\x03" + _code(1, 0, c, 7, 0) + _u32(state.phase_import_w[index]) + _scaled(0, 27)
+        )
     items.append(b"\x02\x03" + _code(1, 0, 1, 8, 0) + _u32(state.import_wh) + _scaled(0, 30))
     export_wh = state.export_low_wh + state.export_normal_wh
     items.append(b"\x02\x03" + _code(1, 0, 2, 8, 0) + _u32(export_wh) + _scaled(0, 30))
@@ -91,11 +106,17 @@ def kaifa_apdu(state: MeterState, epoch: float) -> bytes:
         _octets(b"KFM_001"),
         _octets(state.serial.encode("ascii")[:16]),
         _octets(b"MA304H3E"),
-        _u32(state.import_w), _u32(state.export_w), _u32(0), _u32(0),
+        _u32(state.import_w),
+        _u32(state.export_w),
+        _u32(0),
+        _u32(0),
         *(_u32(a * 1000) for a in state.current),
         *(_u32(v * 10) for v in state.voltage),
         _octets(cosem_datetime(epoch)),
-        _u32(state.import_wh), _u32(export_wh), _u32(0), _u32(0),
+        _u32(state.import_wh),
+        _u32(export_wh),
+        _u32(0),
+        _u32(0),
     ]
     body = b"\x02" + bytes([len(values)]) + b"".join(values)
     return _notification(body, epoch, with_time=True)
@@ -106,8 +127,13 @@ def _counter(epoch: float) -> int:
     return int(epoch * 10) & 0xFFFFFFFF
 
 
-def render_han(state: MeterState, dialect: str, epoch: float, keys: Keys | None = None,
-               system_title: bytes = b"SIM\x00\x00\x00\x00\x01") -> bytes:
+def render_han(
+    state: MeterState,
+    dialect: str,
+    epoch: float,
+    keys: Keys | None = None,
+    system_title: bytes = b"SIM\x00\x00\x00\x00\x01",
+) -> bytes:
     """One HDLC frame of ``dialect`` (han-aidon or han-kaifa); ciphered with ``keys``."""
     if dialect == "han-aidon":  # Aidon's and Kaifa's own HDLC addresses and control
         apdu, destination, source, control = aidon_apdu(state, epoch), b"\x41", b"\x08\x83", 0x13
@@ -120,7 +146,8 @@ def render_han(state: MeterState, dialect: str, epoch: float, keys: Keys | None 
     return hdlc_frame(_LLC + apdu, destination=destination, source=source, control=control)
 
 
-def encrypt_p1(telegram: bytes, keys: Keys, epoch: float,
-               system_title: bytes = b"SIMgp\x00\x00\x01") -> bytes:
+def encrypt_p1(
+    telegram: bytes, keys: Keys, epoch: float, system_title: bytes = b"SIMgp\x00\x00\x01"
+) -> bytes:
     """A DSMR telegram as an encrypted P1 frame (SC 0x30, the meter clock as counter)."""
     return encrypt(telegram, keys, system_title, _counter(epoch), 0x30)

@@ -29,8 +29,10 @@ DEFAULT_SEED = 1
 LIMITS: dict[str, tuple[float, float]] = {
     "seed": (0, 2**63 - 1),
     # The meter clock prints two-digit years.
-    "start": (datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp(),
-              datetime(2099, 12, 31, tzinfo=timezone.utc).timestamp()),
+    "start": (
+        datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp(),
+        datetime(2099, 12, 31, tzinfo=timezone.utc).timestamp(),
+    ),
     "interval": (0.001, 3600.0),  # seconds between telegrams
     "speed": (0.001, 86400.0),  # simulated seconds per real second: up to a day a second
     "pause_seconds": (0.0, 3600.0),
@@ -92,8 +94,9 @@ class SimOptions:
 
     def __post_init__(self) -> None:
         if self.dialect not in ALL_DIALECTS:
-            raise ValueError(f"unknown dialect {self.dialect!r}; choose from "
-                             f"{', '.join(ALL_DIALECTS)}")
+            raise ValueError(
+                f"unknown dialect {self.dialect!r}; choose from {', '.join(ALL_DIALECTS)}"
+            )
         if not (math.isfinite(self.interval) and self.interval > 0):
             raise ValueError(f"interval must be a positive number of seconds, not {self.interval}")
         if not (math.isfinite(self.speed) and self.speed > 0):
@@ -105,8 +108,10 @@ class SimOptions:
         for name, (low, high) in LIMITS.items():
             value = getattr(self, name)
             if value is not None and not low <= value <= high:  # NaN fails too
-                raise ValueError(f"{name} must be between {_show(name, low)} and "
-                                 f"{_show(name, high)}, not {_show(name, value)}")
+                raise ValueError(
+                    f"{name} must be between {_show(name, low)} and "
+                    f"{_show(name, high)}, not {_show(name, value)}"
+                )
         self.wire()  # validates the serial settings
 
     def wire(self) -> Wire | None:

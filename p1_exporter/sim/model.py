@@ -569,9 +569,13 @@ class HouseholdModel:
             prefix[row + _WATER] + flows[3],
         )
         return tuple(
-            max(0.0, min(month.at_start[i] + month.scale[i] * unscaled[i] * _PER_UNIT[i],
-                         month.at_end[i])
-                + self._own_start[i])
+            max(
+                0.0,
+                min(
+                    month.at_start[i] + month.scale[i] * unscaled[i] * _PER_UNIT[i], month.at_end[i]
+                )
+                + self._own_start[i],
+            )
             for i in range(6)
         )
 
@@ -583,8 +587,11 @@ class HouseholdModel:
         rates = self._rates(hour, t)
         deviation = self._jitter(int(t // SEGMENT)).total[int(t % SEGMENT)]
         low = hour.low_tariff
-        return _net_power(rates[0] - rates[1] + deviation, month.scale[_IL if low else _IN],
-                          month.scale[_EL if low else _EN])
+        return _net_power(
+            rates[0] - rates[1] + deviation,
+            month.scale[_IL if low else _IN],
+            month.scale[_EL if low else _EN],
+        )
 
     # -- rare events ---------------------------------------------------------------------
 
@@ -612,11 +619,23 @@ class HouseholdModel:
         from the unscaled low and normal imports :meth:`_month_data` noted there."""
         low, normal = quarters[2 * position], quarters[2 * position + 1]
         return (
-            max(0.0, min(month.at_start[_IL] + month.scale[_IL] * low * _PER_UNIT[_IL],
-                         month.at_end[_IL]) + self._own_start[_IL])
-            + max(0.0, min(month.at_start[_IN] + month.scale[_IN] * normal * _PER_UNIT[_IN],
-                           month.at_end[_IN]) + self._own_start[_IN])
-            + self._offset[_IL] + self._offset[_IN]
+            max(
+                0.0,
+                min(
+                    month.at_start[_IL] + month.scale[_IL] * low * _PER_UNIT[_IL], month.at_end[_IL]
+                )
+                + self._own_start[_IL],
+            )
+            + max(
+                0.0,
+                min(
+                    month.at_start[_IN] + month.scale[_IN] * normal * _PER_UNIT[_IN],
+                    month.at_end[_IN],
+                )
+                + self._own_start[_IN],
+            )
+            + self._offset[_IL]
+            + self._offset[_IN]
         )
 
     def _values(self, t: float) -> list[float]:
@@ -681,12 +700,22 @@ class HouseholdModel:
             k_out = month.scale[_EL if low else _EN]
             jitter = self._jitter(int(t // SEGMENT))
             second = int(t % SEGMENT)
-            phases = [_net_power(flow.imports[p] - flow.exports[p] + jitter.phases[second][p],
-                                 k_in, k_out) for p in range(3)]
-            imports = (float(round(phases[0][0])), float(round(phases[1][0])),
-                       float(round(phases[2][0])))
-            exports = (float(round(phases[0][1])), float(round(phases[1][1])),
-                       float(round(phases[2][1])))
+            phases = [
+                _net_power(
+                    flow.imports[p] - flow.exports[p] + jitter.phases[second][p], k_in, k_out
+                )
+                for p in range(3)
+            ]
+            imports = (
+                float(round(phases[0][0])),
+                float(round(phases[1][0])),
+                float(round(phases[2][0])),
+            )
+            exports = (
+                float(round(phases[0][1])),
+                float(round(phases[1][1])),
+                float(round(phases[2][1])),
+            )
             total = _net_power(flow.import_w - flow.export_w + jitter.total[second], k_in, k_out)
             import_w, export_w = float(round(total[0])), float(round(total[1]))
         noise = random.Random(f"{self.seed}:noise:{t!r}")
@@ -703,12 +732,11 @@ class HouseholdModel:
         elapsed = t - self._quarter_start
         demand = (
             (values[_IL] + values[_IN] - self._quarter_import) * 3600 / elapsed
-            if elapsed > 0 else import_w
+            if elapsed > 0
+            else import_w
         )
-        sags = [max(0, self._sags_start[p] + self._scheduled(f"sag{p}", t))
-                for p in range(3)]
-        swells = [max(0, self._swells_start[p] + self._scheduled(f"swell{p}", t))
-                  for p in range(3)]
+        sags = [max(0, self._sags_start[p] + self._scheduled(f"sag{p}", t)) for p in range(3)]
+        swells = [max(0, self._swells_start[p] + self._scheduled(f"swell{p}", t)) for p in range(3)]
         long_since = self._scheduled("long", t)
         long_failures = max(0, self._long_start + long_since)
         log = []
@@ -887,8 +915,9 @@ class HouseholdModel:
             cycle += 2400
         return sorted(cuts)
 
-    def _hour_total(self, hour: _Hour, quarters: array[float] | None = None,
-                    running: list[float] | None = None) -> tuple[float, float, float, float]:
+    def _hour_total(
+        self, hour: _Hour, quarters: array[float] | None = None, running: list[float] | None = None
+    ) -> tuple[float, float, float, float]:
         """The hour's unscaled integrals, exactly as the last of :meth:`_hour_sum`'s sums
         (the same additions in the same order), without keeping the segments.
 
@@ -953,8 +982,12 @@ class HouseholdModel:
             rates.append(rate)
             sums.append(done)
             span = (starts[position + 1] if position + 1 < len(starts) else end) - at
-            done = (done[0] + rate[0] * span, done[1] + rate[1] * span,
-                    done[2] + rate[2] * span, done[3] + rate[3] * span)
+            done = (
+                done[0] + rate[0] * span,
+                done[1] + rate[1] * span,
+                done[2] + rate[2] * span,
+                done[3] + rate[3] * span,
+            )
         sums.append(done)
         data = _HourSum(hour.low_tariff, starts, rates, sums)
         if len(self._sums) >= 2:
@@ -975,8 +1008,7 @@ class HouseholdModel:
         day_index = int(start // 86400)
         day = self._days.get(day_index)
         if day is None:  # the same for the UTC day's 24 hours
-            day = (random.Random(f"{self.seed}:day:{day_index}").uniform(0.25, 1.0),
-                   _season(start))
+            day = (random.Random(f"{self.seed}:day:{day_index}").uniform(0.25, 1.0), _season(start))
             if len(self._days) >= 4:
                 del self._days[next(iter(self._days))]
             self._days[day_index] = day
@@ -1029,11 +1061,27 @@ class HouseholdModel:
             main = SEGMENT * max(1, round(rng.uniform(*appliance.minutes) * 60 / SEGMENT))
             tail = appliance.tail_minutes * 60
             water = appliance.water_litres / (main + tail)
-            events.append(_Event(begin, begin + main, appliance.watts, appliance.phase,
-                                 appliance.gas_m3_h / 3.6, water))
+            events.append(
+                _Event(
+                    begin,
+                    begin + main,
+                    appliance.watts,
+                    appliance.phase,
+                    appliance.gas_m3_h / 3.6,
+                    water,
+                )
+            )
             if tail:
-                events.append(_Event(begin + main, begin + main + tail, appliance.tail_watts,
-                                     appliance.phase, 0.0, water))
+                events.append(
+                    _Event(
+                        begin + main,
+                        begin + main + tail,
+                        appliance.tail_watts,
+                        appliance.phase,
+                        0.0,
+                        water,
+                    )
+                )
         if len(self._own) > 64:
             self._own.clear()
         self._own[index] = events

@@ -29,9 +29,11 @@ _HTML = "text/html; charset=utf-8"
 _NO_CACHE = (("Cache-Control", "no-cache"),)
 #: The live page runs only its own script and styles, and nothing from elsewhere: a second
 #: line of defence behind escaping every text that comes from a meter.
-_PAGE_HEADERS = (*_NO_CACHE, ("Content-Security-Policy",
-                              "default-src 'self'; base-uri 'none'; frame-ancestors 'none'"),
-                 ("X-Content-Type-Options", "nosniff"))
+_PAGE_HEADERS = (
+    *_NO_CACHE,
+    ("Content-Security-Policy", "default-src 'self'; base-uri 'none'; frame-ancestors 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+)
 #: Query parameters of /api/v1/live: chart slots the page already has.
 _SLOT_PARAMETERS = ("since", "gas_since")
 
@@ -64,9 +66,13 @@ def meter_state(snap: Snapshot, now_monotonic: float) -> dict[str, object]:
 class ExporterApp:
     """Maps requests to responses for a fixed set of meter readers."""
 
-    def __init__(self, snapshots: SnapshotSource, telemetry_path: str = "/metrics",
-                 histories: Mapping[str, MeterHistory] | None = None,
-                 auth_failures: CounterSource | None = None) -> None:
+    def __init__(
+        self,
+        snapshots: SnapshotSource,
+        telemetry_path: str = "/metrics",
+        histories: Mapping[str, MeterHistory] | None = None,
+        auth_failures: CounterSource | None = None,
+    ) -> None:
         self.snapshots = snapshots
         self.telemetry_path = telemetry_path
         #: /metrics from per-meter pieces cached per snapshot (see metrics.exposition).
@@ -79,8 +85,10 @@ class ExporterApp:
         page = static_file("index.html").decode()
         metrics_link = html.escape(telemetry_path.lstrip("/") or "./", quote=True)
         self._page = page.replace("{{metrics_path}}", metrics_link).encode()
-        self._static = {path: Response(200, static_file(name), content_type, _NO_CACHE)
-                        for path, (name, content_type) in STATIC_FILES.items()}
+        self._static = {
+            path: Response(200, static_file(name), content_type, _NO_CACHE)
+            for path, (name, content_type) in STATIC_FILES.items()
+        }
 
     def __call__(self, request: Request) -> Response:
         path = request.path
@@ -101,8 +109,11 @@ class ExporterApp:
         if path == "/api/v1/meters":
             now = time.monotonic()
             return _json(200, {s.name: meter_state(s, now) for s in self.snapshots()})
-        return Response(404, b"404 not found: see / for the pages this exporter serves\n",
-                        "text/plain; charset=utf-8")
+        return Response(
+            404,
+            b"404 not found: see / for the pages this exporter serves\n",
+            "text/plain; charset=utf-8",
+        )
 
     def metrics(self, request: Request) -> Response:
         """Prometheus text format, or OpenMetrics when the client asks for it."""
@@ -119,8 +130,12 @@ class ExporterApp:
         meters = {s.name: meter_state(s, now) for s in self.snapshots()}
         healthy = all(m["fresh"] for m in meters.values())
         status = "ok" if healthy else "stale"
-        body = {"status": status, "meters": {name: {"fresh": m["fresh"], "reason": m["reason"]}
-                                             for name, m in meters.items()}}
+        body = {
+            "status": status,
+            "meters": {
+                name: {"fresh": m["fresh"], "reason": m["reason"]} for name, m in meters.items()
+            },
+        }
         return _json(200 if healthy else 503, body)
 
     def telegram(self, name: str) -> Response:
@@ -132,14 +147,17 @@ class ExporterApp:
         if telegram is None:
             return _json(404, {"error": f"meter {name!r} has no validated telegram yet"})
         now = time.monotonic()
-        return _json(200, {
-            "meter": name,
-            "received_at": snap.received_at,
-            "age_seconds": snap.age(now),
-            "fresh": snap.fresh(now),
-            "raw": telegram.raw.decode("latin-1"),
-            "decoded": telegram_to_dict(telegram),
-        })
+        return _json(
+            200,
+            {
+                "meter": name,
+                "received_at": snap.received_at,
+                "age_seconds": snap.age(now),
+                "fresh": snap.fresh(now),
+                "raw": telegram.raw.decode("latin-1"),
+                "decoded": telegram_to_dict(telegram),
+            },
+        )
 
     def live(self, request: Request) -> Response:
         """The live page's data; ``?since=N&gas_since=M`` asks only for newer chart points."""
@@ -155,7 +173,8 @@ class ExporterApp:
             slots[name] = int(text)
         now = time.monotonic()
         meters = [(snap, meter_state(snap, now)) for snap in self.snapshots()]
-        document = live_document(meters, self.histories, self.started, slots["since"],
-                                 slots["gas_since"])
+        document = live_document(
+            meters, self.histories, self.started, slots["since"], slots["gas_since"]
+        )
         body = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
         return Response(200, body, _JSON, (("Cache-Control", "no-store"),))

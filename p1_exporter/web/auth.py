@@ -100,8 +100,9 @@ class BcryptPool:
     def _start(self) -> None:
         with self._lock:
             while len(self._threads) < self.workers:
-                thread = threading.Thread(target=self._work, daemon=True,
-                                          name=f"p1-exporter-bcrypt-{len(self._threads)}")
+                thread = threading.Thread(
+                    target=self._work, daemon=True, name=f"p1-exporter-bcrypt-{len(self._threads)}"
+                )
                 thread.start()
                 self._threads.append(thread)
 
@@ -144,8 +145,11 @@ class BasicAuth:
             remembered = dict(old._ok)
         with self._lock:
             self._key = old._key
-            self._ok = {user: digest for user, digest in remembered.items()
-                        if user in self._users and old._users.get(user) == self._users[user]}
+            self._ok = {
+                user: digest
+                for user, digest in remembered.items()
+                if user in self._users and old._users.get(user) == self._users[user]
+            }
 
     def _digest(self, user: str, password: bytes) -> bytes:
         return hmac.new(self._key, user.encode() + b"\0" + password, hashlib.sha256).digest()
@@ -249,9 +253,16 @@ class AuthFailures:
         seconds = min(self.interval, asyncio.get_running_loop().time() - self._window_start)
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self._window.items()))
         top, top_count = self._clients.most_common(1)[0]
-        log.warning("%d failed basic-auth requests in the last %.0f s (%s) from %d client"
-                    " address(es), most from %s (%d)", count, seconds, kinds,
-                    len(self._clients), top, top_count)
+        log.warning(
+            "%d failed basic-auth requests in the last %.0f s (%s) from %d client"
+            " address(es), most from %s (%d)",
+            count,
+            seconds,
+            kinds,
+            len(self._clients),
+            top,
+            top_count,
+        )
         self._window.clear()
         self._clients.clear()
 

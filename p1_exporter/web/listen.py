@@ -126,8 +126,9 @@ def client_address(peer: Any) -> str:
 class Acceptor:
     """Accepts connections on ``listener`` with the event loop and hands them to a callback."""
 
-    def __init__(self, listener: socket.socket,
-                 on_accept: Callable[[socket.socket, Any], None]) -> None:
+    def __init__(
+        self, listener: socket.socket, on_accept: Callable[[socket.socket, Any], None]
+    ) -> None:
         self._listener = listener
         self._on_accept = on_accept
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -79,13 +79,19 @@ def _phases(telegram: Telegram) -> tuple[list[dict[str, object]], dict[str, obje
         if isinstance(current, float) and isinstance(limit, float) and limit > 0:
             loads.append((current / limit, str(row["phase"]), "limit"))
     if not loads:
-        loads = [(row["current_a"], str(row["phase"]), "current") for row in phases
-                 if isinstance(row["current_a"], float)]
+        loads = [
+            (row["current_a"], str(row["phase"]), "current")
+            for row in phases
+            if isinstance(row["current_a"], float)
+        ]
     if len(phases) < 2 or not loads:
         return phases, None
     load, phase, basis = max(loads)
-    return phases, {"phase": phase, "basis": basis,
-                    "load": round(load, 4) if basis == "limit" else None}
+    return phases, {
+        "phase": phase,
+        "basis": basis,
+        "load": round(load, 4) if basis == "limit" else None,
+    }
 
 
 def _registers(telegram: Telegram) -> list[dict[str, object]]:
@@ -108,15 +114,18 @@ def _devices(telegram: Telegram) -> list[dict[str, object]]:
     for device in telegram.mbus.values():
         reading = device.reading
         kind = MBUS_DEVICE_TYPES.get(device.device_type or -1, "device")
-        devices.append({
-            "channel": device.channel,
-            "kind": kind,
-            "equipment_id": device.equipment_id,
-            "value": None if reading is None or not math.isfinite(reading.value)
-            else reading.value,
-            "unit": None if reading is None else reading.unit,
-            "reading_time": device.reading_time,
-        })
+        devices.append(
+            {
+                "channel": device.channel,
+                "kind": kind,
+                "equipment_id": device.equipment_id,
+                "value": None
+                if reading is None or not math.isfinite(reading.value)
+                else reading.value,
+                "unit": None if reading is None else reading.unit,
+                "reading_time": device.reading_time,
+            }
+        )
     return devices
 
 
@@ -128,8 +137,9 @@ def _telegram_values(telegram: Telegram) -> dict[str, object]:
     if average is not None or peak is not None:
         demand = {
             "average_w": average,
-            "month_peak_w": None if peak is None or peak.unit != "W"
-            or not math.isfinite(peak.value) else peak.value,
+            "month_peak_w": None
+            if peak is None or peak.unit != "W" or not math.isfinite(peak.value)
+            else peak.value,
             "month_peak_time": telegram.month_peak_time,
         }
     message = telegram.texts.get(MESSAGE_TEXT, "")
@@ -172,12 +182,19 @@ def _series(ring: Ring, step: int, after: int | None) -> dict[str, object]:
     for gas in m3), NaN where no telegram came."""
     first, count, data = ring.read_bytes(after)
     kind = "float32" if ring.itemsize == 4 else "float64"
-    return {"step": step, "slots": ring.size, "first": first, "count": count, "type": kind,
-            "data": base64.b64encode(data).decode("ascii")}
+    return {
+        "step": step,
+        "slots": ring.size,
+        "first": first,
+        "count": count,
+        "type": kind,
+        "data": base64.b64encode(data).decode("ascii"),
+    }
 
 
-def _history(history: MeterHistory | None, now: float, since: int | None,
-             gas_since: int | None) -> dict[str, object]:
+def _history(
+    history: MeterHistory | None, now: float, since: int | None, gas_since: int | None
+) -> dict[str, object]:
     if history is None:
         return {"power": None, "gas": None, "today": None, "hour": None}
     day_start, hour_start = local_period_starts(now)
@@ -190,9 +207,14 @@ def _history(history: MeterHistory | None, now: float, since: int | None,
     }
 
 
-def meter_document(snap: Snapshot, state: Mapping[str, object], history: MeterHistory | None,
-                   now: float, since: int | None = None,
-                   gas_since: int | None = None) -> dict[str, object]:
+def meter_document(
+    snap: Snapshot,
+    state: Mapping[str, object],
+    history: MeterHistory | None,
+    now: float,
+    since: int | None = None,
+    gas_since: int | None = None,
+) -> dict[str, object]:
     """Everything the page shows about one meter; ``state`` is its health in plain data."""
     telegram = snap.telegram
     return {
@@ -206,9 +228,13 @@ def meter_document(snap: Snapshot, state: Mapping[str, object], history: MeterHi
     }
 
 
-def live_document(meters: Sequence[tuple[Snapshot, Mapping[str, object]]],
-                  histories: Mapping[str, MeterHistory], started: float,
-                  since: int | None = None, gas_since: int | None = None) -> dict[str, object]:
+def live_document(
+    meters: Sequence[tuple[Snapshot, Mapping[str, object]]],
+    histories: Mapping[str, MeterHistory],
+    started: float,
+    since: int | None = None,
+    gas_since: int | None = None,
+) -> dict[str, object]:
     """The JSON the page polls: every meter (snapshot and health), with the chart points
     after slot ``since`` (power) and ``gas_since`` (gas)."""
     now = time.time()
@@ -219,6 +245,8 @@ def live_document(meters: Sequence[tuple[Snapshot, Mapping[str, object]]],
         "now": now,
         "utc_offset": local.tm_gmtoff,
         "timezone": local.tm_zone,
-        "meters": [meter_document(snap, state, histories.get(snap.name), now, since, gas_since)
-                   for snap, state in meters],
+        "meters": [
+            meter_document(snap, state, histories.get(snap.name), now, since, gas_since)
+            for snap, state in meters
+        ],
     }

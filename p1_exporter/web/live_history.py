@@ -136,8 +136,8 @@ class Ring:
             return first, array(copy.typecode)
         start, end = first % size, before % size
         if start <= end:
-            return first, copy[start:end + 1]
-        return first, copy[start:] + copy[:end + 1]
+            return first, copy[start : end + 1]
+        return first, copy[start:] + copy[: end + 1]
 
     def read(self, after: int | None = None) -> tuple[int, list[float | None]]:
         """:meth:`window` as a list, None for gaps."""
@@ -194,13 +194,16 @@ class _Baseline(NamedTuple):
     complete: bool
 
 
-def _choose_base(start: float, previous: Reading | None, current: Reading,
-                 tolerance: float) -> _Baseline:
+def _choose_base(
+    start: float, previous: Reading | None, current: Reading, tolerance: float
+) -> _Baseline:
     """The reading a new period counts from: the one closest to its start, of the last
     reading before it and the first one in it; complete when that is near the start."""
     base = current
-    if previous is not None and previous.time <= start and (
-        start - previous.time < current.time - start
+    if (
+        previous is not None
+        and previous.time <= start
+        and (start - previous.time < current.time - start)
     ):
         base = previous
     return _Baseline(start, base, abs(base.time - start) <= tolerance)
@@ -210,8 +213,12 @@ def gas_reading(telegram: Telegram) -> Reading | None:
     """The first gas meter's reading (M-Bus device type 3, in m3, with its time)."""
     for device in telegram.mbus.values():
         reading = device.reading
-        if (device.device_type == _GAS_DEVICE_TYPE and reading is not None
-                and reading.unit == "m3" and device.reading_time is not None):
+        if (
+            device.device_type == _GAS_DEVICE_TYPE
+            and reading is not None
+            and reading.unit == "m3"
+            and device.reading_time is not None
+        ):
             return Reading(reading.value, device.reading_time)
     return None
 
@@ -279,8 +286,10 @@ class MeterHistory:
         for code, reading in readings.items():
             changed |= self._track(code, reading)
         if changed:
-            self.periods = Periods(MappingProxyType(self._figures(self._day)),
-                                   MappingProxyType(self._figures(self._hour)))
+            self.periods = Periods(
+                MappingProxyType(self._figures(self._day)),
+                MappingProxyType(self._figures(self._hour)),
+            )
 
     def _add_power(self, telegram: Telegram, received_at: float) -> None:
         imported = telegram.registers.get(POWER_IMPORT)
@@ -324,13 +333,16 @@ class MeterHistory:
         figures = {}
         for code, baseline in table.items():
             last = self._last[code]
-            figures[code] = PeriodFigure(last.value - baseline.base.value, baseline.base.time,
-                                         baseline.complete)
+            figures[code] = PeriodFigure(
+                last.value - baseline.base.value, baseline.base.time, baseline.complete
+            )
         return figures
 
 
-def period_totals(figures: Mapping[str, PeriodFigure], period_start: float,
-                  ) -> dict[str, PeriodFigure | None]:
+def period_totals(
+    figures: Mapping[str, PeriodFigure],
+    period_start: float,
+) -> dict[str, PeriodFigure | None]:
     """Import, export and gas for one period, from the per-register figures.
 
     Tariff registers are summed (the total register only counts when the meter sends
@@ -350,8 +362,9 @@ def period_totals(figures: Mapping[str, PeriodFigure], period_start: float,
         parts = [f for f in (current(code) for code in tariffs) if f is not None]
         if not parts:
             return current(total)
-        return PeriodFigure(sum(p.delta for p in parts), max(p.since for p in parts),
-                            all(p.complete for p in parts))
+        return PeriodFigure(
+            sum(p.delta for p in parts), max(p.since for p in parts), all(p.complete for p in parts)
+        )
 
     return {
         "import": combined(IMPORT_TARIFFS, IMPORT_TOTAL),

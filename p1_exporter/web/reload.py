@@ -92,5 +92,6 @@ class WebConfigSource:
             new.auth.adopt(old.auth)
         self._config = new
         self.reloads += 1
-        log.info("web config %s reloaded (%d basic-auth users)", self._path,
-                 len(new.basic_auth_users))
+        log.info(
+            "web config %s reloaded (%d basic-auth users)", self._path, len(new.basic_auth_users)
+        )

@@ -203,8 +203,11 @@ class _Connection(asyncio.Protocol):
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
             self.transport.abort()
-        elif (self.task is not None and not self.task.done()
-              and self.task is not asyncio.current_task()):
+        elif (
+            self.task is not None
+            and not self.task.done()
+            and self.task is not asyncio.current_task()
+        ):
             self.task.cancel()  # in the TLS handshake, or waiting for its first byte
         self._lost()
 
@@ -249,8 +252,9 @@ class _Connection(asyncio.Protocol):
             return
         if self._state == "idle":
             self._set_state("head")
-            self._deadline(self.loop.time() + self.server.request_timeout,
-                           "no complete request in time")
+            self._deadline(
+                self.loop.time() + self.server.request_timeout, "no complete request in time"
+            )
         if self._state in ("new", "head") and b"\n" in data:
             self._newline_seen = True
         self.h11.receive_data(data)
@@ -355,8 +359,9 @@ class _Connection(asyncio.Protocol):
                 return
             self._set_state("head")
             if tls is not None:  # the handshake had its deadline, the request gets its own
-                self._deadline(self.loop.time() + server.request_timeout,
-                               "no complete request in time")
+                self._deadline(
+                    self.loop.time() + server.request_timeout, "no complete request in time"
+                )
             # Else the first request's deadline runs from the accept (see _admit).
             await self._serve_requests()
         except _Closed:
@@ -393,8 +398,11 @@ class _Connection(asyncio.Protocol):
         if sys.version_info >= (3, 11):
             extra["ssl_shutdown_timeout"] = min(self.server.request_timeout, 1.0)
         await self.loop.connect_accepted_socket(
-            lambda: self, sock, ssl=context,
-            ssl_handshake_timeout=self.server.request_timeout, **extra,
+            lambda: self,
+            sock,
+            ssl=context,
+            ssl_handshake_timeout=self.server.request_timeout,
+            **extra,
         )
         assert self.transport is not None
         config = self.server.config.current()
@@ -440,8 +448,11 @@ class _Connection(asyncio.Protocol):
                 return
             assert isinstance(event, h11.Request)
             keep = await self._handle(event)
-            if not keep or self.h11.our_state is h11.MUST_CLOSE or \
-                    self.h11.their_state is not h11.DONE:
+            if (
+                not keep
+                or self.h11.our_state is h11.MUST_CLOSE
+                or self.h11.their_state is not h11.DONE
+            ):
                 self._close_gracefully()
                 return
             self.h11.start_next_cycle()
@@ -452,14 +463,16 @@ class _Connection(asyncio.Protocol):
                 await asyncio.sleep(0)
                 self._set_state("head")
                 self._newline_seen = b"\n" in pending
-                self._deadline(self.loop.time() + server.request_timeout,
-                               "no complete request in time")
+                self._deadline(
+                    self.loop.time() + server.request_timeout, "no complete request in time"
+                )
             else:
                 self._stall_budget = server.request_timeout  # a run of requests ended
                 self._set_state("idle")
                 self._newline_seen = False
-                self._deadline(self.loop.time() + server.keepalive_idle,
-                               "idle keep-alive connection")
+                self._deadline(
+                    self.loop.time() + server.keepalive_idle, "idle keep-alive connection"
+                )
 
     async def _handle(self, event: h11.Request) -> bool:
         """Answer one request; False when the connection must close afterwards."""
@@ -492,28 +505,55 @@ class _Connection(asyncio.Protocol):
             if outcome != "ok":
                 server.auth_failures.add(outcome, self.client)
                 if outcome == "busy":
-                    await self._send(503, b"503 Service Unavailable: too many credential"
-                                     b" checks waiting, retry\n", _TEXT,
-                                     (("Retry-After", "1"),), head=head, close=has_body,
-                                     config=config, accept_encoding=None)
+                    await self._send(
+                        503,
+                        b"503 Service Unavailable: too many credential checks waiting, retry\n",
+                        _TEXT,
+                        (("Retry-After", "1"),),
+                        head=head,
+                        close=has_body,
+                        config=config,
+                        accept_encoding=None,
+                    )
                 else:
-                    await self._send(401, b"401 Unauthorized\n", _TEXT,
-                                     (("WWW-Authenticate", 'Basic realm="p1-exporter"'),),
-                                     head=head, close=has_body, config=config,
-                                     accept_encoding=None)
+                    await self._send(
+                        401,
+                        b"401 Unauthorized\n",
+                        _TEXT,
+                        (("WWW-Authenticate", 'Basic realm="p1-exporter"'),),
+                        head=head,
+                        close=has_body,
+                        config=config,
+                        accept_encoding=None,
+                    )
                 return not has_body
         self._set_state("app")
         self.trusted = True
         if method not in ("GET", "HEAD"):
-            await self._send(405, b"405 Method Not Allowed\n", _TEXT,
-                             (("Allow", "GET, HEAD"),), head=False, close=True, config=config,
-                             accept_encoding=None)
+            await self._send(
+                405,
+                b"405 Method Not Allowed\n",
+                _TEXT,
+                (("Allow", "GET, HEAD"),),
+                head=False,
+                close=True,
+                config=config,
+                accept_encoding=None,
+            )
             return False
         request = Request(method=method, path=target[0], query=target[1], headers=headers)
         response = server._call_handler(request)
-        await self._send(response.status, response.body, response.content_type,
-                         response.headers, head=head, close=has_body, config=config,
-                         accept_encoding=headers.get("Accept-Encoding"), compressible=True)
+        await self._send(
+            response.status,
+            response.body,
+            response.content_type,
+            response.headers,
+            head=head,
+            close=has_body,
+            config=config,
+            accept_encoding=headers.get("Accept-Encoding"),
+            compressible=True,
+        )
         return not has_body
 
     def _body_ended(self) -> bool:
@@ -524,10 +564,19 @@ class _Connection(asyncio.Protocol):
         except h11.RemoteProtocolError:
             return False
 
-    async def _send(self, status: int, body: bytes, content_type: str,
-                    headers: tuple[tuple[str, str], ...], *, head: bool, close: bool,
-                    config: WebConfig | None, accept_encoding: str | None,
-                    compressible: bool = False) -> None:
+    async def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: tuple[tuple[str, str], ...],
+        *,
+        head: bool,
+        close: bool,
+        config: WebConfig | None,
+        accept_encoding: str | None,
+        compressible: bool = False,
+    ) -> None:
         names = {name.lower() for name, _ in headers}
         extra = list(headers)
         if compressible and len(body) > GZIP_MIN_BYTES and "content-encoding" not in names:
@@ -546,8 +595,10 @@ class _Connection(asyncio.Protocol):
         if close:
             lines.append(("Connection", "close"))
         self._set_state("write")
-        parts = [self.h11.send(h11.Response(status_code=status, headers=lines,
-                                            reason=_reason(status))) or b""]
+        parts = [
+            self.h11.send(h11.Response(status_code=status, headers=lines, reason=_reason(status)))
+            or b""
+        ]
         if body and not head:
             parts.append(self.h11.send(h11.Data(data=body)) or b"")
         parts.append(self.h11.send(h11.EndOfMessage()) or b"")
@@ -560,8 +611,16 @@ class _Connection(asyncio.Protocol):
             return
         body = f"{status} {_reason(status).decode()}\n".encode()
         with contextlib.suppress(h11.LocalProtocolError):
-            await self._send(status, body, _TEXT, (), head=head, close=True,
-                             config=self.server.config.current(), accept_encoding=None)
+            await self._send(
+                status,
+                body,
+                _TEXT,
+                (),
+                head=head,
+                close=True,
+                config=self.server.config.current(),
+                accept_encoding=None,
+            )
 
     def _close_gracefully(self) -> None:
         """Half-close, discard input until EOF or :data:`_LINGER` seconds, then close.
@@ -574,8 +633,9 @@ class _Connection(asyncio.Protocol):
         self._set_state("closing")
         transport = self.transport
         self._deadline(None, "")
-        self.loop.call_at(self.loop.time() + min(self.server.request_timeout, _LINGER),
-                          self._linger_over)
+        self.loop.call_at(
+            self.loop.time() + min(self.server.request_timeout, _LINGER), self._linger_over
+        )
         if transport.can_write_eof() and not self._eof:
             self._resume_reading()
             transport.write_eof()
@@ -651,8 +711,9 @@ class ExporterHTTPServer:
         if max_connections < 1 or max_connections_per_client < 1:
             raise ValueError("max_connections must be at least 1")
         self.handler = handler
-        self.config = (web_config if isinstance(web_config, WebConfigSource)
-                       else WebConfigSource(web_config))
+        self.config = (
+            web_config if isinstance(web_config, WebConfigSource) else WebConfigSource(web_config)
+        )
         self.request_timeout = float(request_timeout)
         self.keepalive_idle = float(keepalive_idle)
         self.max_connections = max_connections
@@ -691,8 +752,9 @@ class ExporterHTTPServer:
         self._loop = asyncio.get_running_loop()
         self._acceptor = Acceptor(self._listener, self._admit)
         self._acceptor.start()
-        log.debug("serving %s on %s:%d", "https" if self.tls_enabled else "http",
-                  *self.server_address)
+        log.debug(
+            "serving %s on %s:%d", "https" if self.tls_enabled else "http", *self.server_address
+        )
 
     async def aclose(self) -> None:
         """Stop accepting, close every connection, log pending auth failures."""
@@ -764,8 +826,12 @@ class ExporterHTTPServer:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.shutdown()
 
     # --- connections ---------------------------------------------------------------------
@@ -804,9 +870,12 @@ class ExporterHTTPServer:
         log.debug("connection from %s refused: all %d slots busy", client, self.max_connections)
         with contextlib.suppress(OSError):
             if self._tls is None:
-                sock.send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: " + _TEXT.encode()
-                          + b"\r\nContent-Length: %d\r\nConnection: close\r\nRetry-After: 1"
-                          b"\r\n\r\n" % len(_BUSY_BODY) + _BUSY_BODY)
+                sock.send(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+                    + _TEXT.encode()
+                    + b"\r\nContent-Length: %d\r\nConnection: close\r\nRetry-After: 1"
+                    b"\r\n\r\n" % len(_BUSY_BODY) + _BUSY_BODY
+                )
         sock.close()
 
     def _release(self, conn: _Connection) -> None:
@@ -815,8 +884,9 @@ class ExporterHTTPServer:
 
     async def _authenticate(self, config: WebConfig, authorization: str | None) -> Outcome:
         try:
-            return await asyncio.wait_for(config.auth.check(authorization, self._pool),
-                                          self.request_timeout)
+            return await asyncio.wait_for(
+                config.auth.check(authorization, self._pool), self.request_timeout
+            )
         except asyncio.TimeoutError:
             return "busy"
 
@@ -831,8 +901,13 @@ class ExporterHTTPServer:
             ):
                 raise ValueError("handler returned an invalid status or header")
         except Exception as exc:
-            log.error("handler failed for %s %s: %s: %s", request.method, request.path,
-                      type(exc).__name__, exc)
+            log.error(
+                "handler failed for %s %s: %s: %s",
+                request.method,
+                request.path,
+                type(exc).__name__,
+                exc,
+            )
             log.debug("handler traceback", exc_info=True)
             response = Response(500, b"500 Internal Server Error\n", _TEXT)
         return response

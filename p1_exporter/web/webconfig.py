@@ -232,8 +232,11 @@ class WebConfig:
         """Why ``curve_preferences`` cannot be enforced here (and what is used), or None."""
         if self.tls is None:
             return None
-        return _set_curves(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), self.tls.curve_preferences,
-                           f"{self.source}: tls_server_config.curve_preferences")
+        return _set_curves(
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER),
+            self.tls.curve_preferences,
+            f"{self.source}: tls_server_config.curve_preferences",
+        )
 
     @property
     def auth_required(self) -> bool:

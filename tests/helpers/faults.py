@@ -155,8 +155,7 @@ def serving(reader: Driver) -> Iterator[Metrics]:
     server = ExporterHTTPServer("127.0.0.1:0", ExporterApp(lambda: [reader.snapshot]))
     server.start()
     try:
-        yield Metrics(f"http://127.0.0.1:{server.server_address[1]}/metrics",
-                      reader.config.name)
+        yield Metrics(f"http://127.0.0.1:{server.server_address[1]}/metrics", reader.config.name)
     finally:
         server.shutdown()
 
@@ -168,8 +167,11 @@ def recovered(metrics: Metrics, meter: Meter, since: float, timeout: float = 10.
     report (benchmarks/bench_recovery.py), not to assert.
     """
     began = time.monotonic()
-    value = wait_for(lambda: (v := metrics.energy()) is not None and v >= since and v,
-                     timeout, f"a value >= {since}")
+    value = wait_for(
+        lambda: (v := metrics.energy()) is not None and v >= since and v,
+        timeout,
+        f"a value >= {since}",
+    )
     took = time.monotonic() - began
     assert value in meter.sent, f"{value} was never sent"
     return took

@@ -31,5 +31,11 @@ def value(found: Mapping[str, Mapping[LabelKey, float]], name: str, **labels: st
 
 def promtool_metrics(text: str) -> subprocess.CompletedProcess[str]:
     """``promtool check metrics`` on ``text`` (skips, or fails under CI, without promtool)."""
-    return subprocess.run([require_binary("promtool"), "check", "metrics"], input=text,
-                          capture_output=True, text=True, timeout=30, check=False)
+    return subprocess.run(
+        [require_binary("promtool"), "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )

@@ -69,8 +69,9 @@ class ManualClock:
 
 
 @contextlib.contextmanager
-def running(config: MeterConfig, source: Any = None,
-            clock: Callable[[], float] = time.monotonic) -> Iterator[Meter]:
+def running(
+    config: MeterConfig, source: Any = None, clock: Callable[[], float] = time.monotonic
+) -> Iterator[Meter]:
     """A started meter, as the exporter runs it (network meters on an event loop, the
     rest in a thread); stopped on exit, and it must be gone after ``stop()``.
 
@@ -334,5 +335,9 @@ class TelegramServer:
 
 #: Telegram counts of a reader that has framed nothing yet.
 NOTHING: dict[Result, int] = {
-    "ok": 0, "crc_error": 0, "malformed": 0, "too_large": 0, "rejected": 0,
+    "ok": 0,
+    "crc_error": 0,
+    "malformed": 0,
+    "too_large": 0,
+    "rejected": 0,
 }

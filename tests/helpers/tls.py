@@ -149,8 +149,12 @@ def make_pki(directory: Path) -> PKI:
 
 
 # Go curve name -> the name a client context restricts itself to with set_ecdh_curve.
-CURVE_NAMES = {"CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "secp521r1",
-               "X25519": "X25519"}
+CURVE_NAMES = {
+    "CurveP256": "prime256v1",
+    "CurveP384": "secp384r1",
+    "CurveP521": "secp521r1",
+    "X25519": "X25519",
+}
 
 
 def only_curve(pki: PKI, curve: str) -> ssl.SSLContext | None:

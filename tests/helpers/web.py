@@ -23,10 +23,12 @@ def serving(handler: Handler) -> Iterator[ServeFactory]:
     all are shut down on exit."""
     servers: list[ExporterHTTPServer] = []
 
-    def factory(web_config: WebConfig | WebConfigSource | None = None,
-                **kwargs: Any) -> ExporterHTTPServer:
-        server = ExporterHTTPServer("127.0.0.1:0", kwargs.pop("handler", handler), web_config,
-                                    **kwargs)
+    def factory(
+        web_config: WebConfig | WebConfigSource | None = None, **kwargs: Any
+    ) -> ExporterHTTPServer:
+        server = ExporterHTTPServer(
+            "127.0.0.1:0", kwargs.pop("handler", handler), web_config, **kwargs
+        )
         servers.append(server)
         server.start()
         return server

@@ -12,8 +12,15 @@ from p1_exporter.meter.sources.http import HttpSource
 from p1_exporter.meter.sources.serial import SerialSource
 
 #: What a meter address may be, for error messages.
-SUPPORTED_ADDRESSES = ("a serial device path", "socket://HOST:PORT", "rfc2217://HOST:PORT",
-                       "http://HOST/PATH", "https://HOST/PATH", "file:PATH", "sim://")
+SUPPORTED_ADDRESSES = (
+    "a serial device path",
+    "socket://HOST:PORT",
+    "rfc2217://HOST:PORT",
+    "http://HOST/PATH",
+    "https://HOST/PATH",
+    "file:PATH",
+    "sim://",
+)
 #: pyserial's own URL handlers beyond socket:// and rfc2217:// (debugging aids), passed on.
 _PYSERIAL_SCHEMES = frozenset({"loop", "spy", "alt", "hwgrep", "cp2110"})
 #: Schemes people write for a raw TCP dongle.
@@ -43,23 +50,30 @@ def check_address(url: str) -> None:
         raise ValueError(f"write the scheme in lower case: {scheme.lower()}://")
     if scheme in _TCP_LIKE:
         parts = urllib.parse.urlsplit("socket://" + rest)
-        raise ValueError(f"{scheme}:// is not a supported scheme; did you mean "
-                         f"socket://{parts.netloc or 'HOST:PORT'}?")
+        raise ValueError(
+            f"{scheme}:// is not a supported scheme; did you mean "
+            f"socket://{parts.netloc or 'HOST:PORT'}?"
+        )
     if scheme in ("socket", "rfc2217", "http", "https"):
         parts = urllib.parse.urlsplit(url)
         if not parts.hostname:
-            raise ValueError(f"no host; write {scheme}://HOST" +
-                             (":PORT" if scheme in ("socket", "rfc2217") else "/PATH"))
+            raise ValueError(
+                f"no host; write {scheme}://HOST"
+                + (":PORT" if scheme in ("socket", "rfc2217") else "/PATH")
+            )
         try:
             port = parts.port
         except ValueError:
-            raise ValueError(f"port {parts.netloc.rpartition(':')[2]!r} is not a number "
-                             "from 1 to 65535") from None
+            raise ValueError(
+                f"port {parts.netloc.rpartition(':')[2]!r} is not a number from 1 to 65535"
+            ) from None
         if port == 0:
             raise ValueError("port 0 is not a number from 1 to 65535")
         if port is None and scheme in ("socket", "rfc2217"):
-            raise ValueError(f"no port; write {scheme}://{parts.hostname}:PORT (ser2net and "
-                             "most dongles use 8088 or 23)")
+            raise ValueError(
+                f"no port; write {scheme}://{parts.hostname}:PORT (ser2net and "
+                "most dongles use 8088 or 23)"
+            )
         return
     if scheme in _PYSERIAL_SCHEMES:
         return
@@ -72,15 +86,16 @@ def _check_device_path(path: str) -> None:
     except (OSError, ValueError):
         return  # absent for now, or not ours to read: the reader reports it and retries
     if stat.S_ISREG(mode):
-        raise ValueError("is a regular file, not a serial port; use file:PATH to replay a "
-                         "file")
+        raise ValueError("is a regular file, not a serial port; use file:PATH to replay a file")
     if stat.S_ISDIR(mode):
-        raise ValueError("is a directory, not a serial port (look in /dev/serial/by-id/ for "
-                         "the device itself)")
+        raise ValueError(
+            "is a directory, not a serial port (look in /dev/serial/by-id/ for the device itself)"
+        )
 
 
-def open_source(url: str, settings: SerialSettings | None = None,
-                poll_interval: float = 1.0) -> Source:
+def open_source(
+    url: str, settings: SerialSettings | None = None, poll_interval: float = 1.0
+) -> Source:
     """The source for a meter URL (see the README's "Sources" section); ValueError if bad."""
     check_address(url)
     if url.startswith("sim://"):
@@ -90,14 +105,17 @@ def open_source(url: str, settings: SerialSettings | None = None,
     if url.startswith("file:"):
         parts = urllib.parse.urlsplit(url)
         options = dict(urllib.parse.parse_qsl(parts.query))
-        path = url[len("file:"):].split("?", 1)[0]
+        path = url[len("file:") :].split("?", 1)[0]
         if path.startswith("//"):
             path = path[2:]
         unknown = set(options) - {"pace", "loop"}
         if unknown:
             raise ValueError(f"unknown file: option {sorted(unknown)[0]!r} (use pace, loop)")
-        return FileSource(path, pace=options.get("pace", "recorded"),
-                          loop=options.get("loop", "0") in ("1", "true", "yes"))
+        return FileSource(
+            path,
+            pace=options.get("pace", "recorded"),
+            loop=options.get("loop", "0") in ("1", "true", "yes"),
+        )
     if url.startswith(("http://", "https://")):
         return HttpSource(url, poll_interval=poll_interval)
     return SerialSource(url, settings)

@@ -19,8 +19,19 @@ from typing import Literal, Protocol, get_args
 #: line and the key its log line is limited by. ``silent`` (no byte for the silence
 #: timeout), ``ended`` (a replay finished) and ``internal`` (an unexpected exception) are
 #: decided by the reader; the others by the sources.
-SourceErrorKind = Literal["not_found", "permission", "busy", "refused", "open_failed",
-                          "disconnected", "silent", "http", "internal", "closed", "ended"]
+SourceErrorKind = Literal[
+    "not_found",
+    "permission",
+    "busy",
+    "refused",
+    "open_failed",
+    "disconnected",
+    "silent",
+    "http",
+    "internal",
+    "closed",
+    "ended",
+]
 SOURCE_ERROR_KINDS: tuple[SourceErrorKind, ...] = get_args(SourceErrorKind)
 
 

@@ -74,8 +74,9 @@ class FileSource(CancellablePause):
     replayed, a chunk at a time, so memory stays bounded whatever the file holds.
     """
 
-    def __init__(self, path: str, pace: str = "recorded", loop: bool = False,
-                 default_interval: float = 1.0) -> None:
+    def __init__(
+        self, path: str, pace: str = "recorded", loop: bool = False, default_interval: float = 1.0
+    ) -> None:
         if pace not in ("recorded", "fast"):
             raise ValueError(f"pace must be 'recorded' or 'fast', not {pace!r}")
         super().__init__()

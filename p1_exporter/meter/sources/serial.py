@@ -20,19 +20,31 @@ def _open_error(url: str, exc: serial.SerialException) -> SourceError:
     code = exc.errno
     text = str(exc)
     if code == errno.ENOENT or "No such file" in text:
-        return SourceError("not_found", f"{url} does not exist (is the cable plugged in? "
-                           "look in /dev/serial/by-id/ for its stable name); waiting for it")
+        return SourceError(
+            "not_found",
+            f"{url} does not exist (is the cable plugged in? "
+            "look in /dev/serial/by-id/ for its stable name); waiting for it",
+        )
     if code == errno.EACCES or "Permission denied" in text:
-        return SourceError("permission", f"permission denied on {url}: add the exporter's user "
-                           "to the dialout group (sudo usermod -aG dialout USER, then log in "
-                           "again) or install the udev rule from contrib/99-p1-exporter.rules")
+        return SourceError(
+            "permission",
+            f"permission denied on {url}: add the exporter's user "
+            "to the dialout group (sudo usermod -aG dialout USER, then log in "
+            "again) or install the udev rule from contrib/99-p1-exporter.rules",
+        )
     if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY) or "exclusively lock" in text:
-        return SourceError("busy", f"{url} is in use by another program (exclusive lock "
-                           "refused); stop the other reader (a second exporter, ModemManager, "
-                           "a serial console) so that it does not steal bytes")
+        return SourceError(
+            "busy",
+            f"{url} is in use by another program (exclusive lock "
+            "refused); stop the other reader (a second exporter, ModemManager, "
+            "a serial console) so that it does not steal bytes",
+        )
     if "refused" in text:
-        return SourceError("refused", f"connection to {redact(url)} refused; is the dongle "
-                           "or ser2net running and listening on that port?")
+        return SourceError(
+            "refused",
+            f"connection to {redact(url)} refused; is the dongle "
+            "or ser2net running and listening on that port?",
+        )
     return SourceError("open_failed", f"cannot open {redact(url)}: {text}")
 
 
