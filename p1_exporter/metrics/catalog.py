@@ -273,7 +273,8 @@ def _specs() -> list[MetricSpec]:
             "p1_telegrams_total",
             c,
             ("result",),
-            "Telegrams framed, by outcome: ok, crc_error, malformed, too_large, rejected.",
+            "Telegrams framed, by outcome: ok, crc_error, malformed, too_large, rejected; "
+            "encrypted and HAN meters also decrypt_error, replay, no_key, unsupported.",
             health=True,
         ),
         MetricSpec(
