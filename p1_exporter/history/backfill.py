@@ -4,7 +4,9 @@ Each telegram's samples come from :func:`p1_exporter.metrics.samples.telegram_sa
 the mapping the live exporter uses, so the names and labels are the exporter's
 own (plus the ``meter`` label). A sample's timestamp is the meter's clock; a
 telegram without one (DSMR 2.2) uses the capture's receive time, or is skipped
-when there is none (plain dumps).
+when there is none (plain dumps). Encrypted P1 and HAN inputs are decoded with
+the stream the exporter uses for them (``protocol`` and ``keys``, which captures
+do not record), timed the same way.
 
 Timestamps must rise strictly per series: a telegram whose time is not after
 the last one written is skipped and counted (a duplicate when equal, a clock

@@ -9,7 +9,10 @@ A capture is a sequence of self-delimiting records, byte exact and appendable::
 too_large, rejected); refused telegrams carry ``reason="..."`` after ``len``.
 A framing error (a torn or oversized telegram) holds the bytes of the refused
 telegram as received, when there were any, so replaying a capture reproduces
-its refusals too.
+its refusals too. Encrypted P1 and HAN captures hold one ciphered frame (or the
+HDLC/M-Bus frames of one APDU) per record; the header does not name the protocol
+(a field of its own would make older readers skip every record), so readers are
+told it.
 
 Reading is strict but forgiving: a record is accepted only when its header
 parses, its ``len`` bytes are followed by ``\\n`` and no other record header
