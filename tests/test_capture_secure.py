@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from p1_exporter.core.cipher import LUXEMBOURG_AUTH_KEY
-from p1_exporter.history.capture import Record, read_records
+from p1_exporter.history.capture import CaptureRecorder, Record, encode_record, read_records
+from p1_exporter.sim.meter import SimulatedMeter
 from tests.helpers.binaries import require_binary
 from tests.helpers.exporter import ROOT, exporter_env, run_exporter
 
@@ -331,3 +332,27 @@ def test_capture_refuses_keys_that_do_not_fit_the_protocol(tmp_path: Path) -> No
         "backfill", str(dump), "--protocol", "han", "--key", "123", "--out", str(tmp_path / "x.om")
     )
     assert done.returncode == 2 and "--key" in done.stderr
+
+
+def test_han_recorder_keeps_each_frame_exactly_and_counts_a_bad_one() -> None:
+    meter = SimulatedMeter("han-aidon", seed=4, start=1_718_143_200.0)
+    frames = [meter.telegram_at(1_718_143_200.0 + 10 * index) for index in range(4)]
+    damaged = bytearray(frames[1])
+    damaged[40] ^= 0xFF  # the frame check sequence no longer matches
+    shared = frames[3][1:]  # sent with the flag it shares with the frame before
+    stream = frames[0] + bytes(damaged) + frames[2] + shared
+    recorder = CaptureRecorder(protocol="han")
+    records = []
+    for start in range(0, len(stream), 7):  # in small reads, as a serial port gives them
+        records += recorder.feed(stream[start : start + 7], 100.0 + start)
+    records += recorder.flush(999.0)
+    assert [record.result for record in records] == ["ok", "crc_error", "ok", "ok"]
+    assert [records[0].data, records[2].data, records[3].data] == [
+        frames[0],
+        frames[2],
+        frames[3],
+    ]
+    assert records[1].data == b"" and "FCS" in records[1].reason
+    # Each record is written as its own frame; read back, it is the same.
+    blob = b"".join(encode_record(r.time, r.result, r.data, r.reason) for r in records)
+    assert read_records(blob)[0] == records
