@@ -9,6 +9,7 @@ import sys
 import time
 from typing import TextIO
 
+from p1_exporter.commands.meter_keys import add_protocol_arguments, keys_from_arguments
 from p1_exporter.history.backfill import OutputRefused, Tally, backfill
 from p1_exporter.metrics.catalog import METRICS
 
@@ -72,6 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "labels Prometheus adds to the live exporter's series (e.g. --label "
         "job=p1 --label instance=localhost:9357) so that history and live data "
         "are the same series",
+    )
+    add_protocol_arguments(
+        parser,
+        what="the captured meter sent (a capture does not record it): dsmr, encrypted "
+        "(P1) or han; with the meter's key for encrypted frames",
     )
     parser.add_argument(
         "--workers",
@@ -181,6 +187,13 @@ def run(args: argparse.Namespace, err: TextIO | None = None) -> int:
     if len(set(names)) != len(names):
         print("p1-exporter backfill: each --label name may be given once", file=err)
         return 2
+    try:
+        keys = keys_from_arguments(args, args.protocol)
+        if args.protocol == "dsmr" and keys is not None:
+            raise ValueError("a key is given but --protocol is dsmr; use encrypted or han")
+    except ValueError as exc:
+        print(f"p1-exporter backfill: {exc}", file=err)
+        return 2
     show = args.progress if args.progress is not None else err.isatty()
     bar = ProgressBar(err) if show else None
     started = time.monotonic()
@@ -193,6 +206,8 @@ def run(args: argparse.Namespace, err: TextIO | None = None) -> int:
             workers=args.workers,
             tmpdir=args.tmpdir,
             progress=bar,
+            protocol=args.protocol,
+            keys=keys,
         )
     except OutputRefused as exc:
         print(f"p1-exporter backfill: {exc}", file=err)

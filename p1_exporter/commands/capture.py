@@ -19,12 +19,17 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from types import FrameType
 
+from p1_exporter.commands.meter_keys import add_protocol_arguments, keys_from_arguments
+from p1_exporter.core.cipher import FrameCounter, Keys
+from p1_exporter.core.errors import EXTRA_RESULTS
 from p1_exporter.core.framing import NOISE_REPORT_SECONDS
+from p1_exporter.core.han_stream import ListMerger
 from p1_exporter.history.capture import CaptureError, CaptureRecorder, CaptureWriter, Record
 from p1_exporter.logs.limiter import LogLimiter
 from p1_exporter.logs.setup import setup_logging
 from p1_exporter.meter.backoff import Backoff
 from p1_exporter.meter.link import LinkAction, LinkSupervisor
+from p1_exporter.meter.protocol import HAN_SERIAL
 from p1_exporter.meter.reader import MAX_BLOCK, cancellable
 from p1_exporter.meter.snapshot import RESULTS
 from p1_exporter.meter.sources.address import open_source
@@ -103,8 +108,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration", type=_seconds, metavar="SECONDS", help="stop after this many seconds"
     )
+    add_protocol_arguments(
+        parser, what="the meter sends: dsmr (plain telegrams), encrypted (P1) or han"
+    )
     serial = parser.add_argument_group(
-        "serial ports (default: auto-detect 115200 8N1, then 9600 7E1)"
+        "serial ports (default: auto-detect 115200 8N1, then 9600 7E1; han: 2400 8E1, "
+        "then 115200 8N1)"
     )
     serial.add_argument("--baudrate", type=_positive, help="fix the speed, e.g. 115200")
     serial.add_argument("--bytesize", type=int, choices=[7, 8], help="fix the byte size")
@@ -155,8 +164,14 @@ class Capture:
         duration: float | None = None,
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
+        protocol: str = "dsmr",
+        keys: Keys | None = None,
     ) -> None:
         self.source = source
+        self.protocol = protocol
+        self.keys = keys
+        self._counter = FrameCounter()  # outlives reconnects: replays stay refused
+        self._merger = ListMerger()  # HAN lists carried forward across reconnects
         self.writer = writer
         self.count = count
         self.clock = clock
@@ -260,13 +275,18 @@ class Capture:
         timeout = max(0.0, wake - self.clock())
         return timeout if self._cancellable else min(timeout, MAX_BLOCK)
 
+    def _recorder(self) -> CaptureRecorder:
+        return CaptureRecorder(
+            protocol=self.protocol, keys=self.keys, counter=self._counter, merger=self._merger
+        )
+
     def _session(self) -> bool:
         """One connection; True when the source has nothing more to give (file replay).
 
         A stop (count, duration, signal) drops a telegram that is still arriving; a broken
         connection records it as torn.
         """
-        recorder = CaptureRecorder()
+        recorder = self._recorder()
         source, link, clock = self.source, self.link, self.clock
         link.connected(clock())
         noise_since: float | None = None
@@ -275,7 +295,7 @@ class Capture:
                 data = source.read(self._timeout(noise_since))
                 now = clock()
                 self._limiter.tick(now)
-                if not recorder.stream.framer.noise_pending:
+                if not recorder.stream.noise_pending:
                     noise_since = None
                 elif noise_since is None:
                     noise_since = now
@@ -289,7 +309,7 @@ class Capture:
                     if any(record.result == "ok" for record in records):
                         link.valid_telegram(now)
                     self._write(records)
-                    if recorder.stream.framer.noise_pending and noise_since is None:
+                    if recorder.stream.noise_pending and noise_since is None:
                         noise_since = now
                 elif getattr(source, "finished", False):
                     self._write(recorder.flush(time.time()))
@@ -309,7 +329,7 @@ class Capture:
                         extra={"source": source.description},
                     )
                     self._write(recorder.flush(time.time()))
-                    recorder = CaptureRecorder()
+                    recorder = self._recorder()
             # Stopped: a telegram still arriving is not a torn one; drop it. Line noise
             # already received is kept.
             self._write(recorder.release_noise(time.time()))
@@ -333,6 +353,17 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"p1-exporter capture: --device {args.device}: {exc}", file=sys.stderr)
         return 2
+    try:
+        keys = keys_from_arguments(args, args.protocol)
+        if args.protocol == "dsmr" and keys is not None:
+            raise ValueError("a key is given but --protocol is dsmr; use encrypted or han")
+        if args.protocol == "encrypted" and keys is None:
+            raise ValueError("--protocol encrypted needs the meter's key (--key-file or --key)")
+    except ValueError as exc:
+        print(f"p1-exporter capture: {exc}", file=sys.stderr)
+        return 2
+    if args.protocol == "han" and isinstance(source, SerialSource) and source.autodetect:
+        source.candidates = list(HAN_SERIAL)
     writer = CaptureWriter(args.out, args.max_bytes, args.backups)
     try:
         writer.open()
@@ -345,7 +376,14 @@ def run(args: argparse.Namespace) -> int:
             "readers skip it, appending after it",
             args.out,
         )
-    capture = Capture(source, writer, count=args.count, duration=args.duration)
+    capture = Capture(
+        source,
+        writer,
+        count=args.count,
+        duration=args.duration,
+        protocol=args.protocol,
+        keys=keys,
+    )
     started = time.monotonic()
     code = 0
     try:
@@ -361,7 +399,9 @@ def run(args: argparse.Namespace) -> int:
         writer.close()
     results = (
         " ".join(
-            f"{result}={capture.results[result]}" for result in RESULTS if capture.results[result]
+            f"{result}={capture.results[result]}"
+            for result in (*RESULTS, *EXTRA_RESULTS)
+            if capture.results[result]
         )
         or "none"
     )

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
+from p1_exporter.commands.meter_keys import add_protocol_arguments
 from p1_exporter.core.render_json import format_json
 from p1_exporter.core.render_text import format_telegram
 from p1_exporter.core.stream import Outcome, iter_telegrams
@@ -43,26 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         const="metrics",
         help="same as --format metrics",
     )
-    parser.add_argument(
-        "--protocol",
-        choices=["auto", "dsmr", "encrypted", "han"],
-        default="auto",
-        help="what the file holds (default: recognised)",
-    )
-    parser.add_argument(
-        "--key",
-        metavar="HEX",
-        help="encryption key (32 hex digits) of an "
-        "encrypted meter; visible in ps, prefer --key-file",
-    )
-    parser.add_argument(
-        "--auth-key",
-        metavar="HEX",
-        help="authentication key (default for encrypted P1: Luxembourg's published one)",
-    )
-    parser.add_argument(
-        "--key-file", metavar="FILE", help="file with key: HEX (and auth_key: HEX) lines"
-    )
+    add_protocol_arguments(parser, default="auto", what="the file holds")
 
 
 def _read(path: str) -> bytes:
@@ -113,34 +95,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
 
 def _outcomes(data: bytes, args: argparse.Namespace) -> list[Outcome]:
     """Every outcome in ``data`` under the chosen (or recognised) protocol."""
-    from p1_exporter.commands.meter_keys import read_key_file
-    from p1_exporter.core.cipher import (
-        LUXEMBOURG_AUTH_KEY,
-        FrameCounter,
-        Keys,
-        parse_key,
-        require_crypto,
-    )
+    from p1_exporter.commands.meter_keys import keys_from_arguments
+    from p1_exporter.core.cipher import FrameCounter
     from p1_exporter.meter.protocol import detect_protocol, make_stream, unhex
 
     data = unhex(data)
     protocol = args.protocol if args.protocol != "auto" else detect_protocol(data)
-    key, auth = args.key, args.auth_key
-    if args.key_file:
-        key, file_auth = read_key_file(args.key_file)
-        auth = auth or file_auth
-    keys = None
-    if key is not None:
-        try:
-            require_crypto()
-        except RuntimeError as exc:
-            raise ValueError(str(exc)) from None
-        authentication = (
-            parse_key(auth, "--auth-key")
-            if auth
-            else (LUXEMBOURG_AUTH_KEY if protocol == "encrypted" else None)
-        )
-        keys = Keys(parse_key(key, "--key"), authentication)
+    keys = keys_from_arguments(args, protocol)
     if protocol == "dsmr":
         return list(iter_telegrams(data, check_crc=not getattr(args, "ignore_crc", False)))
     stream = make_stream(

@@ -17,6 +17,7 @@ An encrypted P1 meter without ``auth_key`` uses Luxembourg's published one.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -134,3 +135,53 @@ def apply_flags(
             meter = dataclasses.replace(meter, protocol=chosen, keys=keys)
         out.append(meter)
     return out
+
+
+def add_protocol_arguments(
+    parser: argparse.ArgumentParser, *, default: str = "dsmr", what: str = "the meter sends"
+) -> None:
+    """``--protocol``, ``--key``, ``--auth-key`` and ``--key-file`` of the subcommands that
+    read a meter's bytes themselves (decode, capture, backfill). ``default`` "auto" lets
+    ``--protocol`` be recognised from the data."""
+    choices = ["auto", *PROTOCOLS] if default == "auto" else list(PROTOCOLS)
+    parser.add_argument(
+        "--protocol",
+        choices=choices,
+        default=default,
+        help=f"what {what} (default: {'recognised' if default == 'auto' else default})",
+    )
+    parser.add_argument(
+        "--key",
+        metavar="HEX",
+        help="encryption key (32 hex digits) of an "
+        "encrypted meter; visible in ps, prefer --key-file",
+    )
+    parser.add_argument(
+        "--auth-key",
+        metavar="HEX",
+        help="authentication key (default for encrypted P1: Luxembourg's published one)",
+    )
+    parser.add_argument(
+        "--key-file", metavar="FILE", help="file with key: HEX (and auth_key: HEX) lines"
+    )
+
+
+def keys_from_arguments(args: argparse.Namespace, protocol: str) -> Keys | None:
+    """The keys ``--key``/``--auth-key``/``--key-file`` give for ``protocol`` (None without
+    a key); ValueError for a malformed key, an unreadable key file or no crypto library."""
+    key, auth = args.key, args.auth_key
+    if args.key_file:
+        key, file_auth = read_key_file(args.key_file)
+        auth = auth or file_auth
+    if key is None:
+        return None
+    try:
+        require_crypto()
+    except RuntimeError as exc:
+        raise ValueError(str(exc)) from None
+    authentication = (
+        parse_key(auth, "--auth-key")
+        if auth
+        else (LUXEMBOURG_AUTH_KEY if protocol == "encrypted" else None)
+    )
+    return Keys(parse_key(key, "--key"), authentication)

@@ -4,7 +4,9 @@ Each telegram's samples come from :func:`p1_exporter.metrics.samples.telegram_sa
 the mapping the live exporter uses, so the names and labels are the exporter's
 own (plus the ``meter`` label). A sample's timestamp is the meter's clock; a
 telegram without one (DSMR 2.2) uses the capture's receive time, or is skipped
-when there is none (plain dumps).
+when there is none (plain dumps). Encrypted P1 and HAN inputs are decoded with
+the stream the exporter uses for them (``protocol`` and ``keys``, which captures
+do not record), timed the same way.
 
 Timestamps must rise strictly per series: a telegram whose time is not after
 the last one written is skipped and counted (a duplicate when equal, a clock
@@ -39,13 +41,17 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from p1_exporter.core.cipher import FrameCounter, Keys
 from p1_exporter.core.clock import parse_meter_time
 from p1_exporter.core.errors import P1Error
+from p1_exporter.core.framing import DEFAULT_MAX_SIZE
+from p1_exporter.core.han_stream import ListMerger
 from p1_exporter.core.obis import CLOCK
 from p1_exporter.core.parser import LineMemo
 from p1_exporter.core.stream import TelegramStream, decode_frame
 from p1_exporter.core.telegram import Telegram
 from p1_exporter.history.capture import CaptureReader, is_capture, next_record_start, parse_header
+from p1_exporter.meter.protocol import Stream, make_stream
 from p1_exporter.metrics.catalog import METRICS
 from p1_exporter.metrics.samples import telegram_samples
 
@@ -396,14 +402,20 @@ def convert(
     log_times: bool = False,
     progress: Progress | None = None,
     extra: Labels = (),
+    protocol: str = "dsmr",
+    keys: Keys | None = None,
 ) -> WorkerResult:
-    """Convert byte ranges of input files, in order, into series files under ``workdir``."""
+    """Convert byte ranges of input files, in order, into series files under ``workdir``.
+
+    ``protocol`` encrypted or han decodes with the exporter's stream for it (and ``keys``).
+    """
     os.makedirs(workdir, exist_ok=True)
     converter = Converter(workdir, meter, log_times, extra)
     tally = converter.tally
     memo = converter.memo
     take = converter.telegram
     refused = tally.refused
+    secure = _SecureDecoder(protocol, keys) if protocol != "dsmr" else None
     done = 0
     for part in parts:
         with open(part.path, "rb") as handle:
@@ -412,7 +424,9 @@ def convert(
                 reader.name = part.path
                 for record in reader:
                     tally.read += 1
-                    if record.result != "ok":
+                    if secure is not None:
+                        secure.record(record.data, record.result, record.time, converter)
+                    elif record.result != "ok":
                         refused[record.result] += 1
                     else:
                         try:
@@ -427,8 +441,12 @@ def convert(
                 tally.truncated_records += reader.truncated
                 tally.issues.extend(reader.issues[: max(0, MAX_ISSUES - len(tally.issues))])
             else:
-                stream = TelegramStream()
-                stream.memo = memo
+                stream: Stream
+                if secure is not None:
+                    stream = secure.stream
+                else:
+                    stream = TelegramStream()
+                    stream.memo = memo
                 handle.seek(part.start)
                 position = part.start
                 while position < part.end:
@@ -454,6 +472,41 @@ def convert(
         if progress is not None:
             progress(done, tally.read)
     return converter.finish()
+
+
+#: Capture results a frame's bytes are decoded again for: the key decides them, and the
+#: key given to backfill may be the right one where the capture's was not.
+REDECODE = frozenset({"ok", "decrypt_error", "no_key"})
+
+
+class _SecureDecoder:
+    """Decodes the records of an encrypted or HAN capture, one whole frame (or APDU) each,
+    through one stream: the replay check and the HAN lists carried forward span records."""
+
+    def __init__(self, protocol: str, keys: Keys | None) -> None:
+        self.stream = make_stream(
+            protocol,
+            keys,
+            FrameCounter(),
+            check_crc=True,
+            max_size=DEFAULT_MAX_SIZE,
+            merger=ListMerger(),
+        )
+
+    def record(self, data: bytes, result: str, received: float, converter: Converter) -> None:
+        """Count or convert one capture record."""
+        refused = converter.tally.refused
+        if result not in REDECODE or not data:
+            refused[result] += 1
+            return
+        outcomes = self.stream.feed(data) + self.stream.flush()
+        if not outcomes:
+            refused["malformed"] += 1
+        for outcome in outcomes:
+            if outcome.telegram is None:
+                refused[outcome.result] += 1
+            else:
+                converter.telegram(outcome.telegram, received)
 
 
 # -- the merge ----------------------------------------------------------------------------------
@@ -710,14 +763,31 @@ def _init_worker(shared: Any) -> None:
     _shared_progress = shared
 
 
-def _work(index: int, parts: list[Part], workdir: str, meter: str, extra: Labels) -> WorkerResult:
+def _work(
+    index: int,
+    parts: list[Part],
+    workdir: str,
+    meter: str,
+    extra: Labels,
+    protocol: str,
+    keys: Keys | None,
+) -> WorkerResult:
     shared = _shared_progress
 
     def report(done: int, read: int) -> None:
         shared[2 * index] = done
         shared[2 * index + 1] = read
 
-    return convert(parts, workdir, meter, log_times=index > 0, progress=report, extra=extra)
+    return convert(
+        parts,
+        workdir,
+        meter,
+        log_times=index > 0,
+        progress=report,
+        extra=extra,
+        protocol=protocol,
+        keys=keys,
+    )
 
 
 def default_workers() -> int:
@@ -738,6 +808,8 @@ def backfill(
     workers: int | None = None,
     tmpdir: str | None = None,
     progress: Callable[[int, int, int], None] | None = None,
+    protocol: str = "dsmr",
+    keys: Keys | None = None,
 ) -> tuple[Tally, list[InputFile]]:
     """Convert ``paths`` into the OpenMetrics file ``out_path``; return counts and inputs.
 
@@ -748,13 +820,16 @@ def backfill(
     temporary directory when the output is a device or pipe): they add up to about the
     size of the output. Raises :class:`OutputRefused` when ``out_path`` is one of the
     inputs or a directory, OSError (naming ``out_path``) when it cannot be written.
+    ``protocol`` and ``keys`` say how the inputs' frames are decoded (a capture does not
+    record them); a HAN input is read by one process, as each telegram carries values
+    of the lists before it.
     """
     output = resolve_output(out_path, paths)
     inputs = order_inputs([inspect_input(path) for path in paths])
     inputs = [item for item in inputs if item.size > 0]
     total = sum(item.size for item in inputs)
     count = workers if workers is not None else default_workers()
-    if total < PARALLEL_MIN_BYTES and workers is None:
+    if (total < PARALLEL_MIN_BYTES and workers is None) or protocol == "han":
         count = 1
     runs = plan(inputs, max(1, count))
     if tmpdir is not None:
@@ -769,7 +844,7 @@ def backfill(
         raise OSError(exc.errno, exc.strerror, tmpdir or out_path) from None
     try:
         with open_output(output) as out:
-            results = _run(runs, workdir, meter, tuple(labels), total, progress)
+            results = _run(runs, workdir, meter, tuple(labels), total, progress, protocol, keys)
             tally = merge(results, out)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -783,6 +858,8 @@ def _run(
     extra: Labels,
     total: int,
     progress: Callable[[int, int, int], None] | None,
+    protocol: str = "dsmr",
+    keys: Keys | None = None,
 ) -> list[WorkerResult]:
     if len(runs) <= 1:
 
@@ -797,6 +874,8 @@ def _run(
                 meter,
                 progress=report,
                 extra=extra,
+                protocol=protocol,
+                keys=keys,
             )
         ]
     import multiprocessing
@@ -809,7 +888,16 @@ def _run(
         len(runs), mp_context=context, initializer=_init_worker, initargs=(shared,)
     ) as pool:
         futures = [
-            pool.submit(_work, index, parts, os.path.join(workdir, f"w{index}"), meter, extra)
+            pool.submit(
+                _work,
+                index,
+                parts,
+                os.path.join(workdir, f"w{index}"),
+                meter,
+                extra,
+                protocol,
+                keys,
+            )
             for index, parts in enumerate(runs)
         ]
         while True:

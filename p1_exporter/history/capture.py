@@ -9,7 +9,10 @@ A capture is a sequence of self-delimiting records, byte exact and appendable::
 too_large, rejected); refused telegrams carry ``reason="..."`` after ``len``.
 A framing error (a torn or oversized telegram) holds the bytes of the refused
 telegram as received, when there were any, so replaying a capture reproduces
-its refusals too.
+its refusals too. Encrypted P1 and HAN captures hold one ciphered frame (or the
+HDLC/M-Bus frames of one APDU) per record; the header does not name the protocol
+(a field of its own would make older readers skip every record), so readers are
+told it.
 
 Reading is strict but forgiving: a record is accepted only when its header
 parses, its ``len`` bytes are followed by ``\\n`` and no other record header
@@ -26,10 +29,15 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
+from p1_exporter.core.cipher import FrameCounter, Keys
 from p1_exporter.core.framing import DEFAULT_MAX_SIZE
+from p1_exporter.core.han_stream import ListMerger
 from p1_exporter.core.stream import Outcome, TelegramStream
+
+if TYPE_CHECKING:
+    from p1_exporter.meter.protocol import Stream
 
 #: Every record starts with this; ``MAGIC`` (with ``t=``) is what readers search for.
 HEADER_PREFIX = b"#P1CAPTURE v1 "
@@ -394,24 +402,70 @@ class CaptureRecorder:
     ``/`` (line noise before a telegram is not kept). A run of line noise full of
     ``/`` is one record (the framer reports it as one event), so a capture stays
     within a small factor of the bytes received.
+
+    ``protocol`` encrypted or han decodes with the exporter's stream for it
+    (:func:`~p1_exporter.meter.protocol.make_stream`, with ``keys``): a record then
+    holds one ciphered frame, or the HDLC/M-Bus frames of one APDU, byte exact; a
+    refusal found before a frame was whole (a bad FCS, a torn frame) has no bytes.
+    ``counter`` and ``merger`` outlive the recorder, as the exporter's do a reconnect.
     """
 
-    def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
-        self.stream = TelegramStream(max_size=max_size)
+    def __init__(
+        self,
+        max_size: int = DEFAULT_MAX_SIZE,
+        *,
+        protocol: str = "dsmr",
+        keys: Keys | None = None,
+        counter: FrameCounter | None = None,
+        merger: ListMerger | None = None,
+    ) -> None:
+        self.protocol = protocol
+        self.stream: Stream
+        if protocol == "dsmr":
+            self.stream = TelegramStream(max_size=max_size)
+        else:
+            from p1_exporter.meter.protocol import make_stream  # meter.sources imports this module
+
+            self.stream = make_stream(
+                protocol,
+                keys,
+                counter or FrameCounter(),
+                check_crc=True,
+                max_size=max_size,
+                merger=merger,
+            )
         self._gap = bytearray()  # bytes since the end of the last frame
 
     def feed(self, data: bytes, now: float) -> list[Record]:
         """Add received bytes; return the records they complete."""
+        if self.protocol != "dsmr":
+            return self._frames(self.stream.feed(data), now)
         self._gap += data
         return self._records(self.stream.feed(data), now)
 
     def flush(self, now: float) -> list[Record]:
         """End of stream (disconnect, stop): report what is still held."""
+        if self.protocol != "dsmr":
+            return self._frames(self.stream.flush(), now)
         return self._records(self.stream.flush(), now)
 
     def release_noise(self, now: float) -> list[Record]:
         """Record the line noise held back so far (call once in a while)."""
+        if self.protocol != "dsmr":
+            return self._frames(self.stream.release_noise(), now)
         return self._records(self.stream.release_noise(), now)
+
+    @staticmethod
+    def _frames(outcomes: list[Outcome], now: float) -> list[Record]:
+        return [
+            Record(
+                now,
+                outcome.result,
+                outcome.raw[:MAX_ERROR_DATA] if outcome.error else outcome.raw,
+                "" if outcome.error is None else str(outcome.error),
+            )
+            for outcome in outcomes
+        ]
 
     def _records(self, outcomes: list[Outcome], now: float) -> list[Record]:
         records: list[Record] = []
@@ -429,6 +483,7 @@ class CaptureRecorder:
             del gap[: index + len(outcome.raw)]
             reason = "" if outcome.error is None else str(outcome.error)
             records.append(Record(now, outcome.result, outcome.raw, reason))
+        assert isinstance(self.stream, TelegramStream)
         framer = self.stream.framer
         done = len(gap) - framer.pending - framer.noise_pending
         records += self._errors(pending, gap[:done], now)
