@@ -184,7 +184,10 @@ def test_meter_log_lines_carry_meter_source_and_err_fields(fmt: str) -> None:
         ]
     ) as exporter:
         exporter.wait_listening()
-        wait_for(lambda: "refused" in exporter.log, what="the refused connection logged")
+        wait_for(
+            lambda: "refused" in exporter.log and "connected to sim://" in exporter.log,
+            what="the refused connection and the demo meter's connection logged",
+        )
         assert exporter.stop()[0] == 0
     refused = [line for line in exporter.lines if "refused" in line]
     assert len(refused) == 1, exporter.log
