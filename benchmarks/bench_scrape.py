@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -71,18 +69,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     port = http_load.free_port()
-    exe = [
-        sys.executable,
-        "-m",
-        "p1_exporter",
-        "--device",
-        "sim://?interval=0.1&seed=3",
-        "--web.listen-address",
-        f"127.0.0.1:{port}",
-        "--log.level",
-        "warn",
-    ]
-    proc = subprocess.Popen(exe, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = http_load.start_exporter(port)
     try:
         http_load.wait_listening(port)
         print(

@@ -311,6 +311,22 @@ def summary(name: str, result: Result, seconds: float, kept: str) -> None:
     )
 
 
+def start_exporter(port: int) -> subprocess.Popen[bytes]:
+    """This tree's exporter on ``port`` with one simulated meter at 10 telegrams/s."""
+    exe = [
+        sys.executable,
+        "-m",
+        "p1_exporter",
+        "--device",
+        "sim://?interval=0.1&seed=3",
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+        "--log.level",
+        "warn",
+    ]
+    return subprocess.Popen(exe, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scrapers", type=int, default=50)
@@ -323,18 +339,7 @@ def main() -> int:
         args.seconds = args.abuse_seconds = 5.0
     port = free_port()
     pool = multiprocessing.get_context("fork").Pool(args.processes + 3)
-    exe = [
-        sys.executable,
-        "-m",
-        "p1_exporter",
-        "--device",
-        "sim://?interval=0.1&seed=3",
-        "--web.listen-address",
-        f"127.0.0.1:{port}",
-        "--log.level",
-        "warn",
-    ]
-    proc = subprocess.Popen(exe, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = start_exporter(port)
     failures = 0
     try:
         wait_listening(port)

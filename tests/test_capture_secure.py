@@ -123,22 +123,28 @@ def tcp_meter(processes: list[subprocess.Popen[str]], *args: str) -> str:
     return address
 
 
+def capture_from(
+    device: str, out: Path, count: int, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """``p1-exporter capture`` of ``count`` telegrams from ``device`` into ``out``."""
+    return run_exporter(
+        "capture",
+        "--device",
+        device,
+        *options,
+        "--count",
+        str(count),
+        "--out",
+        str(out),
+        timeout=60,
+    )
+
+
 def test_han_capture_backfills_the_energy_its_frames_carry(tmp_path: Path) -> None:
     capture, om = tmp_path / "han.cap", tmp_path / "han.om"
     # Ten simulated seconds per frame, one frame per real second: every frame a new clock.
     url = "sim://?dialect=han-aidon&seed=7&interval=10&speed=10"
-    done = run_exporter(
-        "capture",
-        "--device",
-        url,
-        "--protocol",
-        "han",
-        "--count",
-        "4",
-        "--out",
-        str(capture),
-        timeout=60,
-    )
+    done = capture_from(url, capture, 4, "--protocol", "han")
     assert done.returncode == 0, done.stderr
     assert "captured 4 telegrams (ok=4)" in done.stderr
     records = capture_records(capture)
@@ -163,18 +169,7 @@ def test_han_history_loads_into_promtool(tmp_path: Path) -> None:
     promtool = require_binary("promtool")
     capture, om = tmp_path / "han.cap", tmp_path / "han.om"
     url = "sim://?dialect=han-kaifa&seed=2&interval=10&speed=10"
-    done = run_exporter(
-        "capture",
-        "--device",
-        url,
-        "--protocol",
-        "han",
-        "--count",
-        "2",
-        "--out",
-        str(capture),
-        timeout=60,
-    )
+    done = capture_from(url, capture, 2, "--protocol", "han")
     assert done.returncode == 0, done.stderr
     done = run_exporter("backfill", str(capture), "--protocol", "han", "--out", str(om))
     assert done.returncode == 0, done.stderr
@@ -198,20 +193,7 @@ def test_encrypted_p1_capture_backfills_with_the_key_and_counts_a_wrong_one(
     key_file = tmp_path / "meter.key"
     key_file.write_text(f"key: {KEY}\n")
     capture, om = tmp_path / "enc.cap", tmp_path / "enc.om"
-    done = run_exporter(
-        "capture",
-        "--device",
-        address,
-        "--protocol",
-        "encrypted",
-        "--key-file",
-        str(key_file),
-        "--count",
-        "3",
-        "--out",
-        str(capture),
-        timeout=60,
-    )
+    done = capture_from(address, capture, 3, "--protocol", "encrypted", "--key-file", str(key_file))
     assert done.returncode == 0, done.stderr
     assert "captured 3 telegrams (ok=3)" in done.stderr
     records = capture_records(capture)
@@ -262,21 +244,16 @@ def test_encrypted_han_captured_with_a_wrong_key_keeps_its_frames_for_the_right_
         "20",
     )
     capture = tmp_path / "han-enc.cap"
-    done = run_exporter(
-        "capture",
-        "--device",
+    done = capture_from(
         address,
+        capture,
+        3,
         "--protocol",
         "han",
         "--key",
         WRONG_KEY,
         "--auth-key",
         auth,
-        "--count",
-        "3",
-        "--out",
-        str(capture),
-        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert "decrypt_error=3" in done.stderr and "ok=" not in done.stderr
