@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from p1_exporter.core.cipher import LUXEMBOURG_AUTH_KEY, Keys, parse_key, require_crypto
-from p1_exporter.meter.protocol import PROTOCOLS
 from p1_exporter.meter.engine import MeterConfig
+from p1_exporter.meter.protocol import PROTOCOLS
 
 YAML_KEYS = frozenset({"protocol", "key", "auth_key", "key_file"})
 ENV_KEY = "P1_EXPORTER_KEY"
