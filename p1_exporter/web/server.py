@@ -504,28 +504,29 @@ class _Connection(asyncio.Protocol):
             self.trusted = outcome == "ok"
             if outcome != "ok":
                 server.auth_failures.add(outcome, self.client)
-                if outcome == "busy":
-                    await self._send(
+                status, body, header = (
+                    (
                         503,
                         b"503 Service Unavailable: too many credential checks waiting, retry\n",
-                        _TEXT,
-                        (("Retry-After", "1"),),
-                        head=head,
-                        close=has_body,
-                        config=config,
-                        accept_encoding=None,
+                        ("Retry-After", "1"),
                     )
-                else:
-                    await self._send(
+                    if outcome == "busy"
+                    else (
                         401,
                         b"401 Unauthorized\n",
-                        _TEXT,
-                        (("WWW-Authenticate", 'Basic realm="p1-exporter"'),),
-                        head=head,
-                        close=has_body,
-                        config=config,
-                        accept_encoding=None,
+                        ("WWW-Authenticate", 'Basic realm="p1-exporter"'),
                     )
+                )
+                await self._send(
+                    status,
+                    body,
+                    _TEXT,
+                    (header,),
+                    head=head,
+                    close=has_body,
+                    config=config,
+                    accept_encoding=None,
+                )
                 return not has_body
         self._set_state("app")
         self.trusted = True
