@@ -352,7 +352,10 @@ def main() -> int:
         "--up-timeout", type=float, default=60.0, help="longest wait for all meters to be up (s)"
     )
     parser.add_argument("--steady", type=float, default=20.0, help="steady window (s)")
-    parser.add_argument("--idle-seconds", type=float, default=120.0)
+    parser.add_argument(
+        "--landed-name", default="landed c1b43a7", help="how the other tree is labelled"
+    )
+    parser.add_argument("--idle-seconds", type=float, default=120.0, help="0: skip idle")
     parser.add_argument("--max-connections", type=int, default=1100)
     args = parser.parse_args()
     default = [10, 100, 1000] if args.quick else [10, 100, 500, 1000]
@@ -362,7 +365,7 @@ def main() -> int:
         args.idle_seconds = min(args.idle_seconds, 60.0)
     trees = {"this tree": ROOT}
     if (args.landed / "p1_exporter").is_dir():
-        trees["landed c1b43a7"] = args.landed
+        trees[args.landed_name] = args.landed
     else:
         print(f"no landed tree at {args.landed}: measuring this tree only", flush=True)
     meter = SimulatedMeter("dsmr5", seed=3, start=START)
@@ -404,12 +407,13 @@ def main() -> int:
             f"{fmt(row.scrape_median, '9.3f')}s {fmt(row.scrape_max, '6.3f')}s "
             f"{fmt(row.sigterm, '7.2f', 'killed')}s  {row.dropped}"
         )
-    print(
-        f"\nidle: one TCP meter at 1 telegram/s, scraped every 15 s, {args.idle_seconds:g} s",
-        flush=True,
-    )
-    for name, line in idle(trees, pool, args.idle_seconds).items():
-        print(f"  {name:<15} {line}")
+    if args.idle_seconds > 0:
+        print(
+            f"\nidle: one TCP meter at 1 telegram/s, scraped every 15 s, {args.idle_seconds:g} s",
+            flush=True,
+        )
+        for name, line in idle(trees, pool, args.idle_seconds).items():
+            print(f"  {name:<15} {line}")
     return 0
 
 

@@ -11,9 +11,7 @@ device that drips a byte a second cannot hold it.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import functools
 import math
 import re
 import ssl
@@ -23,6 +21,7 @@ from collections.abc import Callable
 
 from p1_exporter.meter.engine import MeterConfig, MeterEngine
 from p1_exporter.meter.link import LinkAction
+from p1_exporter.meter.sim_builds import SIM_BUILDER
 from p1_exporter.meter.snapshot import Snapshot
 from p1_exporter.meter.sources.address import check_address
 from p1_exporter.meter.sources.base import DSMR45, SourceError, redact
@@ -44,14 +43,6 @@ _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})(?: |$)")
 def loop_driven(url: str) -> bool:
     """True when the meter at ``url`` runs on the event loop (no thread of its own)."""
     return url.startswith(LOOP_SCHEMES)
-
-
-@functools.cache
-def _sim_builder() -> concurrent.futures.ThreadPoolExecutor:
-    """Threads that build ``sim://`` households (tens of ms of CPU each) while the loop keeps
-    serving. Four: under the GIL they get most of the time while a thousand start (one
-    thread got half of it, and the meters already up took ever more of that)."""
-    return concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="sim-build")
 
 
 class _Alarm:
@@ -328,8 +319,7 @@ class LoopMeter:
 
     async def _sim_session(self, sim: SimSource) -> None:
         engine = self.engine
-        if sim.meter is None:  # building the household costs CPU: off the event loop
-            await asyncio.get_running_loop().run_in_executor(_sim_builder(), sim.build)
+        await SIM_BUILDER.build(sim)  # building the household costs CPU: off the loop
         sim.open()
         engine.connected(self.clock(), None)
         while True:

@@ -246,6 +246,11 @@ _APPLIANCES: tuple[_Appliance, ...] = (
         water_litres=6,
     ),
 )
+#: Each appliance's chance of starting, per weekend flag and local hour: ``[weekend][hour]``.
+_CHANCES: tuple[tuple[tuple[float, ...], ...], ...] = tuple(
+    tuple(tuple(a.chance(hour, weekend) for a in _APPLIANCES) for hour in range(24))
+    for weekend in (False, True)
+)
 
 
 @dataclass(frozen=True)
@@ -358,6 +363,13 @@ def _hour_offset(index: int) -> int:
     return _local_offset(index * 3600.0)
 
 
+def _local_hour(index: int) -> tuple[int, bool]:
+    """The meter-local hour of day of UTC hour ``index``, and whether it falls on a weekend
+    (what ``time.gmtime`` gives, by arithmetic: 1 January 1970 was a Thursday)."""
+    local = index + _hour_offset(index) // 3600
+    return local % 24, (local // 24 + 3) % 7 >= 5
+
+
 def local_month(epoch: float) -> tuple[int, int]:
     """(year, month) on the meter's Central European clock."""
     tm = time.gmtime(epoch + _local_offset(epoch))
@@ -458,7 +470,10 @@ class HouseholdModel:
         self._hours: dict[int, _Hour] = {}
         self._own: dict[int, list[_Event]] = {}
         self._days: dict[int, tuple[float, float]] = {}  # cloudiness and season per UTC day
-        self._hour_rng = random.Random()  # reseeded for each hour (cheaper than a new one)
+        # Reseeded for each hour (cheaper than a new one); two, as drawing an hour reads
+        # the appliance events of the hours around it in the middle of its own draws.
+        self._hour_rng = random.Random()
+        self._events_rng = random.Random()
         self._months: dict[tuple[int, int], _Month] = {}
         self._sums: dict[int, _HourSum] = {}
         self._occurrences: dict[tuple[str, int], tuple[float, int]] = {}
@@ -1000,9 +1015,7 @@ class HouseholdModel:
         if cached is not None:
             return cached
         start = index * 3600.0
-        offset = _hour_offset(index)
-        local = time.gmtime(start + offset)
-        local_hour, weekend = local.tm_hour, local.tm_wday >= 5
+        local_hour, weekend = _local_hour(index)
         rng = self._hour_rng
         rng.seed(f"{self.seed}:hour:{index}")
         day_index = int(start // 86400)
@@ -1051,11 +1064,12 @@ class HouseholdModel:
         if cached is not None:
             return cached
         start = index * 3600.0
-        local = time.gmtime(start + _hour_offset(index))
-        rng = random.Random(f"{self.seed}:events:{index}")
+        local_hour, weekend = _local_hour(index)
+        rng = self._events_rng
+        rng.seed(f"{self.seed}:events:{index}")
         events: list[_Event] = []
-        for appliance in _APPLIANCES:
-            if rng.random() >= appliance.chance(local.tm_hour, local.tm_wday >= 5):
+        for appliance, chance in zip(_APPLIANCES, _CHANCES[weekend][local_hour], strict=True):
+            if rng.random() >= chance:
                 continue
             begin = start + SEGMENT * rng.randrange(3600 // SEGMENT)
             main = SEGMENT * max(1, round(rng.uniform(*appliance.minutes) * 60 / SEGMENT))
@@ -1095,12 +1109,15 @@ def _net_power(net: float, k_in: float, k_out: float) -> tuple[float, float]:
     return 0.0, (-net * k_out if net < 0 else 0.0)
 
 
+#: The bell's height where the day ends (2.5 sigma), taken off so that production starts at 0.
+_PV_EDGE = math.exp(-0.5 * 2.5 * 2.5)
+
+
 def _pv(t: float, hour: _Hour) -> float:
     """Solar production: a bell around solar noon, zero outside daylight."""
     offset = (t % 86400) / 3600 - _SOLAR_NOON_UTC
     if abs(offset) >= hour.halfday_h:
         return 0.0
     sigma = hour.halfday_h / 2.5
-    edge = math.exp(-0.5 * 2.5 * 2.5)
-    shape = (math.exp(-0.5 * (offset / sigma) ** 2) - edge) / (1 - edge)
+    shape = (math.exp(-0.5 * (offset / sigma) ** 2) - _PV_EDGE) / (1 - _PV_EDGE)
     return hour.pv_peak_w * hour.cloud * shape

@@ -36,6 +36,13 @@ class SimSource(CancellablePause):
             self._real0 = real0
             self.meter = meter
 
+    def adopt(self, meter: SimulatedMeter, began: float) -> None:
+        """Take a household built elsewhere (a worker process) from these options, whose
+        build began at monotonic time ``began``; as :meth:`build` otherwise."""
+        if self.meter is None:
+            self._real0 = began
+            self.meter = meter
+
     def open(self) -> None:
         self.build()
         self._next = time.monotonic()
