@@ -4,13 +4,15 @@ It reads jobs from stdin and answers on stdout, one frame each: a 4-byte big-end
 length, then a pickle. A job is a :class:`~p1_exporter.sim.meter.SimOptions`; the answer is
 ``("ok", meter, seconds)`` or ``("error", text)``. Both ends are this package's own code in
 processes the exporter started, so pickle carries nothing from outside. The worker runs at
-a lower priority than the exporter and ends at the end of its input.
+a lower priority than the exporter, ignores Ctrl-C (the exporter handles it) and ends at
+the end of its input.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import signal
 import sys
 import time
 from typing import IO
@@ -54,6 +56,9 @@ def build(options: SimOptions) -> tuple[str, SimulatedMeter, float] | tuple[str,
 
 def main() -> int:
     os.nice(NICENESS)
+    # Ctrl-C reaches the whole process group; the exporter ends its workers by closing
+    # their input, so a worker has nothing to print about it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     while (job := read_frame(source)) is not None:
         options = pickle.loads(job)
