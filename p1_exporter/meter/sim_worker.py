@@ -10,6 +10,7 @@ the end of its input.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -55,7 +56,9 @@ def build(options: SimOptions) -> tuple[str, SimulatedMeter, float] | tuple[str,
 
 
 def main() -> int:
-    os.nice(NICENESS)
+    # Best effort: the systemd unit's system-call filter (~@resources) forbids it.
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
     # Ctrl-C reaches the whole process group; the exporter ends its workers by closing
     # their input, so a worker has nothing to print about it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
