@@ -74,9 +74,13 @@ class _Workers:
             raise WorkerError(f"worker {proc.pid}: {exc}") from exc
         if answer is None:
             raise WorkerError(f"worker {proc.pid} ended (exit code {proc.poll()})")
-        reply = pickle.loads(answer)
-        if reply[0] != "ok":
-            raise WorkerError(f"worker {proc.pid}: {reply[1]}")
+        try:
+            reply = pickle.loads(answer)
+        except Exception as exc:  # a worker of another version of the package, say
+            raise WorkerError(f"worker {proc.pid} answered what cannot be read: {exc}") from exc
+        if not (isinstance(reply, tuple) and len(reply) == 3 and reply[0] == "ok"):
+            detail = reply[1:] if isinstance(reply, tuple) else reply
+            raise WorkerError(f"worker {proc.pid}: {detail}")
         _, meter, took = reply
         if not isinstance(meter, SimulatedMeter):
             raise WorkerError(f"worker {proc.pid} answered with a {type(meter).__name__}")
@@ -111,13 +115,16 @@ class _Workers:
 
     def close(self) -> None:
         """Close every worker's input (each ends after the build in hand) and reap them in
-        a thread of their own, so the caller's loop does not wait."""
+        a daemon thread, so neither the caller's loop nor the process's exit waits (a worker
+        whose parent is gone reads the end of its input and ends too)."""
         with self._lock:
             self._closed = True
             procs, self._procs = self._procs, []
         self.threads.shutdown(wait=False, cancel_futures=True)
         if procs:
-            threading.Thread(target=_reap, args=(procs,), name="sim-worker-reap").start()
+            threading.Thread(
+                target=_reap, args=(procs,), name="sim-worker-reap", daemon=True
+            ).start()
 
 
 def _reap(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -171,7 +178,7 @@ class SimBuilder:
                     meter, took = await loop.run_in_executor(
                         workers.threads, workers.build, source.options
                     )
-                except (WorkerError, OSError, RuntimeError, pickle.UnpicklingError) as exc:
+                except (WorkerError, OSError, RuntimeError) as exc:
                     self._give_up_workers(exc)
                 else:
                     source.adopt(meter, time.monotonic() - took)
