@@ -52,7 +52,7 @@ def test_han_frames_from_a_pty_with_bad_ones_counted_and_logged_once(
     caplog.set_level(logging.DEBUG)
     corrupt = bytearray(KAIFA)
     corrupt[40] ^= 0x01
-    unknown = hdlc_frame(b"\xe6\xe7\x00\xe0" + KAIFA[13:-3])  # block transfer: not read
+    unknown = hdlc_frame(b"\xe6\xe7\x00\xc4" + KAIFA[13:-3])  # get-response: not read
     with (
         pty_pair() as pty,
         running(fast_config(pty.path, protocol="han", settings=SETTINGS)) as reader,
@@ -66,7 +66,7 @@ def test_han_frames_from_a_pty_with_bad_ones_counted_and_logged_once(
         assert snap.telegram.value("1-0:1.7.0") == 0x462  # the Aidon frame, the last good one
         assert snap.settings == "2400 8N1"
         assert len(messages(caplog, "refused (crc_error)", logging.WARNING)) == 1
-        assert len(messages(caplog, "unknown APDU tag 0xE0", logging.WARNING)) == 1
+        assert len(messages(caplog, "unknown APDU tag 0xC4", logging.WARNING)) == 1
 
 
 def test_han_autodetect_tries_2400_8e1_then_115200_8n1(
