@@ -73,3 +73,15 @@ def test_encrypted_p1_telegram_uses_the_luxembourg_auth_key_by_default(
     assert out.count("p1_") > 10
     code, _, err = decode(capsys, str(frames), "--key", KEY, "--auth-key", "11" * 16)
     assert code == 1 and err.count("decrypt_error") == 2
+
+
+def test_landis_gyr_block_transfer_encrypted(capsys: pytest.CaptureFixture[str]) -> None:
+    # Five GBT blocks carrying one ciphered APDU, with the key published beside them.
+    key = "101112131415161718191A1B1C1D1E1F"
+    path = str(HAN / "landis_gyr_e570_encrypted.hdlc")
+    code, out, err = decode(capsys, path, "--key", key)
+    assert code == 0, err
+    assert "push object list (Landis+Gyr)" in out and "encrypted" in out
+    assert "(862055*Wh)" in out  # 1-1:1.8.0, "15 00 00 00 00 00 0D 27 67"
+    code, _, err = decode(capsys, path)
+    assert code == 1 and "refused (no_key)" in err

@@ -84,7 +84,7 @@ def test_frame_counter_going_back_is_refused() -> None:
 
 
 def test_unknown_apdu_tag() -> None:
-    for tag in (0xE0, 0xC4, 0x00):  # block transfer, get-response, nothing
+    for tag in (0xD8, 0xC4, 0x00):  # exception-response, get-response, nothing
         assert results(hdlc_frame(b"\xe6\xe7\x00" + bytes([tag]) + APDU[4:])) == ["unsupported"]
 
 

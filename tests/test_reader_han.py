@@ -27,6 +27,8 @@ HAN = Path(__file__).parent / "fixtures" / "han"
 KAIFA = (HAN / "kaifa_no_list3.hdlc").read_bytes()
 AIDON = (HAN / "aidon_se.hdlc").read_bytes()
 EVN = (HAN / "evn_kaifa_ma309.mbus").read_bytes()
+LANDIS_GYR = (HAN / "landis_gyr_e450_ch_2026.hdlc").read_bytes()
+LANDIS_GYR_CUT = (HAN / "landis_gyr_e450_romande_2_of_3.hdlc").read_bytes()
 EVN_HEX = "36C66639E48A8CA4D6BC8B282A793BBB"
 KEY_HEX = "F0E1D2C3B4A5968778695A4B3C2D1E0F"
 KEYS = Keys(bytes.fromhex(KEY_HEX), LUXEMBOURG_AUTH_KEY)
@@ -52,7 +54,7 @@ def test_han_frames_from_a_pty_with_bad_ones_counted_and_logged_once(
     caplog.set_level(logging.DEBUG)
     corrupt = bytearray(KAIFA)
     corrupt[40] ^= 0x01
-    unknown = hdlc_frame(b"\xe6\xe7\x00\xe0" + KAIFA[13:-3])  # block transfer: not read
+    unknown = hdlc_frame(b"\xe6\xe7\x00\xc4" + KAIFA[13:-3])  # get-response: not read
     with (
         pty_pair() as pty,
         running(fast_config(pty.path, protocol="han", settings=SETTINGS)) as reader,
@@ -66,7 +68,29 @@ def test_han_frames_from_a_pty_with_bad_ones_counted_and_logged_once(
         assert snap.telegram.value("1-0:1.7.0") == 0x462  # the Aidon frame, the last good one
         assert snap.settings == "2400 8N1"
         assert len(messages(caplog, "refused (crc_error)", logging.WARNING)) == 1
-        assert len(messages(caplog, "unknown APDU tag 0xE0", logging.WARNING)) == 1
+        assert len(messages(caplog, "unknown APDU tag 0xC4", logging.WARNING)) == 1
+
+
+def test_landis_gyr_block_transfer_from_a_pty_with_a_cut_one_refused_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with (
+        pty_pair() as pty,
+        running(fast_config(pty.path, protocol="han", settings=SETTINGS)) as reader,
+    ):
+        assert wait_for(lambda: reader.snapshot.connected)
+        # Blocks 1 and 2 of 3, then a whole push of 4 blocks sent in small pieces.
+        pty.write(LANDIS_GYR_CUT)
+        pty.write_slowly(LANDIS_GYR, chunk=50)
+        assert wait_for(lambda: ok_count(reader) == 1)
+        snap = reader.snapshot
+        assert counts(snap) == {**HAN_RESULTS, "ok": 1, "malformed": 1}
+        assert snap.telegram is not None
+        assert snap.telegram.value("1-0:1.7.0") == 0x1C  # block 4: "06 00 00 00 1C"
+        assert snap.telegram.value("1-0:32.7.0") is None  # voltage: not exported
+        logged = messages(caplog, "refused (malformed)", logging.WARNING)
+        assert len(logged) == 1 and "general-block-transfer restarted" in logged[0]
 
 
 def test_han_autodetect_tries_2400_8e1_then_115200_8n1(

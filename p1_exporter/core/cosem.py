@@ -9,11 +9,18 @@ Three content layouts are in use on HAN ports, all recognised from the data:
   layout, by a ``structure(scaler, unit)``; loose elements (a list version, a
   clock, a meter number) may stand between;
 * **list without codes** (Kaifa in Norway): the position decides the code,
-  following the Norwegian NVE/NEK lists 1-3 (three-phase and single-phase).
+  following the Norwegian NVE/NEK lists 1-3 (three-phase and single-phase);
+* **push object list first** (Landis+Gyr E450, E360, E570): the first element is
+  the push setup's list of capture objects, ``structure(class, OBIS code,
+  attribute, index)``, and element *n* is the value of capture object *n*.
 
 Where the meter sends no scaler and unit, the maker's fixed ones apply (Kamstrup:
-current in 10 mA, energy in 10 Wh; Kaifa: current in mA, voltage in 0.1 V);
-a layout without scalers from another maker is refused rather than guessed.
+current in 10 mA, energy in 10 Wh; Kaifa: current in mA, voltage in 0.1 V;
+Landis+Gyr: power and energy in W, var, Wh, varh, power factor in 0.001); a layout
+without scalers from another maker is refused rather than guessed, and so are a
+Landis+Gyr list's current and voltage, whose scalers differ between its models.
+Landis+Gyr lists are known by their logical device name (``LGZ...``); one
+without it is of an unknown maker.
 Values are scaled exactly (one integer multiplication or division) into the
 base units of the DSMR path: W, var, VA, J (Wh x 3600), varh, V, A, Hz.
 OBIS codes become DSMR-style keys (``A.B.C.D.E.255`` -> ``A-B:C.D.E``); Kamstrup's
@@ -28,7 +35,13 @@ from typing import NamedTuple
 
 from p1_exporter.core.axdr import AxdrError, Value, decode
 from p1_exporter.core.cipher import UnsupportedFrame
-from p1_exporter.core.obis import CLOCK, HAN_IDENTITY, HAN_KAIFA_THREE_PHASE, KINDS, Kind
+from p1_exporter.core.obis import (
+    CLOCK,
+    HAN_IDENTITY,
+    HAN_KAIFA_THREE_PHASE,
+    KINDS,
+    Kind,
+)
 from p1_exporter.core.telegram import ObisLine, Register, Telegram
 
 DATA_NOTIFICATION = 0x0F
@@ -73,12 +86,26 @@ KAIFA_LAYOUTS: dict[int, tuple[str, ...]] = {
 # Fixed (scaler, unit) of makers that send none, by the code's value group C and D.
 _CURRENT = {31, 51, 71}
 _VOLTAGE = {32, 52, 72}
+#: Landis+Gyr, by (C, D): what its E360, E450 and E570 lists agree on. Current and voltage
+#: are left out: their scalers differ by model (E450: 10 mA and 1 V, E360: 10 mA and
+#: 0.1 V, E570: 1 A and 1 V) and the list does not say which model sent it.
+_LANDIS_GYR: dict[tuple[int, int], tuple[int, int]] = {
+    **{(c, 7): (0, 27) for c in (1, 2, 21, 41, 61)},  # W
+    **{(c, 7): (0, 29) for c in (3, 4)},  # var
+    (13, 7): (-3, 255),  # power factor in 0.001
+    **{(c, 8): (0, 30) for c in (1, 2)},  # Wh
+    **{(c, 8): (0, 32) for c in (3, 4, 5, 6, 7, 8)},  # varh
+}
+#: Makers with fixed scalers for values sent without them.
+SCALING_MAKERS = ("Kamstrup", "Kaifa", "Landis+Gyr")
 
 
 def _maker_scaling(maker: str, code: str) -> tuple[int, int] | None:
     """(scaler, DLMS unit) for a value sent without them, or None when not known."""
     group = code.split(":", 1)[1].split(".")
     c, d = int(group[0]), int(group[1])
+    if maker == "Landis+Gyr":
+        return _LANDIS_GYR.get((c, d))
     if c in _CURRENT and d == 7:
         return (-2 if maker == "Kamstrup" else -3), 33
     if c in _VOLTAGE and d == 7:
@@ -209,7 +236,9 @@ class _Builder:
         role = HAN_IDENTITY.get(code)
         if role is not None:
             text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
-            if role == "equipment_id":
+            if role == "equipment_id" or (
+                role == "logical device name" and self.equipment_id is None
+            ):
                 self.equipment_id = text
             self.texts[code] = text
             return
@@ -253,13 +282,63 @@ def _maker(items: tuple[Value, ...]) -> str:
                 return "Kaifa"
             if text.startswith("AIDON"):
                 return "Aidon"
+            if text.startswith("LGZ"):
+                return "Landis+Gyr"
     return ""
+
+
+#: DLMS interface classes whose attribute 2 a push carries as a value.
+_VALUE_CLASSES = {1: "data", 3: "register", 4: "extended register", 8: "clock"}
+_PUSH_SETUP_CLASS = 40
+
+
+def _capture_objects(body: tuple[Value, ...]) -> list[tuple[int, bytes, int]] | None:
+    """(class, code, attribute) of each value when the body starts with its push object
+    list (whose own first entry is that list: push setup, attribute 2); else None."""
+    head = body[0] if body else None
+    if not isinstance(head, tuple) or len(head) != len(body):
+        return None
+    objects: list[tuple[int, bytes, int]] = []
+    for entry in head:
+        if not (isinstance(entry, tuple) and len(entry) == 4 and _is_code(entry[1])):
+            return None
+        cls, code, attribute = entry[0], entry[1], entry[2]
+        if not (isinstance(cls, int) and isinstance(attribute, int)):
+            return None
+        assert isinstance(code, bytes)
+        objects.append((cls, code, attribute))
+    if objects[0][0] != _PUSH_SETUP_CLASS or objects[0][2] != 2:
+        return None
+    return objects
+
+
+def _decode_push_list(
+    body: tuple[Value, ...], objects: list[tuple[int, bytes, int]], builder: _Builder
+) -> str:
+    maker = _maker(body[1:])
+    if maker not in SCALING_MAKERS:
+        raise UnsupportedFrame(
+            "values without scaler and unit from an unknown meter maker: unknown layout"
+        )
+    for (cls, raw_code, attribute), value in zip(objects[1:], body[1:], strict=True):
+        if cls == _PUSH_SETUP_CLASS:
+            continue  # the push setup's own name
+        code = obis_key(raw_code)
+        if cls not in _VALUE_CLASSES or attribute != 2:
+            builder.unknown.append(ObisLine(code, f"(class {cls} attribute {attribute})"))
+            continue
+        scaling = _maker_scaling(maker, code) if isinstance(value, int) else None
+        builder.add(code, value, scaling)
+    return f"push object list ({maker})"
 
 
 def decode_body(body: Value, builder: _Builder) -> str:
     """Fill ``builder`` from a notification body; return the layout's name."""
     if not isinstance(body, tuple):
         raise UnsupportedFrame("notification body is not a list: unknown layout")
+    objects = _capture_objects(body)
+    if objects is not None:
+        return _decode_push_list(body, objects, builder)
     if body and all(isinstance(item, tuple) and item and _is_code(item[0]) for item in body):
         for item in body:
             assert isinstance(item, tuple)

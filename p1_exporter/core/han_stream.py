@@ -4,7 +4,8 @@ The interface of :class:`~p1_exporter.core.stream.TelegramStream`: ``feed`` and
 ``flush`` return :class:`~p1_exporter.core.stream.Outcome` objects whose
 ``telegram`` is the same :class:`~p1_exporter.core.telegram.Telegram` a DSMR meter
 gives, so the same metrics come out. Frames are checked (FCS, checksum),
-reassembled, decrypted when ciphered (general-glo-ciphering, with the meter's
+reassembled (HDLC segments, M-Bus segments, general-block-transfer blocks: see
+:mod:`p1_exporter.core.gbt`), decrypted when ciphered (general-glo-ciphering, with the meter's
 keys and a replay check), and decoded by :mod:`p1_exporter.core.cosem`.
 
 HAN meters send lists of different lengths: Norwegian ones power alone every 2.5 s
@@ -18,6 +19,8 @@ reading of everything, and a value not refreshed for ``CARRY_FRAMES`` frames
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from types import MappingProxyType
 
 from p1_exporter.core.axdr import AxdrError
@@ -33,6 +36,7 @@ from p1_exporter.core.cipher import (
 )
 from p1_exporter.core.cosem import strip_llc, telegram_from_apdu
 from p1_exporter.core.errors import FramingError, P1Error
+from p1_exporter.core.gbt import GBT_TAG, BlockAssembler
 from p1_exporter.core.han_framing import DEFAULT_MAX_APDU, HanFramer, LinkFrame, Reassembler
 from p1_exporter.core.stream import Outcome, ReportsNoiseAtOnce
 from p1_exporter.core.telegram import Register, Telegram
@@ -87,7 +91,8 @@ class HanStream(ReportsNoiseAtOnce):
     """Feed the bytes of a HAN port; get one Outcome per APDU (or per refused frame).
 
     ``counter`` may be shared between the streams of one meter so a reconnect
-    does not forget the last frame counter.
+    does not forget the last frame counter. ``clock`` (monotonic seconds) times out a
+    block transfer whose next block does not come.
     """
 
     framer: HanFramer
@@ -99,12 +104,15 @@ class HanStream(ReportsNoiseAtOnce):
         max_size: int = DEFAULT_MAX_APDU,
         counter: FrameCounter | None = None,
         merger: ListMerger | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keys = keys
         self.merger = merger or ListMerger()
         self.framer = HanFramer()
         self.reassembler = Reassembler(max_size)
+        self.blocks = BlockAssembler(max_size)
         self.counter = counter or FrameCounter()
+        self.clock = clock
 
     def feed(self, data: bytes) -> list[Outcome]:
         """Add bytes; return the outcomes they complete, in order."""
@@ -113,7 +121,11 @@ class HanStream(ReportsNoiseAtOnce):
     def flush(self) -> list[Outcome]:
         """End of stream: report what is left."""
         self.reassembler.reset()
-        return self._handle(self.framer.flush())
+        outcomes = self._handle(self.framer.flush())
+        unfinished = self.blocks.unfinished()
+        if unfinished is not None:
+            outcomes.append(Outcome(None, unfinished, b""))
+        return outcomes
 
     def _handle(self, events: list[LinkFrame | P1Error]) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -121,7 +133,7 @@ class HanStream(ReportsNoiseAtOnce):
             if isinstance(event, P1Error):
                 outcomes.append(Outcome(None, event, b""))
                 continue
-            for done in self.reassembler.add(event):
+            for done in self._apdus(event):
                 if isinstance(done, P1Error):
                     outcomes.append(Outcome(None, done, event.raw))
                     continue
@@ -133,6 +145,20 @@ class HanStream(ReportsNoiseAtOnce):
                 else:
                     outcomes.append(Outcome(self.merger.merge(telegram), None, raw))
         return outcomes
+
+    def _apdus(self, frame: LinkFrame) -> list[tuple[bytes, bytes] | P1Error]:
+        """Whole APDUs (with their raw frames) and refusals that ``frame`` completes."""
+        done: list[tuple[bytes, bytes] | P1Error] = []
+        for item in self.reassembler.add(frame):
+            if isinstance(item, P1Error):
+                done.append(item)
+                continue
+            body = strip_llc(item[0])
+            if body[:1] == bytes([GBT_TAG]):
+                done += self.blocks.add(body, item[1], self.clock())
+            else:
+                done.append(item)
+        return done
 
     def decode(self, apdu: bytes, raw: bytes, transport: str) -> Telegram:
         """One reassembled APDU to a Telegram; raise a P1Error when refused."""

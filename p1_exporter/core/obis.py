@@ -461,6 +461,8 @@ HAN_IDENTITY: dict[str, str] = {
     "0-0:96.1.7": "meter type",
     "1-0:96.1.1": "meter type",  # Kamstrup
     "1-0:0.2.129": "list version",
+    "0-0:96.1.1": "equipment_id",  # Landis+Gyr: meter serial
+    "0-0:42.0.0": "logical device name",  # Landis+Gyr: LGZ and the serial; the id if alone
 }
 
 #: Kaifa, Norway: the code at each position of NVE list 3, three-phase (lists 1, 2 and the
