@@ -225,6 +225,8 @@ class _Builder:
         self.registers: dict[str, Register] = {}
         self.texts: dict[str, str] = {}
         self.unknown: list[ObisLine] = []
+        #: Known codes whose value cannot be exported as sent (no scaler and unit, say).
+        self.withheld: list[ObisLine] = []
         self.meter_time: float | None = None
         self.equipment_id: str | None = None
 
@@ -251,7 +253,14 @@ class _Builder:
         ):
             self.registers[code] = _register(value, *scaling)
             return
-        self.unknown.append(ObisLine(code, f"({value!r}{_scaling_text(scaling)})"))
+        raw = f"({value!r}{_scaling_text(scaling)})"
+        if code in KINDS and isinstance(value, int) and scaling is None:
+            # A code the table knows, sent without the scaler that would give its unit.
+            self.withheld.append(
+                ObisLine(code, f"{raw} sent without scaler and unit: not exported")
+            )
+            return
+        self.unknown.append(ObisLine(code, raw))
 
 
 def _scaling_text(scaling: tuple[int, int] | None) -> str:
@@ -416,7 +425,7 @@ def telegram_from_apdu(apdu: bytes, raw: bytes, transport: str) -> Telegram:
         month_peak=None,
         month_peak_time=None,
         peak_history=(),
-        extra=(),
+        extra=tuple(builder.withheld),
         unknown=tuple(builder.unknown),
         malformed=(),
     )
