@@ -19,6 +19,10 @@ current in 10 mA, energy in 10 Wh; Kaifa: current in mA, voltage in 0.1 V;
 Landis+Gyr: power and energy in W, var, Wh, varh, power factor in 0.001); a layout
 without scalers from another maker is refused rather than guessed, and so are a
 Landis+Gyr list's current and voltage, whose scalers differ between its models.
+Kamstrup's fixed scalers depend on the meter type its list names: a current-transformer
+meter (type 685...) sends current in mA and its energy unit is unknown (withheld); a
+list that names no type (the Danish list) may come from either kind, so its current is
+withheld.
 Landis+Gyr lists are known by their logical device name (``LGZ...``); one
 without it is of an unknown maker.
 Values are scaled exactly (one integer multiplication or division) into the
@@ -39,6 +43,7 @@ from p1_exporter.core.obis import (
     CLOCK,
     HAN_IDENTITY,
     HAN_KAIFA_THREE_PHASE,
+    HAN_KAMSTRUP_METER_TYPE,
     KINDS,
     Kind,
 )
@@ -96,29 +101,63 @@ _LANDIS_GYR: dict[tuple[int, int], tuple[int, int]] = {
     **{(c, 8): (0, 30) for c in (1, 2)},  # Wh
     **{(c, 8): (0, 32) for c in (3, 4, 5, 6, 7, 8)},  # varh
 }
+#: Kamstrup, by the kind of meter its list names (the meter type it pushes): the scaler
+#: of current and of energy (active Wh, reactive varh alike); a kind without one is not
+#: exported. Kamstrup's HAN-NVE interface description numbers its types 684... (three-phase
+#: direct), 685... (three-phase with current transformers, CT) and 686... (single-phase
+#: direct) and gives current in 10 mA, energy in 10 Wh; its revision history names direct
+#: meters' firmware only. A CT meter's current is in mA: amsreader-firmware issue #216's
+#: frame (tests/fixtures/han/kamstrup_dk_ct.hdlc) reads 90.999 A beside the 90-120 A its
+#: owner reports, and agrees with its own power and power factor only so; its energy unit
+#: is not known. The Danish list names no type, so a CT meter cannot be told from a direct
+#: one there and its current is withheld.
+KAMSTRUP_CT_TYPE = "685"
+_KAMSTRUP: dict[str, dict[str, int]] = {
+    "direct": {"current": -2, "energy": 1},  # a type that is not 685...
+    "CT": {"current": -3},
+    "no type": {"energy": 1},
+}
 #: Makers with fixed scalers for values sent without them.
 SCALING_MAKERS = ("Kamstrup", "Kaifa", "Landis+Gyr")
 
 
-def _maker_scaling(maker: str, code: str) -> tuple[int, int] | None:
-    """(scaler, DLMS unit) for a value sent without them, or None when not known."""
+def _maker_scaling(maker: str, code: str, kind: str = "no type") -> tuple[int, int] | None:
+    """(scaler, DLMS unit) for a value sent without them, or None when not known.
+
+    ``kind`` is a Kamstrup meter's kind (a key of ``_KAMSTRUP``); other makers ignore it.
+    """
     group = code.split(":", 1)[1].split(".")
     c, d = int(group[0]), int(group[1])
     if maker == "Landis+Gyr":
         return _LANDIS_GYR.get((c, d))
+    kamstrup = _KAMSTRUP[kind] if maker == "Kamstrup" else None
     if c in _CURRENT and d == 7:
-        return (-2 if maker == "Kamstrup" else -3), 33
+        if kamstrup is None:
+            return -3, 33
+        return None if "current" not in kamstrup else (kamstrup["current"], 33)
     if c in _VOLTAGE and d == 7:
         return (0 if maker == "Kamstrup" else -1), 35
     if c in (1, 2) and d == 7:
         return 0, 27
     if c in (3, 4) and d == 7:
         return 0, 29
-    if c in (1, 2) and d == 8:
-        return (1 if maker == "Kamstrup" else 0), 30
-    if c in (3, 4) and d == 8:
-        return (1 if maker == "Kamstrup" else 0), 32
+    if c in (1, 2, 3, 4) and d == 8:
+        unit = 30 if c in (1, 2) else 32
+        if kamstrup is None:
+            return 0, unit
+        return None if "energy" not in kamstrup else (kamstrup["energy"], unit)
     return None
+
+
+def _kamstrup_kind(items: tuple[Value, ...]) -> str:
+    """The kind of Kamstrup meter a flat list with codes names by its meter type."""
+    for index, item in enumerate(items[:-1]):
+        if _is_code(item) and obis_key(item) == HAN_KAMSTRUP_METER_TYPE:  # type: ignore[arg-type]
+            value = items[index + 1]
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+            if isinstance(text, str):  # a visible-string, or an octet-string of digits
+                return "CT" if text.startswith(KAMSTRUP_CT_TYPE) else "direct"
+    return "no type"
 
 
 class Notification(NamedTuple):
@@ -361,6 +400,7 @@ def decode_body(body: Value, builder: _Builder) -> str:
         return "list of structures"
     if any(_is_code(item) for item in body):
         maker = _maker(body)
+        kind = _kamstrup_kind(body) if maker == "Kamstrup" else ""
         index = 0
         scaled = False
         while index < len(body):
@@ -385,7 +425,7 @@ def decode_body(body: Value, builder: _Builder) -> str:
                 scaled = True
                 index += 1
             elif isinstance(value, int) and maker in ("Kamstrup", "Kaifa"):
-                scaling = _maker_scaling(maker, code)
+                scaling = _maker_scaling(maker, code, kind or "no type")
             builder.add(code, value, scaling)
         if not scaled and maker not in ("Kamstrup", "Kaifa"):
             raise UnsupportedFrame(

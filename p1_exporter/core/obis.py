@@ -454,12 +454,16 @@ def check_table(rows: list[Row]) -> list[str]:
 
 # -- DLMS/COSEM HAN layouts: facts of those lists, not rows (no line of their own) ----------
 
+#: Kamstrup's meter type number in its HAN lists (Kamstrup HAN-NVE interface description:
+#: 1.1.96.1.1.255, "Meter type"; channel 1 is read as 0). The Danish list does not send it.
+HAN_KAMSTRUP_METER_TYPE = "1-0:96.1.1"
+
 #: Codes in HAN lists that name the meter or the list rather than measure anything.
 HAN_IDENTITY: dict[str, str] = {
     "0-0:96.1.0": "equipment_id",  # Aidon, Kaifa: meter serial (GS1)
     "1-0:0.0.5": "equipment_id",  # Kamstrup
     "0-0:96.1.7": "meter type",
-    "1-0:96.1.1": "meter type",  # Kamstrup
+    HAN_KAMSTRUP_METER_TYPE: "meter type",
     "1-0:0.2.129": "list version",
     "0-0:96.1.1": "equipment_id",  # Landis+Gyr: meter serial
     "0-0:42.0.0": "logical device name",  # Landis+Gyr: LGZ and the serial; the id if alone

@@ -1,0 +1,122 @@
+"""Kamstrup variants: the meter type a list names decides the fixed scalers.
+
+Real frames from amsreader-firmware (see tests/fixtures/han/README.md): a current-
+transformer (CT) meter in Denmark (issue #216) and a Swedish meter (issue #239).
+Each expected number is the frame's hex field times the scaler, read off by hand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from p1_exporter.core.cosem import telegram_from_apdu
+from p1_exporter.core.han_stream import HanStream
+from p1_exporter.core.telegram import Telegram
+
+HAN = Path(__file__).parent / "fixtures" / "han"
+WH = 3600
+WITHHELD = "sent without scaler and unit: not exported"
+
+
+def decoded(name: str) -> Telegram:
+    """The one telegram a fixture's frame gives through the HAN stream (FCS checked)."""
+    results = HanStream().feed((HAN / name).read_bytes())
+    assert [r.result for r in results] == ["ok"], [str(r.error) for r in results]
+    telegram = results[0].telegram
+    assert telegram is not None
+    return telegram
+
+
+def withheld(telegram: Telegram) -> dict[str, str]:
+    return {line.obis: line.raw for line in telegram.extra}
+
+
+def ct_list_naming_type(meter_type: bytes) -> Telegram:
+    """The CT frame's APDU with a meter type element added after its list version.
+
+    No public frame of a meter naming a 685... type was found; the Danish list of the CT
+    meter names none, so the element (code 1.1.96.1.1.255, an 18-character visible-string
+    as in Kamstrup's own examples) is inserted and the list's count raised by one pair.
+    """
+    frame = (HAN / "kamstrup_dk_ct.hdlc").read_bytes()
+    apdu = frame[8:-3]  # flag, format (2), addresses (2), control, HCS (2) | FCS, flag
+    head = b"\x02\x41\x0a\x0eKamstrup_V0001"
+    assert apdu.count(head) == 1
+    element = bytes.fromhex("0906010160 0101FF 0A12".replace(" ", "")) + meter_type
+    return telegram_from_apdu(
+        apdu.replace(head, b"\x02\x43" + head[2:] + element), apdu, "HDLC"
+    )
+
+
+def test_ct_frame_without_type_withholds_current() -> None:
+    """The Danish list names no meter type: CT (mA) and direct (10 mA) cannot be told apart."""
+    telegram = decoded("kamstrup_dk_ct.hdlc")
+    got = {code: (reg.value, reg.unit) for code, reg in telegram.registers.items()}
+    assert got["1-0:2.7.0"] == (0x0A19, "W")  # 2585 W exported
+    assert got["1-0:3.7.0"] == (0xF784, "var")  # 63364 var
+    assert got["1-0:32.7.0"] == (0xE9, "V")  # 233 V
+    assert got["1-0:1.8.0"] == (0x00C2D170 * 10 * WH, "J")  # 12767600 x 10 Wh (the doubt: README)
+    assert got["1-0:2.8.0"] == (0x013BD295 * 10 * WH, "J")  # 20697749 x 10 Wh
+    assert not {"1-0:31.7.0", "1-0:51.7.0", "1-0:71.7.0"} & set(got)
+    lines = withheld(telegram)
+    assert lines["1-0:31.7.0"] == f"({0x016377}) {WITHHELD}"  # 90999, as sent
+    assert lines["1-0:51.7.0"] == f"({0x016F03}) {WITHHELD}"  # 93955
+    assert lines["1-0:71.7.0"] == f"({0x0169E5}) {WITHHELD}"  # 92645
+    assert telegram.equipment_id is None  # the Danish list's meter number is an integer
+
+
+def test_ct_type_reads_current_in_ma_and_withholds_energy() -> None:
+    telegram = ct_list_naming_type(b"685" + b"0" * 15)
+    assert telegram.value("1-0:31.7.0") == pytest.approx(0x016377 / 1000)  # 90999 mA
+    assert telegram.value("1-0:51.7.0") == pytest.approx(0x016F03 / 1000)  # 93955 mA
+    assert telegram.value("1-0:71.7.0") == pytest.approx(0x0169E5 / 1000)  # 92645 mA
+    assert telegram.registers["1-0:31.7.0"].unit == "A"
+    assert telegram.value("1-0:2.7.0") == 0x0A19  # power and voltage as for direct meters
+    assert telegram.value("1-0:32.7.0") == 0xE9
+    for code in ("1-0:1.8.0", "1-0:2.8.0", "1-0:3.8.0", "1-0:4.8.0"):
+        assert telegram.value(code) is None  # a CT meter's energy unit is not known
+    lines = withheld(telegram)
+    assert lines["1-0:1.8.0"] == f"({0x00C2D170}) {WITHHELD}"
+    assert lines["1-0:4.8.0"] == f"({0x0001351D}) {WITHHELD}"
+    assert telegram.texts["1-0:96.1.1"] == "685" + "0" * 15
+
+
+def test_ct_frame_agrees_with_itself_only_in_ma() -> None:
+    """Why mA: the frame's own power factor (0.01 steps, 1.1.33.7.0 and so on) is its power
+    over voltage times current with currents in mA, and 10 times off in 10 mA."""
+    telegram = ct_list_naming_type(b"685" + b"0" * 15)
+    lines = withheld(ct_list_naming_type(b"684" + b"0" * 15))
+    assert "1-0:31.7.0" not in lines  # a direct type reads the same currents in 10 mA
+    for current, power, factor in (("31", "22", "33"), ("51", "42", "53"), ("71", "62", "73")):
+        amps = telegram.value(f"1-0:{current}.7.0")
+        volts = telegram.value(f"1-0:{int(current) + 1}.7.0")
+        assert amps is not None and volts is not None
+        watts = int(withheld(telegram)[f"1-0:{power}.7.0"].split(")")[0][1:])  # export, W
+        sent = int(withheld(telegram)[f"1-0:{factor}.7.0"].split(")")[0][1:]) / 100
+        assert 0.8 < sent / (watts / (volts * amps)) < 1.25  # 2 / 2.1, 5 / 5.2, 4 / 4.7
+    # and the sum of U x I (64.7 kVA) is the apparent power of P and Q (63.4 kVA)
+    total = sum(
+        (telegram.value(f"1-0:{c + 1}.7.0") or 0) * (telegram.value(f"1-0:{c}.7.0") or 0)
+        for c in (31, 51, 71)
+    )
+    assert total == pytest.approx((0x0A19**2 + 0xF784**2) ** 0.5, rel=0.05)
+
+
+def test_swedish_meter_keeps_the_direct_scalers() -> None:
+    """Type 6841131BN245101092 is a direct meter: 10 mA and 10 Wh, as Kamstrup's spec says.
+
+    Issue #239 reports this meter's energy 10 times too high, but no reading of its display
+    is public and the type does not tell it from Norwegian meters (see the fixture README).
+    """
+    list1 = decoded("kamstrup_se_list1.hdlc")
+    assert list1.texts["1-0:96.1.1"] == "6841131BN245101092"
+    assert list1.value("1-0:1.7.0") == 0x0DAF  # 3503 W
+    assert list1.value("1-0:31.7.0") == pytest.approx(0x0245 / 100)  # 581 x 10 mA
+    assert list1.value("1-0:32.7.0") == 0xF3  # 243 V
+    list2 = decoded("kamstrup_se_list2.hdlc")
+    assert list2.value("1-0:1.7.0") == 0x08DD  # 2269 W
+    assert list2.value("1-0:1.8.0") == 0x01E87F4E * 10 * WH  # 32014158 x 10 Wh
+    assert list2.value("1-0:4.8.0") == 0x00106023 * 10  # 1073187 x 10 varh
+    assert list2.extra == ()
