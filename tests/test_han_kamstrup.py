@@ -44,10 +44,8 @@ def ct_list_naming_type(meter_type: bytes) -> Telegram:
     apdu = frame[8:-3]  # flag, format (2), addresses (2), control, HCS (2) | FCS, flag
     head = b"\x02\x41\x0a\x0eKamstrup_V0001"
     assert apdu.count(head) == 1
-    element = bytes.fromhex("0906010160 0101FF 0A12".replace(" ", "")) + meter_type
-    return telegram_from_apdu(
-        apdu.replace(head, b"\x02\x43" + head[2:] + element), apdu, "HDLC"
-    )
+    element = bytes.fromhex("09 06 01 01 60 01 01 FF 0A 12") + meter_type
+    return telegram_from_apdu(apdu.replace(head, b"\x02\x43" + head[2:] + element), apdu, "HDLC")
 
 
 def test_ct_frame_without_type_withholds_current() -> None:

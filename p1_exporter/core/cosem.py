@@ -152,7 +152,7 @@ def _maker_scaling(maker: str, code: str, kind: str = "no type") -> tuple[int, i
 def _kamstrup_kind(items: tuple[Value, ...]) -> str:
     """The kind of Kamstrup meter a flat list with codes names by its meter type."""
     for index, item in enumerate(items[:-1]):
-        if _is_code(item) and obis_key(item) == HAN_KAMSTRUP_METER_TYPE:  # type: ignore[arg-type]
+        if isinstance(item, bytes) and _is_code(item) and obis_key(item) == HAN_KAMSTRUP_METER_TYPE:
             value = items[index + 1]
             text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
             if isinstance(text, str):  # a visible-string, or an octet-string of digits
