@@ -48,8 +48,9 @@ def ct_list_naming_type(meter_type: bytes) -> Telegram:
     return telegram_from_apdu(apdu.replace(head, b"\x02\x43" + head[2:] + element), apdu, "HDLC")
 
 
-def test_ct_frame_without_type_withholds_current() -> None:
-    """The Danish list names no meter type: CT (mA) and direct (10 mA) cannot be told apart."""
+def test_ct_frame_without_type_reads_current_in_ma_as_its_own_power_says() -> None:
+    """The Danish list names no meter type, so CT (mA) and direct (10 mA) are told apart by
+    the frame itself: the phases' U x I must match the apparent power of its P and Q."""
     telegram = decoded("kamstrup_dk_ct.hdlc")
     got = {code: (reg.value, reg.unit) for code, reg in telegram.registers.items()}
     assert got["1-0:2.7.0"] == (0x0A19, "W")  # 2585 W exported
@@ -57,12 +58,72 @@ def test_ct_frame_without_type_withholds_current() -> None:
     assert got["1-0:32.7.0"] == (0xE9, "V")  # 233 V
     assert got["1-0:1.8.0"] == (0x00C2D170 * 10 * WH, "J")  # 12767600 x 10 Wh (the doubt: README)
     assert got["1-0:2.8.0"] == (0x013BD295 * 10 * WH, "J")  # 20697749 x 10 Wh
-    assert not {"1-0:31.7.0", "1-0:51.7.0", "1-0:71.7.0"} & set(got)
-    lines = withheld(telegram)
-    assert lines["1-0:31.7.0"] == f"({0x016377}) {WITHHELD}"  # 90999, as sent
-    assert lines["1-0:51.7.0"] == f"({0x016F03}) {WITHHELD}"  # 93955
-    assert lines["1-0:71.7.0"] == f"({0x0169E5}) {WITHHELD}"  # 92645
+    # 233 V x (90.999 + 93.955 + 92.645) A = 64.7 kVA against hypot(2585, 63364) = 63.4 kVA;
+    # in 10 mA it would be 647 kVA, ten times what the meter measures.
+    assert telegram.value("1-0:31.7.0") == pytest.approx(0x016377 / 1000)  # 90999 mA
+    assert telegram.value("1-0:51.7.0") == pytest.approx(0x016F03 / 1000)  # 93955 mA
+    assert telegram.value("1-0:71.7.0") == pytest.approx(0x0169E5 / 1000)  # 92645 mA
+    assert {got[f"1-0:{c}.7.0"][1] for c in (31, 51, 71)} == {"A"}
+    assert not {"1-0:31.7.0", "1-0:51.7.0", "1-0:71.7.0"} & set(withheld(telegram))
     assert telegram.equipment_id is None  # the Danish list's meter number is an integer
+
+
+#: A direct single-phase Kamstrup in Denmark: the Danish list (no meter type) as the
+#: AmsReader firmware printed it after decrypting (amsreader-firmware issue #517, kept in
+#: that project's test/payloads/kamstrup/gh517-2.hex at a88a0be); the APDU, no HDLC layer.
+DK_DIRECT = bytes.fromhex(
+    "0F 00 00 00 00 0C 07 E7 04 06 04 0D 31 32 FF 80 00 80 02 25 0A 0E 4B 61"
+    "6D 73 74 72 75 70 5F 56 30 30 30 31 09 06 01 01 01 08 00 FF 06 00 14 A5"
+    "25 09 06 01 01 02 08 00 FF 06 00 00 00 00 09 06 01 01 03 08 00 FF 06 00"
+    "00 30 E1 09 06 01 01 04 08 00 FF 06 00 08 E4 E4 09 06 01 01 00 00 01 FF"
+    "06 01 4E 99 59 09 06 01 01 01 07 00 FF 06 00 00 01 E5 09 06 01 01 02 07"
+    "00 FF 06 00 00 00 00 09 06 01 01 03 07 00 FF 06 00 00 00 00 09 06 01 01"
+    "04 07 00 FF 06 00 00 00 AC 09 06 00 01 01 00 00 FF 09 0C 07 E7 04 06 04"
+    "0D 31 32 FF 80 00 80 09 06 01 01 20 07 00 FF 12 00 E8 09 06 01 01 1F 07"
+    "00 FF 06 00 00 00 F4 09 06 01 01 15 07 00 FF 06 00 00 01 E5 09 06 01 01"
+    "21 07 00 FF 12 00 5E 09 06 01 01 0D 07 00 FF 12 00 5E 09 06 01 01 16 07"
+    "00 FF 06 00 00 00 00 09 06 01 01 16 08 00 FF 06 00 00 00 00 09 06 01 01"
+    "15 08 00 FF 06 00 14 A5 25"
+)
+
+
+def dk_direct(*replace: tuple[bytes, bytes]) -> Telegram:
+    """DK_DIRECT with each (old, new) byte run replaced (each old run occurs once)."""
+    apdu = DK_DIRECT
+    for old, new in replace:
+        assert apdu.count(old) == 1
+        apdu = apdu.replace(old, new)
+    return telegram_from_apdu(apdu, apdu, "HDLC")
+
+
+def test_direct_frame_without_type_reads_current_in_10_ma_as_its_own_power_says() -> None:
+    telegram = dk_direct()
+    assert telegram.value("1-0:1.7.0") == 0x01E5  # 485 W
+    assert telegram.value("1-0:4.7.0") == 0xAC  # 172 var exported
+    assert telegram.value("1-0:32.7.0") == 0xE8  # 232 V
+    # 232 V x 2.44 A = 566 VA against hypot(485, 172) = 515 VA; in mA it would be 57 VA,
+    # too little to carry 485 W.
+    assert telegram.value("1-0:31.7.0") == pytest.approx(0xF4 / 100)  # 244 x 10 mA
+    assert telegram.registers["1-0:31.7.0"].unit == "A"
+
+
+def test_a_frame_that_cannot_tell_withholds_current() -> None:
+    """Variants of the real frame above (values replaced in the test): with too little load,
+    or with figures that fit neither scaler, the current is kept as sent, not exported."""
+    power = bytes.fromhex("0906010101 0700FF06000001E5".replace(" ", ""))
+    reactive = bytes.fromhex("0906010104 0700FF06000000AC".replace(" ", ""))
+    idle = dk_direct(
+        (power, power[:-4] + (90).to_bytes(4, "big")),
+        (reactive, reactive[:-4] + (0).to_bytes(4, "big")),
+    )
+    assert idle.value("1-0:1.7.0") == 90  # 90 VA: under the 200 VA the check needs
+    assert idle.value("1-0:31.7.0") is None
+    assert withheld(idle)["1-0:31.7.0"] == f"({0xF4}) {WITHHELD}"
+    # 20 kW with 2.44 A at 232 V: 566 VA or 57 VA, and neither is 20 kVA
+    odd = dk_direct((power, power[:-4] + (20_000).to_bytes(4, "big")))
+    assert odd.value("1-0:1.7.0") == 20_000
+    assert odd.value("1-0:31.7.0") is None
+    assert withheld(odd)["1-0:31.7.0"] == f"({0xF4}) {WITHHELD}"
 
 
 def test_ct_type_reads_current_in_ma_and_withholds_energy() -> None:

@@ -22,7 +22,8 @@ Landis+Gyr list's current and voltage, whose scalers differ between its models.
 Kamstrup's fixed scalers depend on the meter type its list names: a current-transformer
 meter (type 685...) sends current in mA and its energy unit is unknown (withheld); a
 list that names no type (the Danish list) may come from either kind, so its current is
-withheld.
+read only where the frame itself tells the two apart: the phases' voltage times current
+must match the apparent power the same frame sends (its active and reactive power).
 Landis+Gyr lists are known by their logical device name (``LGZ...``); one
 without it is of an unknown maker.
 Values are scaled exactly (one integer multiplication or division) into the
@@ -34,6 +35,7 @@ channel 1 (``1.1.x``) is the same meter as channel 0 and is read as such.
 from __future__ import annotations
 
 import calendar
+import math
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -115,10 +117,49 @@ KAMSTRUP_CT_TYPE = "685"
 _KAMSTRUP: dict[str, dict[str, int]] = {
     "direct": {"current": -2, "energy": 1},  # a type that is not 685...
     "CT": {"current": -3},
-    "no type": {"energy": 1},
+    "no type": {"energy": 1},  # current: see _kamstrup_current_scaler
 }
+#: A Kamstrup list naming no meter type: the current scalers to try (direct meters: 10 mA;
+#: CT meters: mA), the least apparent power (VA) at which the frame can tell them apart, and
+#: how far the phases' U x I may lie from it (above: phases loaded unevenly or against each
+#: other; below: rounding). The two scalers differ tenfold, so at most one can fit.
+_KAMSTRUP_CURRENT_SCALERS = (-2, -3)
+_KAMSTRUP_CHECK_MIN_VA = 200.0
+_KAMSTRUP_CHECK_RATIO = (0.9, 3.0)
 #: Makers with fixed scalers for values sent without them.
 SCALING_MAKERS = ("Kamstrup", "Kaifa", "Landis+Gyr")
+
+
+def _group(code: str) -> tuple[int, int]:
+    """Value groups C and D of a DSMR-style key (``A-B:C.D.E``)."""
+    group = code.split(":", 1)[1].split(".")
+    return int(group[0]), int(group[1])
+
+
+def _is_current(code: str) -> bool:
+    c, d = _group(code)
+    return c in _CURRENT and d == 7
+
+
+def _kamstrup_current_scaler(currents: dict[str, int], builder: _Builder) -> int | None:
+    """The current scaler under which the phases' voltage times current agrees with the
+    apparent power this frame sends (from its total active and reactive power), or None
+    when the frame cannot tell (too little load, a missing value, or neither fits)."""
+    values = {_group(code): register.value for code, register in builder.registers.items()}
+    try:
+        active = values[(1, 7)] - values[(2, 7)]
+        reactive = values[(3, 7)] - values[(4, 7)]
+        volt_amps = sum(values[(_group(code)[0] + 1, 7)] * raw for code, raw in currents.items())
+    except KeyError:
+        return None
+    apparent = math.hypot(active, reactive)
+    if not currents or apparent < _KAMSTRUP_CHECK_MIN_VA:
+        return None
+    low, high = _KAMSTRUP_CHECK_RATIO
+    for scaler in _KAMSTRUP_CURRENT_SCALERS:
+        if low <= volt_amps * 10.0**scaler / apparent <= high:
+            return scaler
+    return None
 
 
 def _maker_scaling(maker: str, code: str, kind: str = "no type") -> tuple[int, int] | None:
@@ -126,8 +167,7 @@ def _maker_scaling(maker: str, code: str, kind: str = "no type") -> tuple[int, i
 
     ``kind`` is a Kamstrup meter's kind (a key of ``_KAMSTRUP``); other makers ignore it.
     """
-    group = code.split(":", 1)[1].split(".")
-    c, d = int(group[0]), int(group[1])
+    c, d = _group(code)
     if maker == "Landis+Gyr":
         return _LANDIS_GYR.get((c, d))
     kamstrup = _KAMSTRUP[kind] if maker == "Kamstrup" else None
@@ -401,6 +441,7 @@ def decode_body(body: Value, builder: _Builder) -> str:
     if any(_is_code(item) for item in body):
         maker = _maker(body)
         kind = _kamstrup_kind(body) if maker == "Kamstrup" else ""
+        unsure: dict[str, int] = {}  # currents of a Kamstrup list naming no type
         index = 0
         scaled = False
         while index < len(body):
@@ -426,7 +467,14 @@ def decode_body(body: Value, builder: _Builder) -> str:
                 index += 1
             elif isinstance(value, int) and maker in ("Kamstrup", "Kaifa"):
                 scaling = _maker_scaling(maker, code, kind or "no type")
+                if kind == "no type" and _is_current(code) and not isinstance(value, bool):
+                    unsure[code] = value
+                    continue
             builder.add(code, value, scaling)
+        if unsure:
+            scaler = _kamstrup_current_scaler(unsure, builder)
+            for code, value in unsure.items():
+                builder.add(code, value, None if scaler is None else (scaler, 33))
         if not scaled and maker not in ("Kamstrup", "Kaifa"):
             raise UnsupportedFrame(
                 "values without scaler and unit from an unknown meter maker: unknown layout"
