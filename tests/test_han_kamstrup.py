@@ -179,3 +179,21 @@ def test_swedish_meter_keeps_the_direct_scalers() -> None:
     assert list2.value("1-0:1.8.0") == 0x01E87F4E * 10 * WH  # 32014158 x 10 Wh
     assert list2.value("1-0:4.8.0") == 0x00106023 * 10  # 1073187 x 10 varh
     assert list2.extra == ()
+
+
+def test_a_voltage_the_fixed_scaler_makes_implausible_is_withheld() -> None:
+    """The Swedish frame with L1's 243 V replaced by 24300, what a meter configured for
+    0.01 V sends (amsreader-firmware issue #970): 24300 V is no household's voltage."""
+    frame = (HAN / "kamstrup_se_list1.hdlc").read_bytes()
+    apdu = frame[8:-3]  # flag, format (2), addresses (2), control, HCS (2) | FCS, flag
+    volts = bytes.fromhex("09 06 01 01 20 07 00 FF 12 00 F3")  # 1.1.32.7.0.255, 243
+    assert apdu.count(volts) == 1
+    telegram = telegram_from_apdu(
+        apdu.replace(volts, volts[:-2] + (24300).to_bytes(2, "big")), apdu, "HDLC"
+    )
+    assert telegram.value("1-0:32.7.0") is None
+    assert withheld(telegram)["1-0:32.7.0"] == (
+        "(24300) implausible with Kamstrup's fixed scaler 0: not exported"
+    )
+    assert telegram.value("1-0:31.7.0") == pytest.approx(0x0245 / 100)  # the rest as sent
+    assert telegram.value("1-0:52.7.0") == decoded("kamstrup_se_list1.hdlc").value("1-0:52.7.0")

@@ -189,6 +189,21 @@ def _maker_scaling(maker: str, code: str, kind: str = "no type") -> tuple[int, i
     return None
 
 
+#: Volts a maker's fixed voltage scaler may give (0: a phase without voltage). A meter
+#: configured otherwise (a Swedish Kamstrup sending 0.01 V, amsreader-firmware issue
+#: #970) would read hundreds of times too high with it: such a value is withheld.
+_PLAUSIBLE_VOLTS = (80, 500)
+
+
+def _fixed_scaling_fits(code: str, value: int, scaling: tuple[int, int]) -> bool:
+    """Whether a maker's fixed scaler gives ``value`` a value a household meter can show."""
+    c, d = _group(code)
+    if c in _VOLTAGE and d == 7 and value != 0:
+        volts = value * 10.0 ** scaling[0]
+        return _PLAUSIBLE_VOLTS[0] <= volts <= _PLAUSIBLE_VOLTS[1]
+    return True
+
+
 def _kamstrup_kind(items: tuple[Value, ...]) -> str:
     """The kind of Kamstrup meter a flat list with codes names by its meter type."""
     for index, item in enumerate(items[:-1]):
@@ -309,7 +324,15 @@ class _Builder:
         self.meter_time: float | None = None
         self.equipment_id: str | None = None
 
-    def add(self, code: str, value: Value, scaling: tuple[int, int] | None) -> None:
+    def add(
+        self,
+        code: str,
+        value: Value,
+        scaling: tuple[int, int] | None,
+        withheld: str = "sent without scaler and unit",
+    ) -> None:
+        """Add one entry; ``withheld`` says why a known code's integer without ``scaling``
+        is not exported."""
         if code == CLOCK:
             if isinstance(value, bytes):
                 self.meter_time = cosem_time(value)
@@ -335,9 +358,7 @@ class _Builder:
         raw = f"({value!r}{_scaling_text(scaling)})"
         if code in KINDS and isinstance(value, int) and scaling is None:
             # A code the table knows, sent without the scaler that would give its unit.
-            self.withheld.append(
-                ObisLine(code, f"{raw} sent without scaler and unit: not exported")
-            )
+            self.withheld.append(ObisLine(code, f"{raw} {withheld}: not exported"))
             return
         self.unknown.append(ObisLine(code, raw))
 
@@ -470,6 +491,10 @@ def decode_body(body: Value, builder: _Builder) -> str:
                 if kind == "no type" and _is_current(code) and not isinstance(value, bool):
                     unsure[code] = value
                     continue
+                if scaling is not None and not _fixed_scaling_fits(code, value, scaling):
+                    why = f"implausible with {maker}'s fixed scaler {scaling[0]}"
+                    builder.add(code, value, None, why)
+                    continue
             builder.add(code, value, scaling)
         if unsure:
             scaler = _kamstrup_current_scaler(unsure, builder)
@@ -485,6 +510,13 @@ def decode_body(body: Value, builder: _Builder) -> str:
         raise UnsupportedFrame(f"list of {len(body)} elements without OBIS codes: unknown layout")
     for code, value in zip(codes, body, strict=True):
         fixed = _maker_scaling("Kaifa", code) if isinstance(value, int) else None
+        if (
+            fixed is not None
+            and isinstance(value, int)
+            and not _fixed_scaling_fits(code, value, fixed)
+        ):
+            builder.add(code, value, None, f"implausible with Kaifa's fixed scaler {fixed[0]}")
+            continue
         builder.add(code, value, fixed)
     return "list without codes (Kaifa)"
 
