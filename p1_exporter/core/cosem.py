@@ -111,8 +111,8 @@ _LANDIS_GYR: dict[tuple[int, int], tuple[int, int]] = {
 #: meters' firmware only. A CT meter's current is in mA: amsreader-firmware issue #216's
 #: frame (tests/fixtures/han/kamstrup_dk_ct.hdlc) reads 90.999 A beside the 90-120 A its
 #: owner reports, and agrees with its own power and power factor only so; its energy unit
-#: is not known. The Danish list names no type, so a CT meter cannot be told from a direct
-#: one there and its current is withheld.
+#: is not known. The Danish list names no type: there each frame's own figures decide
+#: between the two current scalers (see _kamstrup_current_scaler).
 KAMSTRUP_CT_TYPE = "685"
 _KAMSTRUP: dict[str, dict[str, int]] = {
     "direct": {"current": -2, "energy": 1},  # a type that is not 685...
