@@ -1,4 +1,5 @@
-"""A meter's protocol and keys from the YAML config, a key file or the environment.
+"""A meter's protocol, keys and HAN scalers from the YAML config, a key file or the
+environment.
 
 Keys never come from ``--device`` (URLs land in logs, labels, ``/api/v1/meters``
 and ``ps``) nor from a flag of the exporter; they are kept out of every repr.
@@ -13,6 +14,10 @@ ValueErrors naming the setting at fault; the config turns them into exit 2.
   meters without a key of their own.
 
 An encrypted P1 meter without ``auth_key`` uses Luxembourg's published one.
+
+A HAN meter's owner may set the scalers of values the meter sends without one
+(``han_scalers: {voltage: -1}`` in YAML, ``--han-scaler voltage=-1`` for ``decode``):
+quantity (``core.cosem.SCALER_KINDS``) to a power of ten from -6 to 6.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from p1_exporter.core.cipher import LUXEMBOURG_AUTH_KEY, Keys, parse_key, require_crypto
+from p1_exporter.core.cosem import SCALER_KINDS
 from p1_exporter.meter.engine import MeterConfig
 from p1_exporter.meter.protocol import PROTOCOLS
 
-YAML_KEYS = frozenset({"protocol", "key", "auth_key", "key_file"})
+YAML_KEYS = frozenset({"protocol", "key", "auth_key", "key_file", "han_scalers"})
+#: The powers of ten a HAN scaler may be.
+SCALER_RANGE = (-6, 6)
 ENV_KEY = "P1_EXPORTER_KEY"
 ENV_AUTH_KEY = "P1_EXPORTER_AUTH_KEY"
 
@@ -109,7 +117,50 @@ def options_from_mapping(where: str, entry: Mapping[str, Any]) -> dict[str, Any]
         auth = auth if auth is not None else file_auth
     key = None if key is None else _text(f"{where}.key", key)
     auth = None if auth is None else _text(f"{where}.auth_key", auth)
-    return {"protocol": protocol, "keys": _keys(where, protocol, key, auth)}
+    options: dict[str, Any] = {"protocol": protocol, "keys": _keys(where, protocol, key, auth)}
+    if "han_scalers" in entry:
+        if protocol != "han":
+            raise ValueError(f"{where}.han_scalers: only for protocol han, not {protocol}")
+        options["han_scalers"] = han_scalers(f"{where}.han_scalers", entry["han_scalers"])
+    return options
+
+
+def _scaler(kind: object, value: object) -> tuple[str, int]:
+    """One (quantity, power of ten); ValueError saying what is wrong."""
+    if kind not in SCALER_KINDS:
+        raise ValueError(f"unknown quantity {kind!r} (known: {', '.join(SCALER_KINDS)})")
+    low, high = SCALER_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{kind}: a power of ten from {low} to {high} (-1: tenths), not {value!r}")
+    return str(kind), value
+
+
+def han_scalers(where: str, value: object) -> tuple[tuple[str, int], ...]:
+    """A HAN meter's scalers from YAML (quantity: power of ten); ValueError naming ``where``."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: a mapping of quantity to power of ten, e.g. {{voltage: -1}}")
+    out = []
+    for kind, power in value.items():
+        try:
+            out.append(_scaler(kind, power))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    return tuple(sorted(out))
+
+
+def parse_scaler_option(text: str) -> tuple[str, int]:
+    """``--han-scaler KIND=N`` as (kind, N); ValueError (argparse's type) when malformed."""
+    kind, sep, power = text.partition("=")
+    try:
+        number = int(power.strip())
+    except ValueError:
+        number = None
+    if not sep or number is None:
+        raise ValueError(f"{text!r}: write QUANTITY=POWER, e.g. voltage=-1")
+    try:
+        return _scaler(kind.strip(), number)
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
 
 
 def apply_flags(

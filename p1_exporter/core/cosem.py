@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import calendar
 import math
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -128,6 +129,33 @@ _KAMSTRUP_CHECK_MIN_VA = 200.0
 _KAMSTRUP_CHECK_RATIO = (0.9, 3.0)
 #: Makers with fixed scalers for values sent without them.
 SCALING_MAKERS = ("Kamstrup", "Kaifa", "Landis+Gyr")
+#: A meter's own scalers, set by its owner for values it sends without one (a meter
+#: configured unlike its maker's documents, a Landis+Gyr model): quantity -> scaler, the
+#: power of ten its integers are in (-1: 0.1 V, 3: kWh). They win over the maker's fixed
+#: scalers and the Kamstrup current check; a scaler the meter sends itself wins over them.
+Scalers = Mapping[str, int]
+SCALER_KINDS = ("current", "voltage", "power", "energy")
+#: Value group C of active (the rest: reactive) power and energy, total and per phase.
+_ACTIVE = {1, 2, 21, 22, 41, 42, 61, 62}
+_REACTIVE = {3, 4, 23, 24, 43, 44, 63, 64}
+_NO_SCALERS: Scalers = MappingProxyType({})
+
+
+def _owner_scaling(code: str, scalers: Scalers) -> tuple[int, int] | None:
+    """(scaler, DLMS unit) the meter's owner set for ``code``'s quantity, if any."""
+    if not scalers:
+        return None
+    c, d = _group(code)
+    if d == 7 and c in _CURRENT:
+        kind, unit = "current", 33
+    elif d == 7 and c in _VOLTAGE:
+        kind, unit = "voltage", 35
+    elif d in (7, 8) and c in _ACTIVE | _REACTIVE:
+        kind = "power" if d == 7 else "energy"
+        unit = (27 if c in _ACTIVE else 29) if d == 7 else (30 if c in _ACTIVE else 32)
+    else:
+        return None
+    return None if kind not in scalers else (scalers[kind], unit)
 
 
 def _group(code: str) -> tuple[int, int]:
@@ -422,7 +450,10 @@ def _capture_objects(body: tuple[Value, ...]) -> list[tuple[int, bytes, int]] | 
 
 
 def _decode_push_list(
-    body: tuple[Value, ...], objects: list[tuple[int, bytes, int]], builder: _Builder
+    body: tuple[Value, ...],
+    objects: list[tuple[int, bytes, int]],
+    builder: _Builder,
+    scalers: Scalers,
 ) -> str:
     maker = _maker(body[1:])
     if maker not in SCALING_MAKERS:
@@ -436,18 +467,39 @@ def _decode_push_list(
         if cls not in _VALUE_CLASSES or attribute != 2:
             builder.unknown.append(ObisLine(code, f"(class {cls} attribute {attribute})"))
             continue
-        scaling = _maker_scaling(maker, code) if isinstance(value, int) else None
-        builder.add(code, value, scaling)
+        if isinstance(value, int):
+            _add_fixed(builder, code, value, maker, _maker_scaling(maker, code), scalers)
+        else:
+            builder.add(code, value, None)
     return f"push object list ({maker})"
 
 
-def decode_body(body: Value, builder: _Builder) -> str:
+def _add_fixed(
+    builder: _Builder,
+    code: str,
+    value: int,
+    maker: str,
+    fixed: tuple[int, int] | None,
+    scalers: Scalers,
+) -> None:
+    """Add an integer sent without scaler: with its owner's scaler, else its maker's
+    ``fixed`` one, unless that makes it implausible (then kept as sent, with the reason)."""
+    owned = _owner_scaling(code, scalers)
+    scaling = owned or fixed
+    if scaling is not None and not _fixed_scaling_fits(code, value, scaling):
+        whose = "the configured" if owned else f"{maker}'s fixed"
+        builder.add(code, value, None, f"implausible with {whose} scaler {scaling[0]}")
+        return
+    builder.add(code, value, scaling)
+
+
+def decode_body(body: Value, builder: _Builder, scalers: Scalers = _NO_SCALERS) -> str:
     """Fill ``builder`` from a notification body; return the layout's name."""
     if not isinstance(body, tuple):
         raise UnsupportedFrame("notification body is not a list: unknown layout")
     objects = _capture_objects(body)
     if objects is not None:
-        return _decode_push_list(body, objects, builder)
+        return _decode_push_list(body, objects, builder, scalers)
     if body and all(isinstance(item, tuple) and item and _is_code(item[0]) for item in body):
         for item in body:
             assert isinstance(item, tuple)
@@ -486,15 +538,21 @@ def decode_body(body: Value, builder: _Builder) -> str:
             if scaling is not None:
                 scaled = True
                 index += 1
-            elif isinstance(value, int) and maker in ("Kamstrup", "Kaifa"):
-                scaling = _maker_scaling(maker, code, kind or "no type")
-                if kind == "no type" and _is_current(code) and not isinstance(value, bool):
+            elif (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and maker in ("Kamstrup", "Kaifa")
+            ):
+                if (
+                    kind == "no type"
+                    and _is_current(code)
+                    and _owner_scaling(code, scalers) is None
+                ):
                     unsure[code] = value
                     continue
-                if scaling is not None and not _fixed_scaling_fits(code, value, scaling):
-                    why = f"implausible with {maker}'s fixed scaler {scaling[0]}"
-                    builder.add(code, value, None, why)
-                    continue
+                fixed = _maker_scaling(maker, code, kind or "no type")
+                _add_fixed(builder, code, value, maker, fixed, scalers)
+                continue
             builder.add(code, value, scaling)
         if unsure:
             scaler = _kamstrup_current_scaler(unsure, builder)
@@ -509,23 +567,21 @@ def decode_body(body: Value, builder: _Builder) -> str:
     if codes is None or (len(body) > 1 and _maker(body[:1]) != "Kaifa"):
         raise UnsupportedFrame(f"list of {len(body)} elements without OBIS codes: unknown layout")
     for code, value in zip(codes, body, strict=True):
-        fixed = _maker_scaling("Kaifa", code) if isinstance(value, int) else None
-        if (
-            fixed is not None
-            and isinstance(value, int)
-            and not _fixed_scaling_fits(code, value, fixed)
-        ):
-            builder.add(code, value, None, f"implausible with Kaifa's fixed scaler {fixed[0]}")
-            continue
-        builder.add(code, value, fixed)
+        if isinstance(value, int) and not isinstance(value, bool):
+            _add_fixed(builder, code, value, "Kaifa", _maker_scaling("Kaifa", code), scalers)
+        else:
+            builder.add(code, value, None)
     return "list without codes (Kaifa)"
 
 
-def telegram_from_apdu(apdu: bytes, raw: bytes, transport: str) -> Telegram:
-    """A Telegram from a plain data-notification APDU (LLC header allowed)."""
+def telegram_from_apdu(
+    apdu: bytes, raw: bytes, transport: str, scalers: Scalers = _NO_SCALERS
+) -> Telegram:
+    """A Telegram from a plain data-notification APDU (LLC header allowed); ``scalers``:
+    the owner's scalers for values sent without one."""
     notification = parse_notification(strip_llc(apdu))
     builder = _Builder()
-    layout = decode_body(notification.body, builder)
+    layout = decode_body(notification.body, builder, scalers)
     if builder.meter_time is None and notification.date_time is not None:
         builder.meter_time = cosem_time(notification.date_time)
     # The header is the same for every list a meter sends (it labels p1_meter_info).

@@ -34,7 +34,7 @@ from p1_exporter.core.cipher import (
     open_checked,
     parse_ciphered,
 )
-from p1_exporter.core.cosem import strip_llc, telegram_from_apdu
+from p1_exporter.core.cosem import Scalers, strip_llc, telegram_from_apdu
 from p1_exporter.core.errors import FramingError, P1Error
 from p1_exporter.core.gbt import GBT_TAG, BlockAssembler
 from p1_exporter.core.han_framing import DEFAULT_MAX_APDU, HanFramer, LinkFrame, Reassembler
@@ -105,8 +105,11 @@ class HanStream(ReportsNoiseAtOnce):
         counter: FrameCounter | None = None,
         merger: ListMerger | None = None,
         clock: Callable[[], float] = time.monotonic,
+        scalers: Scalers | None = None,
     ) -> None:
         self.keys = keys
+        #: The owner's scalers for values the meter sends without one (cosem.Scalers).
+        self.scalers: Scalers = MappingProxyType(dict(scalers or {}))
         self.merger = merger or ListMerger()
         self.framer = HanFramer()
         self.reassembler = Reassembler(max_size)
@@ -164,14 +167,14 @@ class HanStream(ReportsNoiseAtOnce):
         """One reassembled APDU to a Telegram; raise a P1Error when refused."""
         body = strip_llc(apdu)
         if not body or body[0] != TAG:
-            return telegram_from_apdu(body, raw, _TRANSPORT.get(transport, transport))
+            return telegram_from_apdu(body, raw, _TRANSPORT.get(transport, transport), self.scalers)
         frame = parse_ciphered(body)
         if frame is None:
             raise FramingError("ciphered APDU is shorter than its length says")
         plain = open_checked(frame, self.keys, self.counter, "frames")
         try:
             telegram = telegram_from_apdu(
-                plain, raw, _TRANSPORT.get(transport, transport) + ", encrypted"
+                plain, raw, _TRANSPORT.get(transport, transport) + ", encrypted", self.scalers
             )
         except (AxdrError, UnsupportedFrame) as error:
             if frame.security_control in ENCRYPTED_ONLY:

@@ -83,6 +83,9 @@ class MeterConfig:
     #: dsmr (plain telegrams), encrypted (DLMS-encrypted P1) or han (DLMS/COSEM frames).
     protocol: str = "dsmr"
     keys: Keys | None = field(default=None, repr=False)
+    #: HAN: the owner's scalers for values the meter sends without one, as (quantity,
+    #: power of ten) pairs (``core.cosem.SCALER_KINDS``); empty: the makers' own.
+    han_scalers: tuple[tuple[str, int], ...] = ()
 
 
 def _bug_site(exc: BaseException) -> str:
@@ -367,6 +370,7 @@ class MeterEngine:
             check_crc=config.check_crc,
             max_size=config.max_telegram_size,
             merger=self._merger,
+            scalers=dict(config.han_scalers),
         )
         return self._stream
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from p1_exporter.core.cipher import FrameCounter, Keys
+from p1_exporter.core.cosem import Scalers
 from p1_exporter.core.han_stream import HanStream, ListMerger
 from p1_exporter.core.secure_stream import EncryptedTelegramStream
 from p1_exporter.core.stream import Outcome, TelegramStream
@@ -49,15 +50,17 @@ def make_stream(
     check_crc: bool,
     max_size: int,
     merger: ListMerger | None = None,
+    scalers: Scalers | None = None,
 ) -> Stream:
     """A fresh decoder for one connection; ``counter`` (replay check) and ``merger`` (HAN
-    lists carried forward) outlive it, so a reconnect forgets neither."""
+    lists carried forward) outlive it, so a reconnect forgets neither. ``scalers``: a HAN
+    meter owner's scalers for values it sends without one (``core.cosem.Scalers``)."""
     if protocol == "encrypted":
         return EncryptedTelegramStream(
             keys, check_crc=check_crc, max_size=max_size, counter=counter
         )
     if protocol == "han":
-        return HanStream(keys, max_size=max_size, counter=counter, merger=merger)
+        return HanStream(keys, max_size=max_size, counter=counter, merger=merger, scalers=scalers)
     return TelegramStream(check_crc=check_crc, max_size=max_size, sticky_crc=True)
 
 
