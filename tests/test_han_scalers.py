@@ -132,3 +132,16 @@ def test_the_exporter_exports_with_the_configured_scalers(tmp_path: Path) -> Non
         assert value(found, "p1_telegrams_total", meter="lg", result="ok") == 1
         code, _ = proc.stop()
     assert code == 0
+
+
+def test_backfill_takes_han_scalers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The E360 frame carries its clock (2023-06-06 15:31:20 UTC) and L1's 2357 in 0.1 V.
+    frame = str(HAN / "landis_gyr_e360_ch_2026.hdlc")
+    plain, owned = tmp_path / "plain.om", tmp_path / "owned.om"
+    assert main(["backfill", frame, "--protocol", "han", "--out", str(plain)]) == 0
+    args = ["backfill", frame, "--protocol", "han", "--han-scaler", "voltage=-1"]
+    assert main([*args, "--out", str(owned)]) == 0
+    capsys.readouterr()
+    line = 'p1_phase_voltage_volts{meter="main",phase="L1"} 235.7 1686065480'
+    assert line in owned.read_text().splitlines()
+    assert "p1_phase_voltage_volts" not in plain.read_text()

@@ -208,6 +208,7 @@ def run(args: argparse.Namespace, err: TextIO | None = None) -> int:
             progress=bar,
             protocol=args.protocol,
             keys=keys,
+            scalers=dict(args.han_scalers),
         )
     except OutputRefused as exc:
         print(f"p1-exporter backfill: {exc}", file=err)

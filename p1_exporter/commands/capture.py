@@ -109,7 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration", type=_seconds, metavar="SECONDS", help="stop after this many seconds"
     )
     add_protocol_arguments(
-        parser, what="the meter sends: dsmr (plain telegrams), encrypted (P1) or han"
+        parser,
+        what="the meter sends: dsmr (plain telegrams), encrypted (P1) or han",
+        scalers=False,
     )
     serial = parser.add_argument_group(
         "serial ports (default: auto-detect 115200 8N1, then 9600 7E1; han: 2400 8E1, "

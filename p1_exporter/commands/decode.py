@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from p1_exporter.commands.meter_keys import add_protocol_arguments, parse_scaler_option
+from p1_exporter.commands.meter_keys import add_protocol_arguments
 from p1_exporter.core.render_json import format_json
 from p1_exporter.core.render_text import format_telegram
 from p1_exporter.core.stream import Outcome, iter_telegrams
@@ -45,24 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="same as --format metrics",
     )
     add_protocol_arguments(parser, default="auto", what="the file holds")
-    parser.add_argument(
-        "--han-scaler",
-        dest="han_scalers",
-        metavar="QUANTITY=POWER",
-        type=_scaler_argument,
-        action="append",
-        default=[],
-        help="HAN: the power of ten of a quantity the meter sends without a scaler "
-        "(current, voltage, power, energy; e.g. voltage=-1 for 0.1 V); repeatable, "
-        "as han_scalers in the config",
-    )
-
-
-def _scaler_argument(text: str) -> tuple[str, int]:
-    try:
-        return parse_scaler_option(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _read(path: str) -> bytes:

@@ -16,7 +16,8 @@ ValueErrors naming the setting at fault; the config turns them into exit 2.
 An encrypted P1 meter without ``auth_key`` uses Luxembourg's published one.
 
 A HAN meter's owner may set the scalers of values the meter sends without one
-(``han_scalers: {voltage: -1}`` in YAML, ``--han-scaler voltage=-1`` for ``decode``):
+(``han_scalers: {voltage: -1}`` in YAML, ``--han-scaler voltage=-1`` for ``decode`` and
+``backfill``):
 quantity (``core.cosem.SCALER_KINDS``) to a power of ten from -6 to 6.
 """
 
@@ -189,11 +190,16 @@ def apply_flags(
 
 
 def add_protocol_arguments(
-    parser: argparse.ArgumentParser, *, default: str = "dsmr", what: str = "the meter sends"
+    parser: argparse.ArgumentParser,
+    *,
+    default: str = "dsmr",
+    what: str = "the meter sends",
+    scalers: bool = True,
 ) -> None:
     """``--protocol``, ``--key``, ``--auth-key`` and ``--key-file`` of the subcommands that
-    read a meter's bytes themselves (decode, capture, backfill). ``default`` "auto" lets
-    ``--protocol`` be recognised from the data."""
+    read a meter's bytes themselves (decode, capture, backfill), and ``--han-scaler`` where
+    values are scaled (``scalers``). ``default`` "auto" lets ``--protocol`` be recognised
+    from the data."""
     choices = ["auto", *PROTOCOLS] if default == "auto" else list(PROTOCOLS)
     parser.add_argument(
         "--protocol",
@@ -215,6 +221,26 @@ def add_protocol_arguments(
     parser.add_argument(
         "--key-file", metavar="FILE", help="file with key: HEX (and auth_key: HEX) lines"
     )
+    if not scalers:  # capture keeps bytes and outcomes: no value is scaled there
+        return
+    parser.add_argument(
+        "--han-scaler",
+        dest="han_scalers",
+        metavar="QUANTITY=POWER",
+        type=_scaler_argument,
+        action="append",
+        default=[],
+        help="HAN: the power of ten of a quantity the meter sends without a scaler "
+        "(current, voltage, power, energy; e.g. voltage=-1 for 0.1 V); repeatable, "
+        "as han_scalers in the config",
+    )
+
+
+def _scaler_argument(text: str) -> tuple[str, int]:
+    try:
+        return parse_scaler_option(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def keys_from_arguments(args: argparse.Namespace, protocol: str) -> Keys | None:

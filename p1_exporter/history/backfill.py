@@ -43,6 +43,7 @@ from typing import Any, BinaryIO
 
 from p1_exporter.core.cipher import FrameCounter, Keys
 from p1_exporter.core.clock import parse_meter_time
+from p1_exporter.core.cosem import Scalers
 from p1_exporter.core.errors import P1Error
 from p1_exporter.core.framing import DEFAULT_MAX_SIZE
 from p1_exporter.core.han_stream import ListMerger
@@ -404,10 +405,12 @@ def convert(
     extra: Labels = (),
     protocol: str = "dsmr",
     keys: Keys | None = None,
+    scalers: Scalers | None = None,
 ) -> WorkerResult:
     """Convert byte ranges of input files, in order, into series files under ``workdir``.
 
-    ``protocol`` encrypted or han decodes with the exporter's stream for it (and ``keys``).
+    ``protocol`` encrypted or han decodes with the exporter's stream for it (and ``keys``,
+    and for HAN the owner's ``scalers``).
     """
     os.makedirs(workdir, exist_ok=True)
     converter = Converter(workdir, meter, log_times, extra)
@@ -415,7 +418,7 @@ def convert(
     memo = converter.memo
     take = converter.telegram
     refused = tally.refused
-    secure = _SecureDecoder(protocol, keys) if protocol != "dsmr" else None
+    secure = _SecureDecoder(protocol, keys, scalers) if protocol != "dsmr" else None
     done = 0
     for part in parts:
         with open(part.path, "rb") as handle:
@@ -483,7 +486,7 @@ class _SecureDecoder:
     """Decodes the records of an encrypted or HAN capture, one whole frame (or APDU) each,
     through one stream: the replay check and the HAN lists carried forward span records."""
 
-    def __init__(self, protocol: str, keys: Keys | None) -> None:
+    def __init__(self, protocol: str, keys: Keys | None, scalers: Scalers | None = None) -> None:
         self.stream = make_stream(
             protocol,
             keys,
@@ -491,6 +494,7 @@ class _SecureDecoder:
             check_crc=True,
             max_size=DEFAULT_MAX_SIZE,
             merger=ListMerger(),
+            scalers=scalers,
         )
 
     def record(self, data: bytes, result: str, received: float, converter: Converter) -> None:
@@ -810,6 +814,7 @@ def backfill(
     progress: Callable[[int, int, int], None] | None = None,
     protocol: str = "dsmr",
     keys: Keys | None = None,
+    scalers: Scalers | None = None,
 ) -> tuple[Tally, list[InputFile]]:
     """Convert ``paths`` into the OpenMetrics file ``out_path``; return counts and inputs.
 
@@ -820,9 +825,9 @@ def backfill(
     temporary directory when the output is a device or pipe): they add up to about the
     size of the output. Raises :class:`OutputRefused` when ``out_path`` is one of the
     inputs or a directory, OSError (naming ``out_path``) when it cannot be written.
-    ``protocol`` and ``keys`` say how the inputs' frames are decoded (a capture does not
-    record them); a HAN input is read by one process, as each telegram carries values
-    of the lists before it.
+    ``protocol``, ``keys`` and a HAN meter's ``scalers`` say how the inputs' frames are
+    decoded (a capture does not record them); a HAN input is read by one process, as each
+    telegram carries values of the lists before it.
     """
     output = resolve_output(out_path, paths)
     inputs = order_inputs([inspect_input(path) for path in paths])
@@ -844,7 +849,9 @@ def backfill(
         raise OSError(exc.errno, exc.strerror, tmpdir or out_path) from None
     try:
         with open_output(output) as out:
-            results = _run(runs, workdir, meter, tuple(labels), total, progress, protocol, keys)
+            results = _run(
+                runs, workdir, meter, tuple(labels), total, progress, protocol, keys, scalers
+            )
             tally = merge(results, out)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -860,8 +867,9 @@ def _run(
     progress: Callable[[int, int, int], None] | None,
     protocol: str = "dsmr",
     keys: Keys | None = None,
+    scalers: Scalers | None = None,
 ) -> list[WorkerResult]:
-    if len(runs) <= 1:
+    if len(runs) <= 1:  # always so for HAN (see backfill), the only user of scalers
 
         def report(done: int, read: int) -> None:
             if progress is not None:
@@ -876,6 +884,7 @@ def _run(
                 extra=extra,
                 protocol=protocol,
                 keys=keys,
+                scalers=scalers,
             )
         ]
     import multiprocessing
