@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import p1_exporter.history.capture as capture_module
-from p1_exporter.commands.capture import Capture, parse_size
+from p1_exporter.commands.capture import SILENCE_TIMEOUT, Capture, parse_size
 from p1_exporter.commands.cli import main
 from p1_exporter.core import TelegramStream
 from p1_exporter.history.capture import (
@@ -408,10 +408,14 @@ def test_capture_reconnects_a_silent_dongle_after_the_silence_timeout(tmp_path: 
     writer = CaptureWriter(str(tmp_path / "silent.p1cap"))
     writer.open()
     capture = Capture(open_source(dongle.url), writer, count=2, duration=600.0, clock=clock)
+    before = clock()
     runner = threading.Thread(target=capture.run)
     runner.start()
     try:
         wait_for(lambda: dongle.clients == 1)
+        # The capture's silence deadline runs from when its session began; advancing the
+        # clock before that (a loaded machine) would move the deadline along with it.
+        wait_for(lambda: capture.link.wake_at() >= before + SILENCE_TIMEOUT, what="a session")
         clock.advance(29.0)
         capture.wake()
         time.sleep(0.4)

@@ -48,6 +48,7 @@ if os.environ.get("CI", "").lower() != "true":
     pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[test]')")
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -150,7 +151,9 @@ def browser(exporter: ExporterProcess) -> Iterator[webdriver.Chrome]:
 
 
 def wait_until(driver: webdriver.Chrome, condition: Any, what: str, timeout: float = 15) -> None:
-    wait_for(lambda: bool(condition()), timeout, what)
+    # The page redraws parts of a card on each poll (phase rows, chart contents), so an
+    # element found a moment ago may be gone: that is "not yet", not a failure.
+    wait_for(lambda: bool(condition()), timeout, what, retry_on=(StaleElementReferenceException,))
 
 
 def cards(driver: webdriver.Chrome) -> dict[str, Any]:
