@@ -145,3 +145,20 @@ def test_backfill_takes_han_scalers(tmp_path: Path, capsys: pytest.CaptureFixtur
     line = 'p1_phase_voltage_volts{meter="main",phase="L1"} 235.7 1686065480'
     assert line in owned.read_text().splitlines()
     assert "p1_phase_voltage_volts" not in plain.read_text()
+
+
+def test_a_list_of_an_unnamed_maker_is_read_with_its_owners_scalers() -> None:
+    """The Baden E450 names no maker (no LGZ device name): refused as unknown, and read
+    once its owner gives the scalers. 362 W beside 0.51, 1.05 and 0.52 A in 10 mA: about
+    480 VA at 230 V, as a 362 W load can draw."""
+    data = (HAN / "landis_gyr_e450_baden.hdlc").read_bytes()
+    refused = HanStream().feed(data)
+    assert [r.result for r in refused] == ["unsupported"]
+    assert "han_scalers would read them" in str(refused[0].error)
+    owned = decoded("landis_gyr_e450_baden.hdlc", power=0, energy=0, voltage=0, current=-2)
+    assert owned.header == "DLMS/COSEM HDLC, push object list (an unnamed maker)"
+    assert owned.value("1-0:1.7.0") == 0x016A  # "06 00 00 01 6A": 362 W
+    assert owned.value("1-0:1.8.0") == 0x232226 * WH  # "06 00 23 22 26": 2302502 Wh
+    assert owned.value("1-0:31.7.0") == pytest.approx(0x33 / 100)  # "12 00 33": 51 x 10 mA
+    assert owned.value("1-0:8.8.0") == 0x0AC6A8  # "06 00 0A C6 A8": Q4 reactive, varh
+    assert owned.equipment_id == "63326413"

@@ -137,7 +137,7 @@ Scalers = Mapping[str, int]
 SCALER_KINDS = ("current", "voltage", "power", "energy")
 #: Value group C of active (the rest: reactive) power and energy, total and per phase.
 _ACTIVE = {1, 2, 21, 22, 41, 42, 61, 62}
-_REACTIVE = {3, 4, 23, 24, 43, 44, 63, 64}
+_REACTIVE = {3, 4, 5, 6, 7, 8, 23, 24, 43, 44, 63, 64}  # 5-8: the four quadrants
 _NO_SCALERS: Scalers = MappingProxyType({})
 
 
@@ -457,9 +457,9 @@ def _decode_push_list(
 ) -> str:
     maker = _maker(body[1:])
     if maker not in SCALING_MAKERS:
-        raise UnsupportedFrame(
-            "values without scaler and unit from an unknown meter maker: unknown layout"
-        )
+        if not scalers:
+            raise UnsupportedFrame(_UNKNOWN_MAKER)
+        maker = maker or "an unnamed maker"  # the owner's scalers alone apply
     for (cls, raw_code, attribute), value in zip(objects[1:], body[1:], strict=True):
         if cls == _PUSH_SETUP_CLASS:
             continue  # the push setup's own name
@@ -491,6 +491,12 @@ def _add_fixed(
         builder.add(code, value, None, f"implausible with {whose} scaler {scaling[0]}")
         return
     builder.add(code, value, scaling)
+
+
+_UNKNOWN_MAKER = (
+    "values without scaler and unit from an unknown meter maker: unknown layout "
+    "(the meter's han_scalers would read them)"
+)
 
 
 def decode_body(body: Value, builder: _Builder, scalers: Scalers = _NO_SCALERS) -> str:
@@ -541,7 +547,7 @@ def decode_body(body: Value, builder: _Builder, scalers: Scalers = _NO_SCALERS) 
             elif (
                 isinstance(value, int)
                 and not isinstance(value, bool)
-                and maker in ("Kamstrup", "Kaifa")
+                and (maker in ("Kamstrup", "Kaifa") or scalers)
             ):
                 if (
                     kind == "no type"
@@ -550,18 +556,20 @@ def decode_body(body: Value, builder: _Builder, scalers: Scalers = _NO_SCALERS) 
                 ):
                     unsure[code] = value
                     continue
-                fixed = _maker_scaling(maker, code, kind or "no type")
-                _add_fixed(builder, code, value, maker, fixed, scalers)
+                fixed = (
+                    _maker_scaling(maker, code, kind or "no type")
+                    if maker in ("Kamstrup", "Kaifa")
+                    else None
+                )
+                _add_fixed(builder, code, value, maker or "an unnamed maker", fixed, scalers)
                 continue
             builder.add(code, value, scaling)
         if unsure:
             scaler = _kamstrup_current_scaler(unsure, builder)
             for code, value in unsure.items():
                 builder.add(code, value, None if scaler is None else (scaler, 33))
-        if not scaled and maker not in ("Kamstrup", "Kaifa"):
-            raise UnsupportedFrame(
-                "values without scaler and unit from an unknown meter maker: unknown layout"
-            )
+        if not scaled and maker not in ("Kamstrup", "Kaifa") and not scalers:
+            raise UnsupportedFrame(_UNKNOWN_MAKER)
         return "list with codes" + (f" ({maker})" if maker else "")
     codes = KAIFA_LAYOUTS.get(len(body))
     if codes is None or (len(body) > 1 and _maker(body[:1]) != "Kaifa"):
