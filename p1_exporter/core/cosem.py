@@ -141,11 +141,15 @@ _REACTIVE = {3, 4, 5, 6, 7, 8, 23, 24, 43, 44, 63, 64}  # 5-8: the four quadrant
 _NO_SCALERS: Scalers = MappingProxyType({})
 
 
-def _owner_scaling(code: str, scalers: Scalers) -> tuple[int, int] | None:
-    """(scaler, DLMS unit) the meter's owner set for ``code``'s quantity, if any."""
+#: A code's value groups C and D (see _group): what the scaling rules look at.
+Group = tuple[int, int]
+
+
+def _owner_scaling(group: Group, scalers: Scalers) -> tuple[int, int] | None:
+    """(scaler, DLMS unit) the meter's owner set for the quantity of a code in ``group``."""
     if not scalers:
         return None
-    c, d = _group(code)
+    c, d = group
     if d == 7 and c in _CURRENT:
         kind, unit = "current", 33
     elif d == 7 and c in _VOLTAGE:
@@ -158,14 +162,14 @@ def _owner_scaling(code: str, scalers: Scalers) -> tuple[int, int] | None:
     return None if kind not in scalers else (scalers[kind], unit)
 
 
-def _group(code: str) -> tuple[int, int]:
+def _group(code: str) -> Group:
     """Value groups C and D of a DSMR-style key (``A-B:C.D.E``)."""
     group = code.split(":", 1)[1].split(".")
     return int(group[0]), int(group[1])
 
 
-def _is_current(code: str) -> bool:
-    c, d = _group(code)
+def _is_current(group: Group) -> bool:
+    c, d = group
     return c in _CURRENT and d == 7
 
 
@@ -190,12 +194,15 @@ def _kamstrup_current_scaler(currents: dict[str, int], builder: _Builder) -> int
     return None
 
 
-def _maker_scaling(maker: str, code: str, kind: str = "no type") -> tuple[int, int] | None:
-    """(scaler, DLMS unit) for a value sent without them, or None when not known.
+def _maker_scaling(maker: str, group: Group, kind: str = "no type") -> tuple[int, int] | None:
+    """(scaler, DLMS unit) for a value of a code in ``group`` sent without them, or None
+    when not known (or ``maker`` has no fixed scalers).
 
     ``kind`` is a Kamstrup meter's kind (a key of ``_KAMSTRUP``); other makers ignore it.
     """
-    c, d = _group(code)
+    if maker not in SCALING_MAKERS:
+        return None
+    c, d = group
     if maker == "Landis+Gyr":
         return _LANDIS_GYR.get((c, d))
     kamstrup = _KAMSTRUP[kind] if maker == "Kamstrup" else None
@@ -223,9 +230,10 @@ def _maker_scaling(maker: str, code: str, kind: str = "no type") -> tuple[int, i
 _PLAUSIBLE_VOLTS = (80, 500)
 
 
-def _fixed_scaling_fits(code: str, value: int, scaling: tuple[int, int]) -> bool:
-    """Whether a maker's fixed scaler gives ``value`` a value a household meter can show."""
-    c, d = _group(code)
+def _fixed_scaling_fits(group: Group, value: int, scaling: tuple[int, int]) -> bool:
+    """Whether a scaler not sent by the meter gives ``value`` (of a code in ``group``) a
+    value a household meter can show."""
+    c, d = group
     if c in _VOLTAGE and d == 7 and value != 0:
         volts = value * 10.0 ** scaling[0]
         return _PLAUSIBLE_VOLTS[0] <= volts <= _PLAUSIBLE_VOLTS[1]
@@ -468,7 +476,7 @@ def _decode_push_list(
             builder.unknown.append(ObisLine(code, f"(class {cls} attribute {attribute})"))
             continue
         if isinstance(value, int):
-            _add_fixed(builder, code, value, maker, _maker_scaling(maker, code), scalers)
+            _add_fixed(builder, code, _group(code), value, maker, scalers)
         else:
             builder.add(code, value, None)
     return f"push object list ({maker})"
@@ -477,16 +485,18 @@ def _decode_push_list(
 def _add_fixed(
     builder: _Builder,
     code: str,
+    group: Group,
     value: int,
     maker: str,
-    fixed: tuple[int, int] | None,
     scalers: Scalers,
+    kind: str = "no type",
 ) -> None:
-    """Add an integer sent without scaler: with its owner's scaler, else its maker's
-    ``fixed`` one, unless that makes it implausible (then kept as sent, with the reason)."""
-    owned = _owner_scaling(code, scalers)
-    scaling = owned or fixed
-    if scaling is not None and not _fixed_scaling_fits(code, value, scaling):
+    """Add an integer sent without scaler: with its owner's scaler, else its maker's fixed
+    one (``kind``: see _maker_scaling), unless that makes it implausible (then kept as
+    sent, with the reason)."""
+    owned = _owner_scaling(group, scalers)
+    scaling = owned or _maker_scaling(maker, group, kind)
+    if scaling is not None and not _fixed_scaling_fits(group, value, scaling):
         whose = "the configured" if owned else f"{maker}'s fixed"
         builder.add(code, value, None, f"implausible with {whose} scaler {scaling[0]}")
         return
@@ -549,19 +559,17 @@ def decode_body(body: Value, builder: _Builder, scalers: Scalers = _NO_SCALERS) 
                 and not isinstance(value, bool)
                 and (maker in ("Kamstrup", "Kaifa") or scalers)
             ):
+                group = _group(code)
                 if (
                     kind == "no type"
-                    and _is_current(code)
-                    and _owner_scaling(code, scalers) is None
+                    and _is_current(group)
+                    and _owner_scaling(group, scalers) is None
                 ):
                     unsure[code] = value
                     continue
-                fixed = (
-                    _maker_scaling(maker, code, kind or "no type")
-                    if maker in ("Kamstrup", "Kaifa")
-                    else None
-                )
-                _add_fixed(builder, code, value, maker or "an unnamed maker", fixed, scalers)
+                # Only Kamstrup and Kaifa have fixed scalers for a flat list with codes.
+                fixed_maker = maker if maker in ("Kamstrup", "Kaifa") else ""
+                _add_fixed(builder, code, group, value, fixed_maker, scalers, kind or "no type")
                 continue
             builder.add(code, value, scaling)
         if unsure:
@@ -576,7 +584,7 @@ def decode_body(body: Value, builder: _Builder, scalers: Scalers = _NO_SCALERS) 
         raise UnsupportedFrame(f"list of {len(body)} elements without OBIS codes: unknown layout")
     for code, value in zip(codes, body, strict=True):
         if isinstance(value, int) and not isinstance(value, bool):
-            _add_fixed(builder, code, value, "Kaifa", _maker_scaling("Kaifa", code), scalers)
+            _add_fixed(builder, code, _group(code), value, "Kaifa", scalers)
         else:
             builder.add(code, value, None)
     return "list without codes (Kaifa)"
