@@ -131,21 +131,16 @@ class MeterEngine:
         fields = {"meter": config.name, "source": description}
         # Link failures and meter data have budgets of their own: a flood of either never
         # hides the other.
-        self._limiter = LogLimiter(
-            log,
-            budget=DATA_LOG_BUDGET,
-            window=DATA_LOG_WINDOW,
-            subject=f"meter {config.name}",
-            fields=fields,
-            clock=clock,
-        )
-        self._data_log = LogLimiter(
-            log,
-            budget=DATA_LOG_BUDGET,
-            window=DATA_LOG_WINDOW,
-            subject=f"meter {config.name}",
-            fields=fields,
-            clock=clock,
+        self._limiter, self._data_log = (
+            LogLimiter(
+                log,
+                budget=DATA_LOG_BUDGET,
+                window=DATA_LOG_WINDOW,
+                subject=f"meter {config.name}",
+                fields=fields,
+                clock=clock,
+            )
+            for _ in range(2)
         )
         self.fields = fields
         self._diagnostics = Diagnostics(f"meter {config.name}")
